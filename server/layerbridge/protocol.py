@@ -55,6 +55,8 @@ MODEL_MISSING = "model_missing"
 SHUTTING_DOWN = "shutting_down"
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]+$")
+# A file name the server may write into its output folder: no folders, no dot first.
+_SAVE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9 _.()-]{0,150}\.(psd|ora)$", re.IGNORECASE)
 
 
 class ProtocolError(Exception):
@@ -197,6 +199,9 @@ PARAMS: dict[str, Param] = {
         lambda v: v is None or _number_in(0.0, 30.0)(v),
         "a number from 0 to 30 (true CFG scale), or null for the default",
     ),
+    "save": Param(OPS, lambda v: v is None or (isinstance(v, str) and bool(_SAVE_NAME.match(v))),
+                  "a plain file name ending in .psd or .ora (no folders), written into the "
+                  "server's output folder"),
 }
 
 INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {

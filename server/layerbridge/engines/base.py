@@ -88,6 +88,13 @@ class JobContext:
     def __init__(self, report: Callable[[dict[str, Any]], None] | None = None) -> None:
         self._report = report or (lambda event: None)
         self._cancel = threading.Event()
+        self.layer_count: int | None = None
+
+    def set_layer_count(self, count: int) -> None:
+        """Announce how many layers ``run`` will yield, so each can be sent the moment it
+        is ready (a layer message carries the count). Without it the server holds the
+        layers until the engine is done."""
+        self.layer_count = int(count)
 
     def progress(
         self,
@@ -133,6 +140,10 @@ class Engine(ABC):
 
     def warm_up(self) -> None:
         """Do heavy imports, JIT compilation and model loading once, before the first job."""
+
+    def unsupported_message(self, op: str) -> str:
+        """Why this engine cannot run ``op`` and what would: shown to the user as is."""
+        return f"the {self.name} engine cannot run {op!r}; it runs {', '.join(self.ops)}"
 
     @abstractmethod
     def run(self, request: JobRequest, ctx: JobContext) -> Iterator[Layer]:
