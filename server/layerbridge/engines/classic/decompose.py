@@ -1,0 +1,207 @@
+"""The classic decomposition, start to end: find elements, order them, peel them off.
+
+``decompose`` is host-free (numpy in, float RGBA layers out) so tests and benchmarks call
+it directly; the engine wraps it with the job protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from layerbridge.engines.classic import photo
+from layerbridge.engines.classic.background import Background, background_mask, fit_background
+from layerbridge.engines.classic.fill import fill_plate, push_pull
+from layerbridge.engines.classic.grouping import absorb_pieces, text_lines
+from layerbridge.engines.classic.hulls import hull_mask
+from layerbridge.engines.classic.order import z_order
+from layerbridge.engines.classic.peel import split_layer, unmix_alpha
+from layerbridge.engines.classic.regions import (
+    MIN_AREA,
+    Element,
+    element_of,
+    is_thin,
+    link_components,
+)
+from layerbridge.engines.classic.stack import apply_input_alpha, merge_to_count
+
+Progress = Callable[[float, str], None]
+Check = Callable[[], None]
+
+#: Components whose colour varies more than this (std) are textures, not flat fills.
+FLAT_STD = 0.03
+#: Above this many elements the image is treated as a photo (designs have far fewer).
+MAX_ELEMENTS = 400
+_BAND = 2
+
+
+@dataclass
+class Scene:
+    """What the analysis found: the background field (None for photos) and the elements."""
+
+    background: Background | None
+    elements: list[Element]  # bottom first
+    soft_alpha: dict[int, np.ndarray]  # element index -> box-sized alpha (photo subjects)
+
+
+def decompose(
+    rgba: np.ndarray,
+    layers: int | str = "auto",
+    progress: Progress | None = None,
+    check: Check | None = None,
+) -> list[tuple[str, np.ndarray]]:
+    """Decompose uint8 RGBA (h, w, 4) into named float RGBA layers, bottom first."""
+    progress = progress or (lambda fraction, stage: None)
+    check = check or (lambda: None)
+    alpha = rgba[..., 3].astype(np.float64) / 255.0
+    rgb = _opaque_rgb(rgba)
+    if layers == 1 or min(rgb.shape[:2]) < 4:
+        out = [("image", np.concatenate([rgb, np.ones_like(alpha)[..., None]], -1))]
+    else:
+        scene = analyse(rgb, progress, check)
+        if isinstance(layers, int):
+            scene.elements = merge_to_count(scene.elements, layers - 1)
+        out = peel_all(rgb, scene, progress, check)
+    progress(0.97, "alpha")
+    stack = apply_input_alpha([layer for _, layer in out], alpha)
+    return [(name, layer) for (name, _), layer in zip(out, stack)]
+
+
+def _opaque_rgb(rgba: np.ndarray) -> np.ndarray:
+    """Float RGB with fully transparent pixels given their surroundings' colour."""
+    rgb = rgba[..., :3].astype(np.float64) / 255.0
+    known = rgba[..., 3] > 0
+    return rgb if known.all() else push_pull(rgb, known)
+
+
+def analyse(rgb: np.ndarray, progress: Progress, check: Check) -> Scene:
+    """Background field, elements and their z-order."""
+    h, w = rgb.shape[:2]
+    rgb8 = np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8)
+    progress(0.05, "regions")
+    comp = link_components(rgb8)
+    check()
+    progress(0.15, "background")
+    bg = fit_background(rgb, comp.labels == _largest_border_label(comp.labels, comp.area),
+                        np.random.default_rng(0))
+    elements = _flat_elements(comp, rgb, bg) if bg.ok else None
+    if elements is None or len(elements) > MAX_ELEMENTS:
+        return _photo_scene(rgb, rgb8)
+    check()
+    progress(0.3, "regions")
+    elements = absorb_pieces(text_lines(elements, h))
+    check()
+    progress(0.4, "order")
+    return Scene(bg, z_order(elements), {})
+
+
+def _largest_border_label(labels: np.ndarray, area: np.ndarray) -> int:
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return int(border[np.argmax(area[border])])
+
+
+def _flat_elements(comp, rgb: np.ndarray, bg: Background) -> list[Element]:
+    """One element per component that is big enough, not a seam, and not background."""
+    is_bg = background_mask(rgb, bg)
+    bg_share = np.bincount(comp.labels.ravel(), is_bg.ravel(), comp.count + 1)
+    bg_share /= np.maximum(comp.area, 1)
+    out = []
+    for label in np.flatnonzero((comp.area >= MIN_AREA) & (bg_share < 0.5)):
+        if label == 0 or is_thin(comp, int(label)):
+            continue
+        out.append(element_of(comp, int(label), FLAT_STD))
+        if len(out) > MAX_ELEMENTS:
+            break
+    return out
+
+
+def _photo_scene(rgb: np.ndarray, rgb8: np.ndarray) -> Scene:
+    mask = photo.subject_mask(rgb8)
+    if mask is None:
+        return Scene(None, [], {})
+    subject = photo.subject_element(mask)
+    y0, y1, x0, x1 = subject.box
+    full = photo.matte(rgb, mask)
+    return Scene(None, [subject], {0: full[y0:y1, x0:x1]})
+
+
+def peel_all(rgb: np.ndarray, scene: Scene, progress: Progress, check: Check):
+    """Peel elements top down; return named float RGBA layers bottom first."""
+    h, w = rgb.shape[:2]
+    image = rgb.copy()
+    hulls = [hull_mask(e) for e in scene.elements]
+    peeled: list[tuple[str, np.ndarray]] = []
+    n = len(scene.elements)
+    for k in range(n - 1, -1, -1):
+        check()
+        progress(0.45 + 0.5 * (n - 1 - k) / max(n, 1), "peel")
+        layer = _peel_one(image, scene, k, hulls)
+        peeled.append((f"{scene.elements[k].kind} {k + 1}", layer))
+    progress(0.95, "fill")
+    base = np.concatenate([image, np.ones((h, w, 1))], -1)
+    base[..., :3] = np.rint(base[..., :3] * 255) / 255
+    return [("background", base), *peeled[::-1]]
+
+
+def _peel_one(image: np.ndarray, scene: Scene, k: int, hulls: list[np.ndarray]) -> np.ndarray:
+    """Peel element ``k`` off ``image`` in place; return its full-frame float RGBA layer."""
+    h, w = image.shape[:2]
+    e = scene.elements[k]
+    y0, y1 = max(e.box[0] - _BAND, 0), min(e.box[1] + _BAND, h)
+    x0, x1 = max(e.box[2] - _BAND, 0), min(e.box[3] + _BAND, w)
+    box = (y0, y1, x0, x1)
+    core = _crop(e.mask, e.box, box)
+    kernel = np.ones((2 * _BAND + 1, 2 * _BAND + 1), np.uint8)
+    region = cv2.dilate(core.astype(np.uint8), kernel).astype(bool)
+    lower = _lower_covers(scene, k, hulls, box)
+    region &= ~lower[1] | core
+    plate = fill_plate(image, region, box, lower[0], scene.background)
+    crop = image[y0:y1, x0:x1]
+    alpha = _element_alpha(crop, plate, core, e, scene.soft_alpha.get(k), box)
+    alpha[~region] = 0.0
+    plate[~region] = crop[~region]
+    layer, under = split_layer(crop, plate, alpha, e.color)
+    image[y0:y1, x0:x1] = under
+    out = np.zeros((h, w, 4))
+    out[..., :3] = e.color if e.color is not None else 0.0
+    out[y0:y1, x0:x1] = layer
+    return out
+
+
+def _element_alpha(crop, plate, core, e: Element, soft, box) -> np.ndarray:
+    if soft is not None:
+        return _crop(soft, e.box, box)
+    if e.color is None:
+        return core.astype(np.float64)
+    alpha = unmix_alpha(crop, plate, e.color)
+    alpha[core] = 1.0
+    return alpha
+
+
+def _lower_covers(scene: Scene, k: int, hulls: list[np.ndarray], box):
+    """(hull, colour) of lower elements over ``box``, topmost first, and their cores."""
+    covers = []
+    cores = np.zeros((box[1] - box[0], box[3] - box[2]), bool)
+    for j in range(k - 1, -1, -1):
+        e = scene.elements[j]
+        if not (e.box[0] < box[1] and box[0] < e.box[1] and e.box[2] < box[3] and
+                box[2] < e.box[3]):
+            continue
+        covers.append((_crop(hulls[j], e.box, box), e.color))
+        cores |= _crop(e.mask, e.box, box)
+    return covers, cores
+
+
+def _crop(mask: np.ndarray, src, dst) -> np.ndarray:
+    """Re-window a box-sized array from box ``src`` to box ``dst`` (zero outside)."""
+    out = np.zeros((dst[1] - dst[0], dst[3] - dst[2]) + mask.shape[2:], mask.dtype)
+    y0, y1 = max(src[0], dst[0]), min(src[1], dst[1])
+    x0, x1 = max(src[2], dst[2]), min(src[3], dst[3])
+    if y0 < y1 and x0 < x1:
+        out[y0 - dst[0] : y1 - dst[0], x0 - dst[2] : x1 - dst[2]] = mask[
+            y0 - src[0] : y1 - src[0], x0 - src[2] : x1 - src[2]
+        ]
+    return out

@@ -1,0 +1,90 @@
+"""The classic engine: the job protocol around :func:`decompose` (decompose and split)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from layerbridge.engines.base import (
+    BAD_INPUT,
+    BAD_PARAMS,
+    UNSUPPORTED_OP,
+    Engine,
+    EngineError,
+    JobContext,
+    JobRequest,
+    Layer,
+)
+from layerbridge.engines.classic.decompose import decompose
+
+_NEEDS_MODEL = (
+    "the classic engine is weight-free and cannot {what}: start the server with "
+    "`--engine qwen` after installing the diffusion extra (pip install 'layerbridge[diffusion]') "
+    "and the Qwen-Image weights"
+)
+
+
+class ClassicEngine(Engine):
+    """Weight-free object layers on CPU: background, shapes, text, a photo subject.
+
+    ``layers`` = "auto" returns every element found; an int N merges z-adjacent elements
+    (smallest pair first) until N layers remain, background included; fewer come back when
+    fewer were found. ``split`` decomposes one layer and returns its parts at its position.
+    """
+
+    name = "classic"
+    ops = ("decompose", "split", "generate", "regenerate")
+    min_layers = 1
+    max_layers = 16
+
+    def __init__(self, **options: object) -> None:
+        self.options = options
+
+    def warm_up(self) -> None:
+        """Import and JIT-compile everything (pymatting's numba kernels) on a tiny image."""
+        tiny = np.zeros((24, 24, 4), np.uint8)
+        tiny[..., 3] = 255
+        tiny[6:18, 6:18, :3] = (200, 40, 40)
+        decompose(tiny)
+        try:
+            from pymatting import estimate_alpha_cf
+        except ImportError:
+            return
+        image = np.random.default_rng(0).random((12, 12, 3))
+        trimap = np.full((12, 12), 0.5)
+        trimap[:, :3], trimap[:, -3:] = 0.0, 1.0
+        estimate_alpha_cf(image, trimap)
+
+    def run(self, request: JobRequest, ctx: JobContext) -> Iterator[Layer]:
+        if request.op in ("generate", "regenerate"):
+            what = "generate pixels from a prompt" if request.op == "generate" else (
+                "regenerate a layer from a prompt")
+            raise EngineError(UNSUPPORTED_OP, _NEEDS_MODEL.format(what=what))
+        if request.op not in ("decompose", "split"):
+            raise EngineError(UNSUPPORTED_OP, f"the classic engine has no op {request.op!r}")
+        key = "image" if request.op == "decompose" else "layer"
+        source = request.inputs.get(key)
+        if source is None:
+            raise EngineError(BAD_INPUT, f"{request.op} needs an input image named {key!r}")
+        pixels = np.asarray(source.pixels)
+        if pixels.ndim != 3 or pixels.shape[2] != 4 or pixels.dtype != np.uint8:
+            raise EngineError(BAD_INPUT, "the input must be (height, width, 4) uint8 RGBA")
+        count = self._count(request.params.get("layers", "auto"))
+        ctx.progress(0.0, "start")
+        layers = decompose(pixels, count, ctx.progress, ctx.check_cancelled)
+        ctx.progress(1.0, "done")
+        for name, layer in layers:
+            rgba = np.clip(np.rint(layer * 255.0), 0, 255).astype(np.uint8)
+            yield Layer(name=name, pixels=rgba, x=source.x, y=source.y)
+
+    def _count(self, value: object) -> int | str:
+        if value == "auto" or value is None:
+            return "auto"
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise EngineError(BAD_PARAMS, "layers must be an integer or \"auto\"")
+        if not self.min_layers <= value <= self.max_layers:
+            raise EngineError(
+                BAD_PARAMS, f"layers must be {self.min_layers}..{self.max_layers} for classic"
+            )
+        return value

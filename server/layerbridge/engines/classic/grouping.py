@@ -1,0 +1,76 @@
+"""Grouping: glyphs into text lines, and same-colour pieces into the shape they belong to.
+
+A design's text layer is a line of glyphs, each a separate component; a shape cut in pieces
+by something on top of it, or the counter of a glyph showing the shape behind, is still one
+layer. Both are recovered from colour, size and position alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from layerbridge.engines.classic.hulls import boxes_meet, fraction_inside, hull_mask
+from layerbridge.engines.classic.regions import Element, union
+
+#: Colours closer than this (max channel, [0, 1]) are "the same colour".
+SAME_COLOR = 0.08
+
+
+def _same_color(a: Element, b: Element) -> bool:
+    if a.color is None or b.color is None:
+        return False
+    return float(np.abs(a.color - b.color).max()) <= SAME_COLOR
+
+
+def text_lines(elements: list[Element], height: int) -> list[Element]:
+    """Join small flat components of one colour that sit side by side on a line."""
+    max_h = max(12, min(64, int(0.08 * height)))
+    small = [i for i, e in enumerate(elements) if e.color is not None and _glyph_like(e, max_h)]
+    if len(small) < 2:
+        return elements
+    box = np.array([elements[i].box for i in small], np.float64)
+    col = np.array([elements[i].color for i in small])
+    h = box[:, 1] - box[:, 0]
+    overlap_y = np.minimum(box[:, None, 1], box[None, :, 1]) - np.maximum(box[:, None, 0],
+                                                                          box[None, :, 0])
+    gap_x = np.maximum(box[:, None, 2], box[None, :, 2]) - np.minimum(box[:, None, 3],
+                                                                      box[None, :, 3])
+    hmax = np.maximum(h[:, None], h[None, :])
+    near = (overlap_y >= 0.4 * np.minimum(h[:, None], h[None, :])) & (gap_x <= 0.9 * hmax)
+    near &= np.abs(col[:, None] - col[None, :]).max(-1) <= SAME_COLOR
+    near &= (h[:, None] <= 2.5 * h[None, :]) & (h[None, :] <= 2.5 * h[:, None])
+    n, lab = connected_components(coo_matrix(near), directed=False)
+    merged: dict[int, Element] = {}
+    for k, i in enumerate(small):
+        merged[lab[k]] = union(merged[lab[k]], elements[i]) if lab[k] in merged else elements[i]
+    sizes = np.bincount(lab, minlength=n)
+    out = [e for i, e in enumerate(elements) if i not in set(small)]
+    for g, e in merged.items():
+        if sizes[g] >= 2:
+            e.kind = "text"
+        out.append(e)
+    return out
+
+
+def _glyph_like(e: Element, max_h: int) -> bool:
+    h, w = e.box[1] - e.box[0], e.box[3] - e.box[2]
+    return h <= max_h and w <= 3 * max_h
+
+
+def absorb_pieces(elements: list[Element]) -> list[Element]:
+    """Merge each element into a bigger one of the same colour whose hull holds it."""
+    order = sorted(elements, key=lambda e: -e.area)
+    kept: list[Element] = []
+    hulls: list[np.ndarray] = []
+    for e in order:
+        for k, big in enumerate(kept):
+            if _same_color(e, big) and boxes_meet(e.box, big.box):
+                if fraction_inside(e, big, hulls[k]) >= 0.9:
+                    kept[k] = union(big, e)
+                    break
+        else:
+            kept.append(e)
+            hulls.append(hull_mask(e))
+    return kept
