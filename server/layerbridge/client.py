@@ -85,13 +85,15 @@ class Client:
     def connect(self) -> dict[str, Any]:
         """Open the connection and greet the server; return its ``welcome``."""
         try:
+            # Entered by hand: the connection lives beyond one ``with`` block, and entering
+            # it is what websockets 17 asks of direct use (older releases accept it too).
             self._ws = connect(
                 self.url,
                 open_timeout=self.open_timeout,
                 max_size=None,  # the server announces and enforces its own limits
                 compression=None,
                 origin=self.origin,  # type: ignore[arg-type]
-            )
+            ).__enter__()
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
             raise ServerUnavailable(
                 f"no LayerBridge server at {self.url} ({exc}); {START_HINT}"
