@@ -47,7 +47,7 @@ class Frame:
     """
 
     text: str
-    data: bytes | None = None
+    data: bytes | memoryview | None = None
     durable: bool = True
 
     @property
@@ -211,7 +211,8 @@ def layer_frame(job_id: str, index: int, count: int, layer: Layer) -> Frame:
     trimmed = trim_to_alpha(layer)
     if trimmed is None:  # fully transparent: one clear pixel keeps the layer's place
         trimmed = Layer(layer.name, np.zeros((1, 1, 4), np.uint8), layer.x, layer.y)
-    data = np.ascontiguousarray(trimmed.pixels, dtype=np.uint8).tobytes()
+    # A view of the pixels, not a copy: websockets sends any bytes-like object.
+    data = memoryview(np.ascontiguousarray(trimmed.pixels, dtype=np.uint8)).cast("B")
     height, width = trimmed.pixels.shape[:2]
     header = {
         "type": "layer", "job": job_id, "index": index, "count": count, "name": trimmed.name,
@@ -332,7 +333,7 @@ class Worker:
             pixels = np.ascontiguousarray(event["preview"], dtype=np.uint8)
             header = {"type": "preview", "job": job.id,
                       "width": int(pixels.shape[1]), "height": int(pixels.shape[0])}  # fmt: skip
-            job.append(message_frame(header, pixels.tobytes(), durable=False))
+            job.append(message_frame(header, memoryview(pixels).cast("B"), durable=False))
         else:
             job.append(message_frame({"type": "progress", "job": job.id, **event}, durable=False))
 
