@@ -67,8 +67,9 @@ def test_decompose_streams_layers_that_composite_to_the_image(classic_server) ->
     image = design()
     messages: list[dict] = []
     with classic_server.client() as client:
-        result = client.run("decompose", {"layers": "auto"}, [image_input(image)],
-                            on_message=messages.append)  # fmt: skip
+        result = client.run(
+            "decompose", {"layers": "auto"}, [image_input(image)], on_message=messages.append
+        )
     check_messages(messages)
     kinds = [m["type"] for m in messages]
     assert kinds[0] == "queued" and kinds[-1] == "done" and "progress" in kinds
@@ -189,8 +190,13 @@ def raw_exchange(url: str, frames: list, hello: bool = True, **connect_args) -> 
 
 
 def submit_text(**fields) -> str:
-    message = {"type": "submit", "job": "bad", "op": "decompose", "params": {},
-               "inputs": [{"name": "image", "width": 2, "height": 2}]}  # fmt: skip
+    message = {
+        "type": "submit",
+        "job": "bad",
+        "op": "decompose",
+        "params": {},
+        "inputs": [{"name": "image", "width": 2, "height": 2}],
+    }
     return json.dumps({**message, **fields})
 
 
@@ -201,7 +207,7 @@ BAD_INPUTS = {
     "too many pixels": (
         [submit_text(inputs=[{"name": "image", "width": 60000, "height": 60000}])],
         "too_many_pixels",
-    ),  # fmt: skip
+    ),
     "unexpected binary": ([b"\0" * 16], "unexpected_binary"),
     "too many layers": ([submit_text(params={"layers": 99})], "too_many_layers"),
 }

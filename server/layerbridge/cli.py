@@ -57,10 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--engine", choices=ENGINES, default="classic",
+        "--engine",
+        choices=ENGINES,
+        default="classic",
         help="classic: weight-free, CPU (default); qwen: Qwen-Image-Layered on a GPU; "
         "tiny: the qwen code path with tiny random weights (tests)",
-    )  # fmt: skip
+    )
     gpu = parser.add_argument_group("qwen engine")
     gpu.add_argument(
         "--model-dir",
@@ -94,9 +96,13 @@ def engine_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.engine == "classic":
         return {}
     options = {
-        "model_dir": args.model_dir, "dtype": args.dtype, "offload": args.offload,
-        "vae_tiling": args.vae_tiling, "quantize": args.quantize, "device": args.device,
-    }  # fmt: skip
+        "model_dir": args.model_dir,
+        "dtype": args.dtype,
+        "offload": args.offload,
+        "vae_tiling": args.vae_tiling,
+        "quantize": args.quantize,
+        "device": args.device,
+    }
     return {key: value for key, value in options.items() if value not in (None, False, "none")}
 
 
@@ -169,21 +175,30 @@ def add_serve(commands: Any) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     from layerbridge.server import ServerConfig, run_server
 
-    engine = load_engine(args)
-    limits = protocol.Limits(
-        max_pixels=args.max_pixels, min_layers=engine.min_layers,
-        max_layers=min(args.max_layers, engine.max_layers),
-    )  # fmt: skip
-    config = ServerConfig(
-        host=args.host, port=args.port, token=args.token, allowed_origins=args.allow_origin,
-        limits=limits, max_queue=args.max_queue, max_jobs_per_client=args.max_jobs_per_client,
-        result_ttl_s=args.result_ttl, job_timeout_s=args.job_timeout,
-        output_dir=args.output_dir, certfile=args.certfile, keyfile=args.keyfile,
-    )  # fmt: skip
-    try:
-        config.check()
+    try:  # before loading the engine: a refused bind should not wait for a model
+        ServerConfig(host=args.host, token=args.token).check()
     except ValueError as exc:
         raise SystemExit(f"layerbridge: {exc}") from exc
+    engine = load_engine(args)
+    limits = protocol.Limits(
+        max_pixels=args.max_pixels,
+        min_layers=engine.min_layers,
+        max_layers=min(args.max_layers, engine.max_layers),
+    )
+    config = ServerConfig(
+        host=args.host,
+        port=args.port,
+        token=args.token,
+        allowed_origins=args.allow_origin,
+        limits=limits,
+        max_queue=args.max_queue,
+        max_jobs_per_client=args.max_jobs_per_client,
+        result_ttl_s=args.result_ttl,
+        job_timeout_s=args.job_timeout,
+        output_dir=args.output_dir,
+        certfile=args.certfile,
+        keyfile=args.keyfile,
+    )
 
     def ready(url: str) -> None:
         print(f"LayerBridge {__version__} serving the {engine.name} engine on {url}", flush=True)
@@ -227,12 +242,15 @@ def run_decompose(args: argparse.Namespace) -> int:
     layers_param: int | str = args.layers if args.layers == "auto" else int(args.layers)
     engine = load_engine(args)
     params = protocol.validate_params(
-        "decompose", {"layers": layers_param, "seed": args.seed},
-        protocol.Limits(max_pixels=1 << 40, min_layers=engine.min_layers,
-                        max_layers=engine.max_layers),
-    )  # fmt: skip
-    request = JobRequest(uuid.uuid4().hex, "decompose", params,
-                         {"image": InputImage("image", pixels)})  # fmt: skip
+        "decompose",
+        {"layers": layers_param, "seed": args.seed},
+        protocol.Limits(
+            max_pixels=1 << 40, min_layers=engine.min_layers, max_layers=engine.max_layers
+        ),
+    )
+    request = JobRequest(
+        uuid.uuid4().hex, "decompose", params, {"image": InputImage("image", pixels)}
+    )
     with tqdm(total=100, unit="%", desc="decompose", bar_format="{l_bar}{bar}| {desc}") as bar:
 
         def show(event: dict[str, Any]) -> None:

@@ -49,9 +49,11 @@ def write_psd(layers: list[Layer], size: tuple[int, int], out: Path) -> Path:
     psd = PSDImage.new("RGBA", (width, height), color=(0, 0, 0, 0))
     for layer in visible_layers(layers):
         psd.create_pixel_layer_from_array(
-            np.ascontiguousarray(layer.pixels), name=layer.name, top=int(layer.y),
+            np.ascontiguousarray(layer.pixels),
+            name=layer.name,
+            top=int(layer.y),
             left=int(layer.x),
-        )  # fmt: skip
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     psd.save(str(out))
     return out
@@ -95,10 +97,17 @@ def write_png_folder(layers: list[Layer], size: tuple[int, int], out: Path) -> P
     for index, layer in enumerate(visible_layers(layers)):
         file_name = f"{index:03d}-{safe_name(layer.name)}.png"
         (out / file_name).write_bytes(png_bytes(layer.pixels))
-        manifest["layers"].append({
-            "index": index, "name": layer.name, "file": file_name, "x": layer.x, "y": layer.y,
-            "width": int(layer.pixels.shape[1]), "height": int(layer.pixels.shape[0]),
-        })  # fmt: skip
+        manifest["layers"].append(
+            {
+                "index": index,
+                "name": layer.name,
+                "file": file_name,
+                "x": layer.x,
+                "y": layer.y,
+                "width": int(layer.pixels.shape[1]),
+                "height": int(layer.pixels.shape[0]),
+            }
+        )
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return out
 

@@ -215,10 +215,17 @@ def layer_frame(job_id: str, index: int, count: int, layer: Layer) -> Frame:
     data = memoryview(np.ascontiguousarray(trimmed.pixels, dtype=np.uint8)).cast("B")
     height, width = trimmed.pixels.shape[:2]
     header = {
-        "type": "layer", "job": job_id, "index": index, "count": count, "name": trimmed.name,
-        "x": int(trimmed.x), "y": int(trimmed.y), "width": int(width), "height": int(height),
+        "type": "layer",
+        "job": job_id,
+        "index": index,
+        "count": count,
+        "name": trimmed.name,
+        "x": int(trimmed.x),
+        "y": int(trimmed.y),
+        "width": int(width),
+        "height": int(height),
         "sha256": hashlib.sha256(data).hexdigest(),
-    }  # fmt: skip
+    }
     return message_frame(header, data)
 
 
@@ -235,9 +242,14 @@ class Worker:
     to cancel) so the next job can start.
     """
 
-    def __init__(self, engine: Engine, queue: FairQueue, timeout_s: float,
-                 output_dir: Path | None = None,
-                 on_start: Callable[[Job], None] = lambda job: None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        engine: Engine,
+        queue: FairQueue,
+        timeout_s: float,
+        output_dir: Path | None = None,
+        on_start: Callable[[Job], None] = lambda job: None,
+    ) -> None:
         self.engine = engine
         self.output_dir = output_dir
         self.queue = queue
@@ -261,9 +273,11 @@ class Worker:
         job.ctx = JobContext(lambda event: loop.call_soon_threadsafe(self._report, job, event))
         outcome: asyncio.Future[None] = loop.create_future()
         thread = threading.Thread(
-            target=self._run_in_thread, args=(job, loop, outcome), daemon=True,
+            target=self._run_in_thread,
+            args=(job, loop, outcome),
+            daemon=True,
             name=f"job-{job.id}",
-        )  # fmt: skip
+        )
         thread.start()
         try:
             await asyncio.wait_for(asyncio.shield(outcome), self.timeout_s)
@@ -272,8 +286,12 @@ class Worker:
             job.finish("cancelled", message_frame({"type": "cancelled", "job": job.id}))
         except asyncio.TimeoutError:
             job.ctx.cancel()
-            self.fail(job, protocol.TIMEOUT, f"the job ran past the server's limit of "
-                      f"{self.timeout_s:g} s (--job-timeout) and was stopped")  # fmt: skip
+            self.fail(
+                job,
+                protocol.TIMEOUT,
+                f"the job ran past the server's limit of "
+                f"{self.timeout_s:g} s (--job-timeout) and was stopped",
+            )
         except EngineError as exc:
             self.fail(job, exc.code, exc.message)
         except Exception as exc:  # the engine's bug must not take the server down
@@ -281,8 +299,9 @@ class Worker:
         finally:
             self._log(job)
 
-    def _run_in_thread(self, job: Job, loop: asyncio.AbstractEventLoop,
-                       outcome: asyncio.Future[None]) -> None:  # fmt: skip
+    def _run_in_thread(
+        self, job: Job, loop: asyncio.AbstractEventLoop, outcome: asyncio.Future[None]
+    ) -> None:
         def settle(exc: BaseException | None) -> None:
             if outcome.done():
                 return
@@ -331,8 +350,12 @@ class Worker:
     def _report(self, job: Job, event: dict[str, Any]) -> None:
         if "preview" in event:
             pixels = np.ascontiguousarray(event["preview"], dtype=np.uint8)
-            header = {"type": "preview", "job": job.id,
-                      "width": int(pixels.shape[1]), "height": int(pixels.shape[0])}  # fmt: skip
+            header = {
+                "type": "preview",
+                "job": job.id,
+                "width": int(pixels.shape[1]),
+                "height": int(pixels.shape[0]),
+            }
             job.append(message_frame(header, memoryview(pixels).cast("B"), durable=False))
         else:
             job.append(message_frame({"type": "progress", "job": job.id, **event}, durable=False))
@@ -341,12 +364,17 @@ class Worker:
         now = time.monotonic()
         started = job.started_at or now
         done = {
-            "type": "done", "job": job.id, "width": job.size[0], "height": job.size[1],
+            "type": "done",
+            "job": job.id,
+            "width": job.size[0],
+            "height": job.size[1],
             "layers": job.ctx.layer_count or 0,
-            "timings": {"queued_s": round(started - job.submitted_at, 4),
-                        "run_s": round(now - started, 4),
-                        "total_s": round(now - job.submitted_at, 4)},
-        }  # fmt: skip
+            "timings": {
+                "queued_s": round(started - job.submitted_at, 4),
+                "run_s": round(now - started, 4),
+                "total_s": round(now - job.submitted_at, 4),
+            },
+        }
         if job.saved is not None:
             done["saved"] = str(job.saved)
         job.finish("done", message_frame(done))
@@ -356,13 +384,20 @@ class Worker:
 
     def _fail_unexpected(self, job: Job, exc: Exception) -> None:
         if is_out_of_memory(exc):
-            self.fail(job, protocol.OUT_OF_MEMORY, f"out of memory: {exc}. Try a smaller image "
-                      "or fewer layers, or start the server with a memory option (see "
-                      "`layerbridge serve --help`)")  # fmt: skip
+            self.fail(
+                job,
+                protocol.OUT_OF_MEMORY,
+                f"out of memory: {exc}. Try a smaller image "
+                "or fewer layers, or start the server with a memory option (see "
+                "`layerbridge serve --help`)",
+            )
             return
         log.exception("job %s failed in the engine", job.id, exc_info=exc)
-        self.fail(job, protocol.ENGINE_FAILED, f"the {self.engine.name} engine failed: "
-                  f"{type(exc).__name__}: {exc}")  # fmt: skip
+        self.fail(
+            job,
+            protocol.ENGINE_FAILED,
+            f"the {self.engine.name} engine failed: {type(exc).__name__}: {exc}",
+        )
 
     def _log(self, job: Job) -> None:
         request = job.request
@@ -370,7 +405,13 @@ class Worker:
         started, finished = job.started_at or 0.0, job.finished_at or time.monotonic()
         log.info(
             "job=%s op=%s client=%s inputs=%s layers=%s queued_s=%.3f run_s=%.3f outcome=%s%s",
-            job.id, request.op, job.owner, sizes or "-", job.ctx.layer_count or 0,
-            started - job.submitted_at, finished - started, job.state,
+            job.id,
+            request.op,
+            job.owner,
+            sizes or "-",
+            job.ctx.layer_count or 0,
+            started - job.submitted_at,
+            finished - started,
+            job.state,
             f" code={job.outcome_code}" if job.outcome_code else "",
-        )  # fmt: skip
+        )

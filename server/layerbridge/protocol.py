@@ -199,9 +199,12 @@ PARAMS: dict[str, Param] = {
         lambda v: v is None or _number_in(0.0, 30.0)(v),
         "a number from 0 to 30 (true CFG scale), or null for the default",
     ),
-    "save": Param(OPS, lambda v: v is None or (isinstance(v, str) and bool(_SAVE_NAME.match(v))),
-                  "a plain file name ending in .psd or .ora (no folders), written into the "
-                  "server's output folder"),
+    "save": Param(
+        OPS,
+        lambda v: v is None or (isinstance(v, str) and bool(_SAVE_NAME.match(v))),
+        "a plain file name ending in .psd or .ora (no folders), written into the "
+        "server's output folder",
+    ),
 }
 
 INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {

@@ -156,8 +156,11 @@ class LayerBridgeServer:
                 await asyncio.wait_for(running.wait_beyond(1 << 62), self.config.shutdown_grace_s)
             if not running.finished:
                 running.ctx.cancel()
-                self.worker.fail(running, protocol.SHUTTING_DOWN, "the server is shutting down; "
-                                 "the job was stopped before it finished")  # fmt: skip
+                self.worker.fail(
+                    running,
+                    protocol.SHUTTING_DOWN,
+                    "the server is shutting down; the job was stopped before it finished",
+                )
         await asyncio.sleep(0)  # let the streams pick up the final frames
         for client in list(self.clients):
             with contextlib.suppress(Exception):
@@ -325,8 +328,9 @@ class LayerBridgeServer:
 
     def _announce_positions(self, started: Job | None = None) -> None:
         for position, job in enumerate(self.queue.order()):
-            frame = message_frame({"type": "queued", "job": job.id, "position": position}, None,
-                                  durable=False)  # fmt: skip
+            frame = message_frame(
+                {"type": "queued", "job": job.id, "position": position}, None, durable=False
+            )
             job.append(frame)
 
 
@@ -356,8 +360,9 @@ def document_size(submit: protocol.Submit) -> tuple[int, int]:
     return submit.params["width"], submit.params["height"]
 
 
-async def run_server(engine: Engine, config: ServerConfig,
-                     on_ready: Callable[[str], None] = print) -> None:  # fmt: skip
+async def run_server(
+    engine: Engine, config: ServerConfig, on_ready: Callable[[str], None] = print
+) -> None:
     """Serve until SIGINT or SIGTERM, then stop cleanly."""
     server = LayerBridgeServer(engine, config)
     await server.start()
