@@ -11,10 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Fit residual (RMS, in [0, 1] units) under which the field is trusted as the background.
-MAX_RMS = 2.5 / 255
 #: Per-pixel distance (max over channels) under which a pixel counts as background.
-PIXEL_TOL = 6.0 / 255
+PIXEL_TOL = 4.0 / 255
+#: Share of the seed the field must explain to be trusted: the seed region may have leaked
+#: into panels through soft shadows, so a majority is enough.
+MIN_INLIERS = 0.6
 _SAMPLES = 20000
 
 
@@ -23,13 +24,13 @@ class Background:
     """A quadratic colour field ``rgb = basis(x, y) @ coef``; ``ok`` says whether it fits."""
 
     coef: np.ndarray  # (6, 3)
-    rms: float
+    inliers: float  # share of the seed explained within PIXEL_TOL
     width: int
     height: int
 
     @property
     def ok(self) -> bool:
-        return self.rms <= MAX_RMS
+        return self.inliers >= MIN_INLIERS
 
     def render(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
         """Field colour at pixel coordinates (any matching shapes) -> (..., 3)."""
@@ -49,8 +50,8 @@ def _basis(ys: np.ndarray, xs: np.ndarray, width: int, height: int) -> np.ndarra
 def fit_background(rgb: np.ndarray, seed: np.ndarray, rng: np.random.Generator) -> Background:
     """Fit the field to (a subsample of) the pixels of boolean mask ``seed``.
 
-    Two robust rounds: the second drops the worst tenth of the first round's residuals so
-    that anti-aliased edge pixels inside the seed do not bend the field.
+    Robust rounds: each refits on the pixels the previous field explained, so edge pixels
+    and leaked-in panels inside the seed do not bend the field.
     """
     h, w = rgb.shape[:2]
     ys, xs = np.nonzero(seed)
@@ -61,13 +62,13 @@ def fit_background(rgb: np.ndarray, seed: np.ndarray, rng: np.random.Generator) 
         ys, xs = ys[pick], xs[pick]
     basis, target = _basis(ys, xs, w, h), rgb[ys, xs].astype(np.float64)
     coef = np.linalg.lstsq(basis, target, rcond=None)[0]
-    resid = np.abs(basis @ coef - target).max(axis=1)
-    keep = resid <= np.quantile(resid, 0.9) + 1e-12
-    if keep.sum() >= 6:
-        coef = np.linalg.lstsq(basis[keep], target[keep], rcond=None)[0]
-    err = basis[keep] @ coef - target[keep]
-    rms = float(np.sqrt(np.mean(err**2))) if err.size else 0.0
-    return Background(coef=coef, rms=rms, width=w, height=h)
+    for quantile in (0.5, None):
+        resid = np.abs(basis @ coef - target).max(axis=1)
+        keep = resid <= (np.quantile(resid, quantile) if quantile else PIXEL_TOL) + 1e-9
+        if keep.sum() >= 6:
+            coef = np.linalg.lstsq(basis[keep], target[keep], rcond=None)[0]
+    inliers = float((np.abs(basis @ coef - target).max(axis=1) <= PIXEL_TOL).mean())
+    return Background(coef=coef, inliers=inliers, width=w, height=h)
 
 
 def background_mask(rgb: np.ndarray, bg: Background) -> np.ndarray:

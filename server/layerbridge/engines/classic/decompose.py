@@ -21,9 +21,10 @@ from layerbridge.engines.classic.order import z_order
 from layerbridge.engines.classic.peel import split_layer, unmix_alpha
 from layerbridge.engines.classic.regions import (
     MIN_AREA,
+    Components,
     Element,
     element_of,
-    is_thin,
+    is_mix,
     link_components,
 )
 from layerbridge.engines.classic.stack import apply_input_alpha, merge_to_count
@@ -87,7 +88,10 @@ def analyse(rgb: np.ndarray, progress: Progress, check: Check) -> Scene:
     progress(0.15, "background")
     bg = fit_background(rgb, comp.labels == _largest_border_label(comp.labels, comp.area),
                         np.random.default_rng(0))
-    elements = _flat_elements(comp, rgb, bg) if bg.ok else None
+    elements = None
+    if bg.ok:
+        is_bg = background_mask(rgb, bg)
+        elements = _flat_elements(link_components(rgb8, is_bg), is_bg)
     if elements is None or len(elements) > MAX_ELEMENTS:
         return _photo_scene(rgb, rgb8)
     check()
@@ -103,14 +107,13 @@ def _largest_border_label(labels: np.ndarray, area: np.ndarray) -> int:
     return int(border[np.argmax(area[border])])
 
 
-def _flat_elements(comp, rgb: np.ndarray, bg: Background) -> list[Element]:
+def _flat_elements(comp: Components, is_bg: np.ndarray) -> list[Element]:
     """One element per component that is big enough, not a seam, and not background."""
-    is_bg = background_mask(rgb, bg)
     bg_share = np.bincount(comp.labels.ravel(), is_bg.ravel(), comp.count + 1)
     bg_share /= np.maximum(comp.area, 1)
     out = []
     for label in np.flatnonzero((comp.area >= MIN_AREA) & (bg_share < 0.5)):
-        if label == 0 or is_thin(comp, int(label)):
+        if label == 0 or is_mix(comp, int(label)):
             continue
         out.append(element_of(comp, int(label), FLAT_STD))
         if len(out) > MAX_ELEMENTS:
