@@ -49,7 +49,7 @@ def text_lines(elements: list[Element], height: int) -> list[Element]:
     out = [e for i, e in enumerate(elements) if i not in set(small)]
     for g, e in merged.items():
         if sizes[g] >= 2:
-            e.kind = "text"
+            e = Element(e.box, e.mask, e.color, "text", e.members)
         out.append(e)
     return out
 

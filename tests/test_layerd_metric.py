@@ -1,0 +1,76 @@
+"""The LayerD metric on hand-made cases whose scores are known."""
+
+from __future__ import annotations
+
+import numpy as np
+from layerd_metric import dtw_align, evaluate, group_unordered, pair_score
+
+
+def _layer(h: int, w: int, box: tuple[int, int, int, int], rgb=(1.0, 0.0, 0.0), a=1.0):
+    out = np.zeros((h, w, 4))
+    y0, y1, x0, x1 = box
+    out[y0:y1, x0:x1, :3] = rgb
+    out[y0:y1, x0:x1, 3] = a
+    return out
+
+
+def _background(h: int = 8, w: int = 8) -> np.ndarray:
+    return _layer(h, w, (0, h, 0, w), (0.5, 0.5, 0.5))
+
+
+def test_identical_stacks_score_perfectly() -> None:
+    stack = [_background(), _layer(8, 8, (1, 4, 1, 4)), _layer(8, 8, (2, 6, 2, 6), (0, 1, 0))]
+    score = evaluate(stack, stack, max_merges=0)[0]
+    assert score.l1 == 0.0 and score.iou == 1.0
+
+
+def test_pair_score_soft_iou_and_l1() -> None:
+    true = _layer(4, 4, (0, 4, 0, 4), a=1.0)
+    pred = _layer(4, 4, (0, 4, 0, 4), (0.0, 0.0, 0.0), a=0.5)
+    l1, iou = pair_score(pred, true)
+    assert iou == 0.5
+    assert abs(l1 - 1 / 3) < 1e-12  # red vs black: one channel of three differs by 1
+
+
+def test_disjoint_layers_have_zero_iou() -> None:
+    l1, iou = pair_score(_layer(4, 4, (0, 2, 0, 2)), _layer(4, 4, (2, 4, 2, 4)))
+    assert iou == 0.0
+
+
+def test_non_overlapping_neighbours_form_one_group() -> None:
+    a, b = _layer(8, 8, (0, 2, 0, 2)), _layer(8, 8, (5, 7, 5, 7))
+    c = _layer(8, 8, (1, 6, 1, 6))
+    groups = group_unordered([a, b, c])
+    assert len(groups) == 2
+    assert groups[0][..., 3].sum() == 8
+
+
+def test_a_split_layer_is_forgiven_by_grouping() -> None:
+    whole = _layer(8, 8, (1, 3, 1, 7))
+    left, right = _layer(8, 8, (1, 3, 1, 4)), _layer(8, 8, (1, 3, 4, 7))
+    score = evaluate([_background(), left, right], [_background(), whole], max_merges=0)[0]
+    assert score.iou == 1.0
+
+
+def test_merges_repair_an_over_split_prediction() -> None:
+    low, high = _layer(8, 8, (1, 6, 1, 6)), _layer(8, 8, (2, 4, 2, 4), (0, 0, 1))
+    truth = [_background(), low, high]
+    merged = low.copy()
+    merged[2:4, 2:4, :3] = (0, 0, 1)
+    scores = evaluate([_background(), merged], truth, max_merges=2)
+    assert scores[0].iou < 1.0
+    assert scores[1].iou == 1.0 and scores[2].iou == 1.0
+
+
+def test_white_background_goes_under_a_transparent_truth() -> None:
+    shape = _layer(8, 8, (2, 5, 2, 5))
+    white = _layer(8, 8, (0, 8, 0, 8), (1.0, 1.0, 1.0))
+    assert evaluate([white, shape], [shape], max_merges=0)[0].iou == 1.0
+
+
+def test_dtw_path_is_monotone_and_complete() -> None:
+    cost = np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
+    path = dtw_align(cost)
+    assert path[0] == (0, 0) and path[-1] == (2, 2)
+    assert all(b[0] >= a[0] and b[1] >= a[1] for a, b in zip(path, path[1:], strict=False))
+    assert sum(cost[p] for p in path) == 0.0
