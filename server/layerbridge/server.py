@@ -94,8 +94,13 @@ class Client:
         return f"{self.conn.client or '?'}#{self.id}"
 
     async def send(self, frame: Frame) -> None:
+        text = frame.text
+        if not text.isascii():
+            # A client's string echoed back (a job id in hello_required) may hold a lone
+            # surrogate from a JSON escape; strict UTF-8 would raise and drop the connection.
+            text = text.encode("utf-8", "replace").decode("utf-8")
         async with self.send_lock:
-            await self.ws.send(frame.text)
+            await self.ws.send(text)
             if frame.data is not None:
                 await self.ws.send(frame.data)
 
@@ -195,7 +200,13 @@ class LayerBridgeServer:
         expected = self.config.token
         if not expected:
             return True
-        return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+        if given is None:
+            return False
+        # surrogatepass: a JSON "\udcff" escape decodes to a lone surrogate, which strict
+        # UTF-8 refuses; such a token is simply wrong, it must not crash the connection.
+        return hmac.compare_digest(
+            given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+        )
 
     async def _dispatch(self, client: Client, item: protocol.ClientEvent | protocol.ProtocolError):
         handlers: dict[type, Callable[[Client, object], Awaitable[None]]] = {
