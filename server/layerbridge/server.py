@@ -13,6 +13,7 @@ import hmac
 import ipaddress
 import itertools
 import logging
+import re
 import signal
 import ssl
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,7 @@ from layerbridge.jobs import FairQueue, Frame, Job, QueueFull, ResultStore, Work
 log = logging.getLogger("layerbridge.server")
 
 DEFAULT_PORT = 7861
+_VALID_JOB_ID = re.compile(rf"[A-Za-z0-9_.:-]{{1,{protocol.MAX_JOB_ID_LENGTH}}}")
 
 
 @dataclass
@@ -220,7 +222,12 @@ class LayerBridgeServer:
 
     async def _on_error(self, client: Client, error: protocol.ProtocolError) -> None:
         log.info("client %s: %s: %s", client.name, error.code, error.message)
-        await client.send_message(error.to_message())
+        message = error.to_message()
+        if not _VALID_JOB_ID.fullmatch(message.get("job") or "-"):
+            # hello_required echoes whatever "job" came; an invalid id (empty, too long,
+            # junk) is not the client's job and breaks the schema of "error": leave it out.
+            del message["job"]
+        await client.send_message(message)
         if error.code == protocol.UNAUTHORIZED:
             await client.ws.close(1008, "unauthorized")
 
