@@ -1,0 +1,398 @@
+"""The GIMP plug-in's host-free core: requests, the job runner, progress text, settings.
+
+Nothing here imports GIMP. The plug-in's adapter (``layerbridge.py``) captures the document
+into a :class:`JobRequest`, implements :class:`Host` with GIMP calls and hands both to
+:func:`run_job`; the tests drive the same code with a fake host against a real server.
+
+The connection itself is the product's own synchronous client (``layerbridge.client`` and
+``layerbridge.protocol``): the installer copies them into the plug-in's ``vendor`` folder,
+with the websockets package, because GIMP's Python has no pip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+# Installed, the client package sits in ``vendor/`` beside this file; it must come before
+# this folder, whose ``layerbridge.py`` (the GIMP entry point) would also answer the name.
+_VENDOR = Path(__file__).resolve().with_name("vendor")
+if _VENDOR.is_dir() and str(_VENDOR) not in sys.path:
+    sys.path.insert(0, str(_VENDOR))
+
+from layerbridge import protocol  # noqa: E402
+from layerbridge.client import (  # noqa: E402
+    DEFAULT_URL,
+    Client,
+    ProtocolMismatch,
+    ServerError,
+    ServerUnavailable,
+)
+
+PLUGIN_VERSION = "0.1.0"
+CLIENT_NAME = f"gimp/{PLUGIN_VERSION}"
+START_COMMAND = "layerbridge serve"
+SETTINGS_FILE = "layerbridge.json"
+
+# Stage names the server sends, as people read them in GIMP's progress bar.
+STAGE_TEXT = {
+    "queued": "Waiting in the server's queue",
+    "caption": "Describing the image",
+    "encode": "Encoding",
+    "denoise": "Generating",
+    "decode": "Decoding",
+    "background": "Finding the background",
+    "regions": "Finding regions",
+    "peel": "Separating layers",
+    "fill": "Filling hidden areas",
+}
+
+
+class JobFailed(Exception):
+    """A job that did not finish; ``str()`` is the message to show in GIMP."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class JobRequest:
+    """Everything one action sends, captured from the document when the job starts."""
+
+    op: str
+    params: dict[str, Any]
+    inputs: list[tuple[protocol.InputSpec, bytes]] = field(default_factory=list)
+    title: str = "LayerBridge"  # the layer group's name (the prompt, or "Decomposed")
+
+
+@dataclass
+class JobOutcome:
+    job: str
+    layers: list[dict[str, Any]]  # the ``layer`` messages, without their pixels
+    done: dict[str, Any] | None
+    cancelled: bool = False
+
+
+class Host(Protocol):
+    """What the job runner asks of the editor; GIMP's adapter and the tests' fake implement it."""
+
+    def show_progress(self, fraction: float | None, text: str) -> None:
+        """``fraction`` None: keep the bar where it is, change the text."""
+
+    def cancel_requested(self) -> bool:
+        """True once the user asked to stop the job."""
+
+    def add_layer(self, layer: dict[str, Any]) -> None:
+        """Insert one received layer (``layer["data"]`` is RGBA8) above the previous one."""
+
+
+# --- requests ---------------------------------------------------------------------------
+
+
+def seed_param(seed: int) -> int | None:
+    """Dialogs show -1 for "a random seed"; the protocol says null."""
+    return None if seed < 0 else seed
+
+
+def layers_param(layers: int) -> int | str:
+    """Dialogs show 0 for "as many as the image needs"; the protocol says "auto"."""
+    return "auto" if layers <= 0 else layers
+
+
+def decompose_request(
+    image: bytes, width: int, height: int, layers: int, seed: int, prompt: str = ""
+) -> JobRequest:
+    params: dict[str, Any] = {"layers": layers_param(layers), "seed": seed_param(seed)}
+    if prompt.strip():
+        params["prompt"] = prompt.strip()
+    inputs = [(protocol.InputSpec("image", width, height), image)]
+    return JobRequest("decompose", params, inputs, title="Decomposed")
+
+
+def generate_request(prompt: str, width: int, height: int, layers: int, seed: int) -> JobRequest:
+    params = {
+        "prompt": prompt.strip(),
+        "width": width,
+        "height": height,
+        "layers": layers_param(layers),
+        "seed": seed_param(seed),
+    }
+    return JobRequest("generate", params, title=group_title(prompt))
+
+
+def split_request(
+    layer: bytes, bounds: tuple[int, int, int, int], layers: int, seed: int, name: str
+) -> JobRequest:
+    x, y, width, height = bounds
+    params = {"layers": layers_param(layers), "seed": seed_param(seed)}
+    inputs = [(protocol.InputSpec("layer", width, height, x, y), layer)]
+    return JobRequest("split", params, inputs, title=f"{name} (split)")
+
+
+def regenerate_request(
+    prompt: str,
+    seed: int,
+    layer: bytes,
+    bounds: tuple[int, int, int, int],
+    document: tuple[bytes, int, int] | None = None,
+    mask: bytes | None = None,
+) -> JobRequest:
+    """``mask`` covers the layer's bounds: RGBA8 whose alpha is the selection."""
+    x, y, width, height = bounds
+    params = {"prompt": prompt.strip(), "seed": seed_param(seed)}
+    inputs = [(protocol.InputSpec("layer", width, height, x, y), layer)]
+    if document is not None:
+        pixels, doc_width, doc_height = document
+        inputs.append((protocol.InputSpec("document", doc_width, doc_height), pixels))
+    if mask is not None:
+        inputs.append((protocol.InputSpec("mask", width, height, x, y), mask))
+    return JobRequest("regenerate", params, inputs, title=group_title(prompt))
+
+
+def group_title(prompt: str, limit: int = 60) -> str:
+    """A layer group's name from a prompt: one line, not too long."""
+    text = " ".join(prompt.split()) or "LayerBridge"
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def mask_from_selection(selection: bytes) -> bytes:
+    """RGBA8 mask (white, alpha = selection) from one byte per pixel of selection value."""
+    mask = bytearray(b"\xff") * (len(selection) * 4)
+    mask[3::4] = selection
+    return bytes(mask)
+
+
+# --- running a job ----------------------------------------------------------------------
+
+
+def progress_text(message: dict[str, Any]) -> tuple[float | None, str]:
+    """The progress bar's fraction and text for one server message."""
+    kind = message["type"]
+    if kind == "queued":
+        position = message.get("position", 0)
+        if position == 0:
+            return 0.0, "LayerBridge: starting"
+        return 0.0, f"LayerBridge: waiting, {position} job(s) ahead in the server's queue"
+    if kind == "progress":
+        stage = str(message.get("stage", ""))
+        text = STAGE_TEXT.get(stage, stage.capitalize() or "Working")
+        if message.get("steps"):
+            text += f" (step {message.get('step', 0)} of {message['steps']})"
+        return float(message.get("fraction", 0.0)), f"LayerBridge: {text}"
+    if kind == "layer":
+        return None, f"LayerBridge: received layer {message['index'] + 1} of {message['count']}"
+    if kind == "preview":
+        return None, "LayerBridge: image generated, splitting it into layers"
+    return None, f"LayerBridge: {kind}"
+
+
+def connect(url: str, token: str | None = None, open_timeout: float = 5.0) -> Client:
+    """A connected client, or :class:`JobFailed` with a message that says what to do."""
+    client = Client(url or DEFAULT_URL, CLIENT_NAME, token=token or None, open_timeout=open_timeout)
+    try:
+        client.connect()
+    except ServerUnavailable as exc:
+        raise JobFailed(
+            f"The LayerBridge server is not running at {client.url}.\n"
+            f"Start it with:  {START_COMMAND}\n"
+            "then run this command again (or set the server address in the dialog).\n"
+            f"Details: {exc}",
+            "server_unavailable",
+        ) from exc
+    except ProtocolMismatch as exc:
+        raise JobFailed(
+            "The LayerBridge server speaks another protocol version than this plug-in "
+            f"(plug-in {PLUGIN_VERSION}, protocol {protocol.PROTOCOL_VERSION}).\n"
+            "Install the plug-in from the same release as the server: "
+            "layerbridge install-gimp-plugin\n"
+            f"Server said: {exc}",
+            protocol.PROTOCOL_MISMATCH,
+        ) from exc
+    except ServerError as exc:
+        raise JobFailed(
+            f"The LayerBridge server refused the connection: {exc.message}", exc.code
+        ) from exc
+    return client
+
+
+def check_layer(message: dict[str, Any]) -> None:
+    """The server sends each layer's digest: refuse pixels that were garbled on the way."""
+    digest = hashlib.sha256(message["data"]).hexdigest()
+    if digest != message.get("sha256"):
+        raise JobFailed(
+            f"layer {message.get('index')} arrived damaged (sha256 {digest}, the server sent "
+            f"{message.get('sha256')}); run the command again",
+            "damaged_layer",
+        )
+
+
+def run_job(client: Client, request: JobRequest, host: Host, job: str | None = None) -> JobOutcome:
+    """Submit ``request``, insert each layer through ``host`` as it arrives, until the end.
+
+    Raises :class:`JobFailed` with the server's message if the job fails. A cancel request
+    seen between two messages sends ``cancel``; the job then ends as cancelled (layers
+    already inserted stay, inside the same undo step, so one undo removes them).
+    """
+    try:
+        job = client.submit(request.op, request.params, request.inputs, job=job)
+        return _follow(client, job, host)
+    except ServerUnavailable as exc:
+        raise JobFailed(
+            f"The connection to the LayerBridge server was lost: {exc}", "server_unavailable"
+        ) from exc
+    except ServerError as exc:  # an error not tied to the job (e.g. a refused submit)
+        raise JobFailed(_error_text(request.op, exc.code, exc.message), exc.code) from exc
+
+
+def _follow(client: Client, job: str, host: Host) -> JobOutcome:
+    outcome = JobOutcome(job, [], None)
+    cancel_sent = False
+    host.show_progress(0.0, "LayerBridge: sending the job")
+    for message in client.events(job):
+        kind = message["type"]
+        if kind == "error":
+            raise JobFailed(_error_text(None, message["code"], message["message"]), message["code"])
+        if kind == "cancelled":
+            outcome.cancelled = True
+            host.show_progress(None, "LayerBridge: cancelled")
+            return outcome
+        if kind == "done":
+            outcome.done = message
+            host.show_progress(1.0, f"LayerBridge: {len(outcome.layers)} layer(s) inserted")
+            return outcome
+        if kind == "layer":
+            check_layer(message)
+            host.add_layer(message)
+            outcome.layers.append({k: v for k, v in message.items() if k != "data"})
+        fraction, text = progress_text(message)
+        host.show_progress(fraction, text)
+        if not cancel_sent and host.cancel_requested():
+            client.cancel(job)
+            cancel_sent = True
+            host.show_progress(None, "LayerBridge: cancelling")
+    raise JobFailed("the server ended the job without an answer", "no_answer")
+
+
+def _error_text(op: str | None, code: str, message: str) -> str:
+    if code == protocol.UNSUPPORTED_OP:
+        return f"The LayerBridge server's engine cannot do this: {message}"
+    return f"LayerBridge: {message} ({code})"
+
+
+# --- cancel when GIMP ends the plug-in ----------------------------------------------------
+
+
+class CancelWatcher:
+    """A small process that cancels the job if this one ends before the job did.
+
+    GIMP 3.0 answers its progress bar's cancel button by killing the plug-in's process,
+    which can run no code of its own then. The watcher holds the read end of a pipe: a
+    normal end writes "done" first; a killed plug-in closes the pipe without it, and the
+    watcher connects and sends ``cancel`` for the job (the server accepts a cancel from any
+    connection, since jobs outlive connections).
+    """
+
+    def __init__(self, job: str, process: subprocess.Popen | None) -> None:
+        self.job = job
+        self.process = process
+
+    @classmethod
+    def start(cls, url: str, token: str | None = None, job: str | None = None) -> CancelWatcher:
+        job = job or uuid.uuid4().hex
+        env = dict(os.environ, LAYERBRIDGE_TOKEN=token or "")  # not on the command line
+        detach: dict[str, Any] = (
+            {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
+            if os.name == "nt"
+            else {"start_new_session": True}  # outside the plug-in's process group
+        )
+        try:
+            process = subprocess.Popen(
+                [sys.executable, str(Path(__file__).resolve()), "--cancel-if-orphaned", url, job],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=env,
+                **detach,
+            )
+        except OSError:
+            process = None  # no watcher: cancelling in GIMP then leaves the job running
+        return cls(job, process)
+
+    def stop(self) -> None:
+        """The job ended here: let the watcher go without cancelling anything."""
+        if self.process is None or self.process.stdin is None:
+            return
+        try:
+            self.process.stdin.write(b"done\n")
+            self.process.stdin.close()
+            self.process.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            self.process.kill()
+
+
+def cancel_if_orphaned(url: str, job: str, token: str | None, timeout: float = 30.0) -> int:
+    """The watcher's body: wait for the plug-in; cancel ``job`` if it vanished."""
+    if sys.stdin.readline().strip() == "done":
+        return 0
+    try:
+        client = Client(url, f"{CLIENT_NAME} (cancel)", token=token or None)
+        client.connect()
+        try:
+            client.cancel(job)
+            for message in client.events(job, timeout=timeout):
+                if message["type"] in ("done", "error", "cancelled"):
+                    break
+        finally:
+            client.close()
+    except (ServerUnavailable, ServerError, ProtocolMismatch, TimeoutError):
+        return 1
+    return 0
+
+
+# --- settings ---------------------------------------------------------------------------
+
+
+@dataclass
+class Settings:
+    """What the plug-in remembers between runs beside GIMP's own per-procedure memory."""
+
+    server: str = DEFAULT_URL
+    token: str = ""
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str]) -> Settings:
+        path = Path(folder) / SETTINGS_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return cls()  # first run, or a file someone broke: the defaults
+        if not isinstance(data, dict):
+            return cls()
+        return cls(
+            server=str(data.get("server") or DEFAULT_URL), token=str(data.get("token") or "")
+        )
+
+    def save(self, folder: str | os.PathLike[str]) -> None:
+        path = Path(folder) / SETTINGS_FILE
+        text = json.dumps({"server": self.server, "token": self.token}, indent=1)
+        # Remembering the address is a convenience, never a reason to fail a job.
+        with contextlib.suppress(OSError):
+            path.write_text(text, encoding="utf-8")
+
+    def with_server(self, server: str) -> Settings:
+        """The address typed for this run wins; an empty one means "the last one used"."""
+        server = server.strip()
+        return Settings(server=server or self.server, token=self.token)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--cancel-if-orphaned"]:
+    sys.exit(cancel_if_orphaned(sys.argv[2], sys.argv[3], os.environ.get("LAYERBRIDGE_TOKEN")))
