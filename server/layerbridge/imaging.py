@@ -23,7 +23,7 @@ def to_float(rgba: np.ndarray) -> np.ndarray:
 
 
 def to_uint8(rgba: np.ndarray) -> np.ndarray:
-    """Float RGBA in [0, 1] -> uint8, rounded (not truncated, which would darken by half a level)."""
+    """Float RGBA in [0, 1] -> uint8, rounded (truncating would darken by half a level)."""
     return np.clip(np.rint(rgba * 255.0), 0, 255).astype(np.uint8)
 
 

@@ -37,6 +37,9 @@ FLAT_STD = 0.03
 #: Above this many elements the image is treated as a photo (designs have far fewer).
 MAX_ELEMENTS = 400
 _BAND = 2
+#: Extend a lower element's layer over the plate pixels filled with its colour. Off: its
+#: hull is too coarse a guess and it lowered the PSD scores (masks .835 -> .713 at 2 merges).
+AMODAL = False
 
 
 @dataclass
@@ -69,7 +72,7 @@ def decompose(
             scene.elements = merge_to_count(scene.elements, layers - 1)
         out = peel_all(rgb, scene, progress, check)
     progress(0.97, "alpha")
-    stack = apply_input_alpha([layer for _, layer in out], alpha)
+    stack = apply_input_alpha([layer for _, layer in out], rgba)
     return [(name, layer) for (name, _), layer in zip(out, stack, strict=True)]
 
 
@@ -98,7 +101,7 @@ def analyse(rgb: np.ndarray, progress: Progress, check: Check) -> Scene:
         return _photo_scene(rgb, rgb8)
     check()
     progress(0.3, "regions")
-    elements = text_lines(absorb_pieces(elements), h)
+    elements = absorb_pieces(text_lines(elements, h))
     check()
     progress(0.4, "order")
     return Scene(bg, z_order(elements), {})
@@ -159,7 +162,7 @@ def _peel_one(image: np.ndarray, scene: Scene, k: int, hulls: list[np.ndarray]) 
     x0, x1 = max(e.box[2] - _BAND, 0), min(e.box[3] + _BAND, w)
     box = (y0, y1, x0, x1)
     core = _crop(e.mask, e.box, box)
-    if k in scene.hidden:
+    if AMODAL and k in scene.hidden:
         core |= scene.hidden[k][y0:y1, x0:x1]
     kernel = np.ones((2 * _BAND + 1, 2 * _BAND + 1), np.uint8)
     region = cv2.dilate(core.astype(np.uint8), kernel).astype(bool)

@@ -66,10 +66,10 @@ def absorb_pieces(elements: list[Element]) -> list[Element]:
     hulls: list[np.ndarray] = []
     for e in order:
         for k, big in enumerate(kept):
-            if _same_color(e, big) and boxes_meet(e.box, big.box):
-                if fraction_inside(e, big, hulls[k]) >= 0.9:
-                    kept[k] = union(big, e)
-                    break
+            inside = _same_color(e, big) and boxes_meet(e.box, big.box)
+            if inside and fraction_inside(e, big, hulls[k]) >= 0.9:
+                kept[k] = union(big, e)
+                break
         else:
             kept.append(e)
             hulls.append(hull_mask(e))

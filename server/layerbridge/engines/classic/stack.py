@@ -2,9 +2,9 @@
 
 The peel works on opaque colour. An input with alpha ``A`` is decomposed as if opaque and
 its transparency is then pushed into the stack from the top: each layer's alpha becomes
-``a * T`` where ``T`` is the transparency still to explain at that depth, and
-``T_below = T (1 - a) / (1 - a T)``. Colours stay as they are and the over-composite of
-the stack is exactly ``(I, A)``.
+``a * T`` where ``T`` is the opacity still to explain at that depth; colours stay as they
+are and the over-composite of the stack is ``(I, A)``. For opaque input this step only
+re-derives the bottom layer from the rounded upper layers, which keeps the sum exact.
 """
 
 from __future__ import annotations
@@ -14,17 +14,32 @@ import numpy as np
 from layerbridge.engines.classic.regions import Element, union
 
 
-def apply_input_alpha(layers: list[np.ndarray], alpha: np.ndarray) -> list[np.ndarray]:
-    """Scale float RGBA ``layers`` (bottom first, bottom opaque) so they composite to alpha."""
-    target = alpha.astype(np.float64)
+def apply_input_alpha(layers: list[np.ndarray], rgba: np.ndarray) -> list[np.ndarray]:
+    """Make float RGBA ``layers`` (bottom first, bottom opaque) composite to uint8 ``rgba``.
+
+    Upper layers keep their colour and get alpha ``a * T`` (rounded to 8 bits); the exact
+    remainder ``(P - a F) / (1 - a)`` of the premultiplied target is carried down, and the
+    bottom layer takes what is left, so rounding never accumulates.
+    """
+    target = rgba.astype(np.float64) / 255.0
+    alpha = target[..., 3]
+    pre = target[..., :3] * alpha[..., None]
     out = [layer.copy() for layer in layers]
-    for layer in reversed(out):
-        a = layer[..., 3]
-        scaled = a * target
-        denom = 1.0 - scaled
-        below = np.divide(target * (1.0 - a), denom, out=np.ones_like(a), where=denom > 1e-9)
-        layer[..., 3] = scaled
-        target = np.clip(below, 0.0, 1.0)
+    for layer in reversed(out[1:]):
+        a = np.rint(layer[..., 3] * alpha * 255.0) / 255.0
+        keep = 1.0 - a
+        safe = np.maximum(keep, 1e-12)
+        pre = np.where(
+            keep[..., None] > 1e-9, (pre - a[..., None] * layer[..., :3]) / safe[..., None], 0.0
+        )
+        alpha = np.where(keep > 1e-9, (alpha - a) / safe, 0.0)
+        pre = np.clip(pre, 0.0, None)
+        alpha = np.clip(alpha, 0.0, 1.0)
+        layer[..., 3] = a
+    base = out[0]
+    color = np.divide(pre, alpha[..., None], out=base[..., :3].copy(), where=alpha[..., None] > 0)
+    base[..., :3] = np.clip(color, 0.0, 1.0)
+    base[..., 3] = alpha
     return out
 
 

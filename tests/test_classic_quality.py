@@ -1,0 +1,46 @@
+"""Decomposition quality of the classic engine, by the LayerD metric (run with -s to see it).
+
+The bars are the product's targets. Those the engine does not reach yet are marked xfail with
+the measured value, so they show in every run and turn into passes (XPASS) when it does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from quality import AMBIGUOUS, psd_names, psd_scores, synthetic_scores, table
+
+HELD = [n for n in psd_names() if n not in AMBIGUOUS]
+NOT_YET = "below the target in this version; see the printed quality table"
+
+
+def test_print_quality_table() -> None:
+    print("\n" + table())
+
+
+@pytest.mark.xfail(reason=NOT_YET, strict=False)
+def test_psd_mean_iou_without_merges() -> None:
+    assert np.mean([psd_scores(n)[0][0].iou for n in HELD]) >= 0.90
+
+
+@pytest.mark.xfail(reason=NOT_YET, strict=False)
+def test_psd_mean_iou_with_two_merges() -> None:
+    assert np.mean([psd_scores(n)[0][2].iou for n in HELD]) >= 0.95
+
+
+@pytest.mark.parametrize("name", HELD)
+def test_psd_no_file_below_bar_with_two_merges(name: str) -> None:
+    iou = psd_scores(name)[0][2].iou
+    if iou < 0.80:
+        pytest.xfail(f"{name}: IoU {iou:.3f} at 2 merges, target 0.80")
+
+
+@pytest.mark.parametrize("name", HELD)
+def test_psd_layered_truth_gets_layers(name: str) -> None:
+    _, npred, ntrue = psd_scores(name)
+    assert ntrue < 2 or npred >= 2
+
+
+@pytest.mark.xfail(reason=NOT_YET, strict=False)
+def test_synthetic_mean_iou() -> None:
+    assert np.mean([synthetic_scores(s)[0].iou for s in range(6)]) >= 0.95
