@@ -34,12 +34,17 @@ class ClassicEngine(Engine):
     """
 
     name = "classic"
-    ops = ("decompose", "split", "generate", "regenerate")
+    ops = ("decompose", "split")
     min_layers = 1
     max_layers = 16
 
     def __init__(self, **options: object) -> None:
         self.options = options
+
+    def unsupported_message(self, op: str) -> str:
+        what = "generate pixels from a prompt" if op == "generate" else (
+            "regenerate a layer from a prompt" if op == "regenerate" else f"run {op!r}")
+        return _NEEDS_MODEL.format(what=what)
 
     def warm_up(self) -> None:
         """Import and JIT-compile everything (pymatting's numba kernels) on a tiny image."""
@@ -57,12 +62,8 @@ class ClassicEngine(Engine):
         estimate_alpha_cf(image, trimap)
 
     def run(self, request: JobRequest, ctx: JobContext) -> Iterator[Layer]:
-        if request.op in ("generate", "regenerate"):
-            what = "generate pixels from a prompt" if request.op == "generate" else (
-                "regenerate a layer from a prompt")
-            raise EngineError(UNSUPPORTED_OP, _NEEDS_MODEL.format(what=what))
-        if request.op not in ("decompose", "split"):
-            raise EngineError(UNSUPPORTED_OP, f"the classic engine has no op {request.op!r}")
+        if request.op not in self.ops:
+            raise EngineError(UNSUPPORTED_OP, self.unsupported_message(request.op))
         key = "image" if request.op == "decompose" else "layer"
         source = request.inputs.get(key)
         if source is None:
