@@ -1,0 +1,84 @@
+"use strict";
+/**
+ * Job state, host-free: what the panel knows about each job it submitted.
+ *
+ * A job lives through: submitted -> queued -> running -> (layers arrive) -> finished,
+ * then the panel inserts it (inserted), or keeps it when its document is gone
+ * (orphaned, offered for a new document). cancelled and failed end it too.
+ */
+
+const ACTIVE = ["submitted", "queued", "running", "finished", "inserting"];
+const WAITING_FOR_SERVER = ["submitted", "queued", "running"];
+
+/**
+ * @typedef {{documentId: number, title: string, width: number, height: number,
+ *   layerId?: number, layerName?: string, layerBounds?: import("./placement").Bounds}} Capture
+ *   What the panel captured of the document at submit, so results land where the job began.
+ * @typedef {{index: number, count: number, name: string, x: number, y: number, width: number,
+ *   height: number, sha256: string, data: Uint8Array}} Layer
+ * @typedef {{id: string, op: string, prompt: string, capture: Capture | null, status: string,
+ *   stage: string, fraction: number, position: number | null, layers: Layer[], count: number | null,
+ *   width: number | null, height: number | null, error: {code: string, message: string} | null,
+ *   cancelRequested: boolean, sourceLayerName?: string}} Job
+ */
+
+/** @param {{id: string, op: string, prompt?: string, capture: Capture | null}} spec @returns {Job} */
+function newJob({ id, op, prompt = "", capture }) {
+  return {
+    id, op, prompt, capture,
+    status: "submitted", stage: "sending", fraction: 0, position: null,
+    layers: [], count: null, width: null, height: null, error: null, cancelRequested: false,
+    sourceLayerName: capture?.layerName,
+  };
+}
+
+/**
+ * Fold one server message into its job. Returns true when the job just finished
+ * (every layer here), which is the moment to insert it.
+ * @param {Job} job @param {Record<string, any>} message
+ */
+function applyMessage(job, message) {
+  if (!WAITING_FOR_SERVER.includes(job.status) && message.type !== "error") return false;
+  switch (message.type) {
+    case "queued":
+      Object.assign(job, { status: "queued", position: message.position, stage: "queued" });
+      return false;
+    case "progress":
+      Object.assign(job, { status: "running", fraction: message.fraction, stage: message.stage });
+      return false;
+    case "layer":
+      // A fetch after a reconnect re-sends layers we may already hold: keyed by index, no duplicates.
+      job.layers[message.index] = /** @type {Layer} */ (message);
+      Object.assign(job, { status: "running", count: message.count, stage: `received layer ${message.index + 1} of ${message.count}` });
+      return false;
+    case "done":
+      Object.assign(job, { status: "finished", count: message.layers, width: message.width, height: message.height, fraction: 1, stage: "done" });
+      return true;
+    case "cancelled":
+      Object.assign(job, { status: "cancelled", stage: "cancelled", layers: [] });
+      return false;
+    case "error":
+      if (!ACTIVE.includes(job.status)) return false;
+      Object.assign(job, { status: "failed", stage: "failed", error: { code: message.code, message: message.message } });
+      return false;
+    default:
+      return false; // preview: the panel does not show it yet
+  }
+}
+
+/** @param {Job} job */
+function isActive(job) {
+  return ACTIVE.includes(job.status);
+}
+
+/** @param {Job} job the server still owes this job messages */
+function awaitsServer(job) {
+  return WAITING_FOR_SERVER.includes(job.status);
+}
+
+/** @param {Job} job @param {string} code @param {string} message */
+function fail(job, code, message) {
+  Object.assign(job, { status: "failed", stage: "failed", error: { code, message } });
+}
+
+module.exports = { newJob, applyMessage, isActive, awaitsServer, fail };

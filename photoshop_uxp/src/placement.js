@@ -1,0 +1,85 @@
+"use strict";
+/**
+ * Layer placement and pixel-format maths, host-free.
+ *
+ * Photoshop hands out pixels as (left, top, right, bottom) bounds plus 3 or 4 chunky
+ * components; the protocol speaks (x, y, width, height) and RGBA8 only.
+ */
+
+/** @typedef {{left: number, top: number, right: number, bottom: number}} Bounds */
+/** @typedef {{x: number, y: number, width: number, height: number}} Rect */
+
+/** @param {Bounds} bounds @returns {Rect} */
+function boundsToRect(bounds) {
+  return { x: bounds.left, y: bounds.top, width: bounds.right - bounds.left, height: bounds.bottom - bounds.top };
+}
+
+/** @param {Rect} rect @returns {Bounds} */
+function rectToBounds(rect) {
+  return { left: rect.x, top: rect.y, right: rect.x + rect.width, bottom: rect.y + rect.height };
+}
+
+/**
+ * Chunky 8-bit pixels with 1, 3 or 4 components as RGBA8 (the protocol's only format).
+ * Three components (a background layer, a flat composite) get alpha 255; one component
+ * (a selection) becomes white with that value as alpha, which is what a `mask` input reads.
+ * @param {Uint8Array} data @param {number} components @returns {Uint8Array}
+ */
+function toRGBA8(data, components) {
+  if (components === 4) return data;
+  if (components !== 3 && components !== 1) throw new Error(`cannot convert ${components}-component pixels to RGBA`);
+  const pixels = data.length / components;
+  const out = new Uint8Array(pixels * 4);
+  for (let i = 0, j = 0; i < pixels; i++, j += components) {
+    const o = i * 4;
+    if (components === 3) {
+      out[o] = data[j]; out[o + 1] = data[j + 1]; out[o + 2] = data[j + 2]; out[o + 3] = 255;
+    } else {
+      out[o] = 255; out[o + 1] = 255; out[o + 2] = 255; out[o + 3] = data[j];
+    }
+  }
+  return out;
+}
+
+/** Longest prompt text kept in a group name; Photoshop shows names in one narrow line. */
+const MAX_GROUP_NAME = 60;
+
+/**
+ * The name of the layer group a job's layers go into.
+ * @param {{op: string, prompt?: string, sourceLayerName?: string}} job
+ */
+function groupName(job) {
+  const prompt = (job.prompt || "").trim().replace(/\s+/g, " ");
+  if (prompt) return prompt.length > MAX_GROUP_NAME ? `${prompt.slice(0, MAX_GROUP_NAME - 1)}…` : prompt;
+  if (job.op === "split" && job.sourceLayerName) return `${job.sourceLayerName} (split)`;
+  return "Decomposed";
+}
+
+/** @param {{name?: string, index: number}} layer */
+function layerName(layer) {
+  return layer.name && layer.name.trim() ? layer.name : `Layer ${layer.index + 1}`;
+}
+
+/**
+ * The layers of a finished job in insertion order (index 0, the bottom, first), each
+ * with the name and document offset to give it. Throws if one is missing.
+ * @template {{index: number, name?: string, x: number, y: number, width: number, height: number, data: Uint8Array}} L
+ * @param {L[]} layers by index @param {number} count
+ */
+function insertionOrder(layers, count) {
+  const ordered = [];
+  for (let index = 0; index < count; index++) {
+    const layer = layers[index];
+    if (!layer) throw new Error(`layer ${index} of ${count} never arrived`);
+    ordered.push({ ...layer, name: layerName(layer) });
+  }
+  return ordered;
+}
+
+/** Generated image size for a document, within the protocol's 64..16384 range. */
+/** @param {number} size */
+function generateSize(size) {
+  return Math.min(16384, Math.max(64, Math.round(size)));
+}
+
+module.exports = { boundsToRect, rectToBounds, toRGBA8, groupName, layerName, insertionOrder, generateSize };
