@@ -3,7 +3,7 @@
 
 const { test, before, after } = require("node:test");
 const assert = require("node:assert/strict");
-const { startServer } = require("./helpers");
+const { startServer, waitFor } = require("./helpers");
 const { panelFor, pictureDocument, settled, assertGroupHoldsLayers, assertOneHistoryStep, layersFromFrames } = require("./checks");
 
 /** @type {any} */ let server;
@@ -22,4 +22,99 @@ test("decompose: a group named Decomposed on top, the server's layers in order, 
   assertOneHistoryStep(fake, doc.id, "LayerBridge: Decompose into layers");
   assert.ok(!fake.inModal && fake.openSuspensions.size === 0);
   controller.stop();
+});
+
+test("split: the selected layer's parts in a group just above it, the source hidden, one history step", async () => {
+  const { fake, controller, log } = await panelFor(server.url);
+  const { doc, layer } = pictureDocument(fake, 80, 60);
+  // Move the layer off the origin so the offsets are exercised.
+  layer.pixels.bounds = { left: 13, top: -4, right: 93, bottom: 56 };
+  const job = await controller.splitSelectedLayer({ layers: 3, seed: 1 });
+  await settled(controller, job);
+  assert.equal(job.status, "inserted", job.error?.message);
+  const [group, source] = doc.children;
+  assert.equal(group.name, "Picture (split)");
+  assert.equal(source, layer);
+  assert.equal(layer.visible, false);
+  const sent = layersFromFrames(log.frames, job.id);
+  assert.equal(sent.length, 3);
+  assertGroupHoldsLayers(group, sent);
+  assertOneHistoryStep(fake, doc.id, "LayerBridge: Split layer");
+  controller.stop();
+});
+
+test("cancel: a running job stops, nothing is inserted, no history step", async () => {
+  const { fake, controller } = await panelFor(server.url);
+  const { doc } = pictureDocument(fake, 1600, 1200);
+  const job = await controller.decomposeDocument({ layers: 8 });
+  await waitFor(() => job.status === "queued" || job.status === "running", 10_000, "job queued");
+  controller.cancel();
+  await settled(controller, job);
+  assert.equal(job.status, "cancelled");
+  assert.equal(doc.children.length, 1, "no group added");
+  assert.deepEqual(fake.historySteps, []);
+  controller.stop();
+});
+
+test("reconnect: the connection dies mid-job, the panel reconnects, fetches, and inserts every layer", async () => {
+  const { fake, controller, log } = await panelFor(server.url);
+  const { doc } = pictureDocument(fake, 160, 120);
+  const states = [];
+  controller.subscribe(() => states.push(controller.connection.state));
+  let killed = false;
+  log.onFrame = (frame, socket) => {
+    if (!killed && typeof frame !== "string") { killed = true; socket.terminate(); }
+  };
+  const job = await controller.decomposeDocument({ layers: 4, seed: 3 });
+  await settled(controller, job);
+  assert.ok(killed, "the connection was killed after the first layer");
+  assert.ok(states.includes("reconnecting"), `states: ${states}`);
+  assert.equal(log.sockets.length, 2, "one reconnect");
+  assert.equal(job.status, "inserted", job.error?.message);
+  assertGroupHoldsLayers(doc.children[0], layersFromFrames(log.frames, job.id));
+  assertOneHistoryStep(fake, doc.id, "LayerBridge: Decompose into layers");
+  controller.stop();
+});
+
+test("closed document: the result is kept and goes into a new document on request", async () => {
+  const { fake, controller, log } = await panelFor(server.url);
+  const { doc } = pictureDocument(fake, 90, 70);
+  const job = await controller.decomposeDocument({ layers: 3 });
+  doc.closeWithoutSaving();
+  await settled(controller, job);
+  assert.equal(job.status, "orphaned");
+  assert.match(job.stage, /new document/);
+  await controller.insertIntoNewDocument(job.id);
+  assert.equal(job.status, "inserted");
+  const created = fake.documents[0];
+  assert.notEqual(created.id, doc.id);
+  assert.deepEqual([created.width, created.height], [90, 70]);
+  assertGroupHoldsLayers(created.children[0], layersFromFrames(log.frames, job.id));
+  assertOneHistoryStep(fake, created.id, "LayerBridge: Decompose into layers");
+  controller.stop();
+});
+
+test("server down: the panel says how to start it, refuses jobs, and connects once it runs", async () => {
+  const gone = await startServer("classic");
+  await gone.stop();
+  const { loadHostOverFake, recordingWebSocket } = require("./helpers");
+  const { Controller } = require("../src/controller");
+  const { fake, host } = loadHostOverFake();
+  pictureDocument(fake);
+  const controller = new Controller({ host, WebSocketClass: recordingWebSocket().WebSocketClass });
+  controller.setAddress(gone.url);
+  await waitFor(() => controller.connection.state === "down", 5_000, "down");
+  assert.match(controller.connection.detail, /Server not running at ws:\/\/127\.0\.0\.1:\d+\. Start it with: layerbridge serve/);
+  const job = await controller.decomposeDocument();
+  assert.equal(job.status, "failed");
+  assert.match(job.error?.message || "", /layerbridge serve/);
+  const again = await startServer("classic", ["--port", String(gone.port)]);
+  try {
+    await waitFor(() => controller.connection.state === "connected", 15_000, "connected after the server started");
+    await again.stop();
+    await waitFor(() => controller.connection.state === "reconnecting", 5_000, "reconnecting after the server stopped");
+  } finally {
+    controller.stop();
+    await again.stop();
+  }
 });
