@@ -109,10 +109,11 @@ class FakePhotoshop {
               async unregisterAutoCloseDocument() {},
             },
           };
-          return await targetFunction(context);
+          const result = await targetFunction(context);
+          if (fake.openSuspensions.size) throw new Error("a history suspension was left open when the modal scope ended");
+          return result;
         } finally {
           fake.inModal = false;
-          if (fake.openSuspensions.size) throw new Error("a history suspension was left open when the modal scope ended");
         }
       },
     };
