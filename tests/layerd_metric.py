@@ -7,8 +7,9 @@ Per pair of layers (float RGBA in [0, 1], full canvas; P predicted, G true):
 - alpha soft IoU: ``sum min(a_P, a_G) / sum max(a_P, a_G)``.
 - cost: ``(L1 + 1 - IoU) / 2``.
 
-Sequence protocol: on both sides, consecutive layers that do not overlap each other are
-merged into groups (their relative order is arbitrary, so it must not count); the two
+Sequence protocol: on both sides, layers are grouped by occlusion depth (repeatedly, every
+layer that nothing above it overlaps joins the current top group) and each group is merged
+(the order inside a group is arbitrary, so it must not count); the two
 sequences are aligned by order-aware DTW on the cost; L1 and IoU are averaged over the aligned
 pairs. "k merges" then allows up to k greedy merges of two adjacent layers on either side,
 each time the one that lowers the mean cost most. If the true bottom layer is not opaque a
@@ -73,18 +74,32 @@ def pair_score(pred: np.ndarray, true: np.ndarray) -> tuple[float, float]:
 
 
 def group_unordered(layers: Layers) -> Layers:
-    """Merge runs of consecutive, mutually non-overlapping layers (back to front)."""
-    groups: Layers = []
-    covered: np.ndarray | None = None
-    for layer in layers:
-        mask = layer[..., 3] > 0
-        if groups and covered is not None and not (covered & mask).any():
-            groups[-1] = over(groups[-1], layer)
-            covered |= mask
-        else:
-            groups.append(layer.copy())
-            covered = mask.copy()
-    return groups
+    """Group layers by occlusion depth, as LayerD does, and merge each group (back to front).
+
+    Repeatedly, every remaining layer that no remaining layer above it overlaps is "on top";
+    those form one group and are set aside. Layers in one group do not overlap each other,
+    so their relative order is arbitrary and must not count, even when they are not
+    neighbours in the stack.
+    """
+    masks = [layer[..., 3] > 0 for layer in layers]
+    remaining = list(range(len(layers)))
+    groups: list[list[int]] = []
+    while remaining:
+        above = np.zeros(masks[0].shape, bool) if masks else None
+        top: list[int] = []
+        for index in reversed(remaining):
+            if not (masks[index] & above).any():
+                top.append(index)
+            above |= masks[index]
+        groups.append(top[::-1])
+        remaining = [i for i in remaining if i not in top]
+    out: Layers = []
+    for group in groups[::-1]:
+        merged = layers[group[0]].copy()
+        for index in group[1:]:
+            merged = over(merged, layers[index])
+        out.append(merged)
+    return out
 
 
 def dtw_align(cost: np.ndarray) -> list[tuple[int, int]]:

@@ -74,3 +74,13 @@ def test_dtw_path_is_monotone_and_complete() -> None:
     assert path[0] == (0, 0) and path[-1] == (2, 2)
     assert all(b[0] >= a[0] and b[1] >= a[1] for a, b in zip(path, path[1:], strict=False))
     assert sum(cost[p] for p in path) == 0.0
+
+
+def test_grouping_joins_non_neighbours_that_nothing_above_overlaps() -> None:
+    # Stack bg, a, c, b with c over a and b apart from both: b is on top like c, so b and c
+    # form one group although they are not neighbours, and a stack with b lower scores the same.
+    a, c = _layer(8, 8, (0, 3, 0, 3)), _layer(8, 8, (2, 5, 2, 5), (0, 1, 0))
+    b = _layer(8, 8, (6, 8, 6, 8), (0, 0, 1))
+    assert len(group_unordered([_background(), a, c, b])) == 3
+    score = evaluate([_background(), b, a, c], [_background(), a, c, b], max_merges=0)[0]
+    assert score.l1 == 0.0 and score.iou == 1.0
