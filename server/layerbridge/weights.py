@@ -8,8 +8,33 @@ The server never downloads: a model is fetched once on a connected machine
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from layerbridge.engines.base import (
+    BAD_PARAMS,
+    ENGINE_FAILED,
+    MODEL_MISSING,
+    OUT_OF_MEMORY,
+    EngineError,
+)
+
+LAYERED_MODEL = "Qwen/Qwen-Image-Layered"
+GENERATE_MODEL = "Qwen/Qwen-Image"
+EDIT_MODEL = "Qwen/Qwen-Image-Edit-2509"
+#: What each model is for, for messages and ``layerbridge models``.
+MODEL_ROLES = {LAYERED_MODEL: "decompose, split (required)", GENERATE_MODEL: "generate",
+               EDIT_MODEL: "regenerate"}
+MIN_DIFFUSERS = (0, 37)
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
+GIB = 1024**3
+#: GPU memory for activations on top of the weights (measured figures: docs/gpu-engine.md).
+ACTIVATION_HEADROOM_GIB = 6.0
 
 
 def has_torchvision() -> bool:
@@ -40,3 +65,391 @@ def qwen_vl_processor(image_processor: Any, tokenizer: Any) -> Any:
             return super().check_argument_for_proper_class(argument_name, argument)
 
     return ImageOnlyQwen2VLProcessor(image_processor, tokenizer, VideoProcessorMixin())
+
+
+# --- finding models ---------------------------------------------------------------------------
+
+
+def fetch_command(model_id: str) -> str:
+    """The command that puts ``model_id`` in the Hugging Face cache on a connected machine."""
+    return f"hf download {model_id}   (older huggingface_hub: huggingface-cli download {model_id})"
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face cache folder (honours HF_HUB_CACHE and HF_HOME)."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def missing_model(model_id: str, searched: list[Path], detail: str) -> EngineError:
+    """The ``model_missing`` error: what is missing, where we looked, how to fetch it."""
+    places = ", ".join(str(path) for path in searched)
+    return EngineError(
+        MODEL_MISSING,
+        f"model {model_id} {detail} (searched: {places}). LayerBridge never downloads: on a "
+        f"connected machine run `{fetch_command(model_id)}`, then copy the Hugging Face cache "
+        "folder (~/.cache/huggingface/hub) to this machine or point --model-dir at it.",
+    )
+
+
+def find_model(model_id: str, model_dir: Path | None = None) -> Path:
+    """The folder holding ``model_id``'s pipeline, complete, or a ``model_missing`` error.
+
+    ``model_dir`` may be a Hugging Face cache folder (``models--Org--Name/snapshots/...``),
+    a folder of ``Org/Name`` model folders (``hf download --local-dir``), or the model folder
+    itself. Without it the Hugging Face cache is searched, offline.
+    """
+    roots = [Path(model_dir)] if model_dir is not None else [hub_cache_dir()]
+    for root in roots:
+        for candidate in _candidates(model_id, root):
+            if (candidate / "model_index.json").is_file():
+                problems = incomplete_parts(candidate)
+                if problems:
+                    raise missing_model(model_id, [candidate],
+                                        "is only partly downloaded: " + "; ".join(problems[:5]))
+                return candidate
+    raise missing_model(model_id, roots, "is not there")
+
+
+def _candidates(model_id: str, root: Path) -> list[Path]:
+    """Where ``model_id`` may live under ``root``, in the order they are tried."""
+    found = []
+    snapshot = _cached_snapshot(model_id, root)
+    if snapshot is not None:
+        found.append(snapshot)
+    found.append(root / model_id)
+    found.append(root / model_id.split("/")[-1])
+    if _index_names(root, model_id):
+        found.append(root)
+    return found
+
+
+def _cached_snapshot(model_id: str, cache: Path) -> Path | None:
+    """The snapshot ``refs/main`` points at in a Hugging Face cache, offline."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    if not (cache / f"models--{model_id.replace('/', '--')}").is_dir():
+        return None
+    try:
+        return Path(snapshot_download(model_id, cache_dir=cache, local_files_only=True))
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        return None
+
+
+def _index_names(folder: Path, model_id: str) -> bool:
+    """Whether ``folder`` itself is the model: its model_index.json names the right pipeline
+    (a bare folder must not pass for the layered model just because it holds *a* pipeline)."""
+    index = folder / "model_index.json"
+    if not index.is_file():
+        return False
+    expected = {LAYERED_MODEL: "QwenImageLayeredPipeline", EDIT_MODEL: "QwenImageEditPlusPipeline"}
+    name = json.loads(index.read_text()).get("_class_name")
+    return expected.get(model_id, name) == name
+
+
+def incomplete_parts(folder: Path) -> list[str]:
+    """What is missing from a pipeline folder: components named in model_index.json without
+    their folder, weight shards an index lists but the folder lacks, weightless models."""
+    index = json.loads((folder / "model_index.json").read_text())
+    problems = []
+    for name, entry in index.items():
+        if name.startswith("_") or not isinstance(entry, list) or entry[0] is None:
+            continue
+        part = folder / name
+        if not part.is_dir():
+            problems.append(f"{name}/ is missing")
+            continue
+        problems.extend(_missing_shards(part, name))
+        if name in ("transformer", "text_encoder", "vae") and not _has_weights(part):
+            problems.append(f"{name}/ has no weight files")
+    return problems
+
+
+def _missing_shards(part: Path, name: str) -> list[str]:
+    problems = []
+    for index_file in part.glob("*.index.json"):
+        shards = set(json.loads(index_file.read_text()).get("weight_map", {}).values())
+        problems.extend(f"{name}/{shard} is missing" for shard in sorted(shards)
+                        if not (part / shard).is_file())
+    return problems
+
+
+def _has_weights(part: Path) -> bool:
+    return any(path.is_file() and path.name.endswith(WEIGHT_SUFFIXES) for path in part.iterdir())
+
+
+def folder_fingerprint(folder: Path) -> tuple:
+    """What identifies a component's files without reading gigabytes: the blob names of a
+    Hugging Face cache (content hashes) where files are links into it, else sizes and a hash
+    of each file's first MiB. Equal fingerprints mean one copy can serve two pipelines."""
+    if not folder.is_dir():
+        return ()
+    entries = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        name = str(path.relative_to(folder))
+        if path.is_symlink() and path.resolve().parent.name == "blobs":
+            entries.append((name, path.resolve().name))
+            continue
+        with path.open("rb") as handle:
+            head = hashlib.sha256(handle.read(1 << 20)).hexdigest()
+        entries.append((name, path.stat().st_size, head))
+    return tuple(entries)
+
+
+def weights_size(folder: Path) -> int:
+    """Bytes of weight files under ``folder`` (what loading them costs, at their stored dtype)."""
+    if not folder.is_dir():
+        return 0
+    return sum(path.stat().st_size for path in folder.rglob("*")
+               if path.is_file() and path.name.endswith(WEIGHT_SUFFIXES))
+
+
+# --- checks before loading --------------------------------------------------------------------
+
+
+def diffusers_version_problem() -> str | None:
+    """Why the installed diffusers cannot run the engine, or None when it can."""
+    try:
+        import diffusers
+    except ImportError:
+        return "diffusers is not installed: pip install 'diffusers>=0.37'"
+    numbers = tuple(int(part) for part in diffusers.__version__.split(".")[:2] if part.isdigit())
+    if numbers < MIN_DIFFUSERS:
+        return (f"diffusers {diffusers.__version__} is too old: QwenImageLayeredPipeline arrived "
+                "in 0.37; pip install -U 'diffusers>=0.37'")
+    return None
+
+
+def pick_device(device: str | None) -> str:
+    """``device`` as given, else the CUDA GPU (or Apple's MPS); no GPU is an error with advice,
+    because the real model on a CPU takes hours per job."""
+    import torch
+
+    if device:
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    raise EngineError(
+        ENGINE_FAILED,
+        "no CUDA GPU found: the qwen engine needs an NVIDIA GPU (see docs/gpu-engine.md). "
+        "Use --engine classic (weight-free, CPU), or --device cpu to run on the CPU anyway "
+        "(hours per job, about 80 GB of RAM).",
+    )
+
+
+def needed_gib(folder: Path, dtype: str, offload: str, quantize: str | None) -> float:
+    """GPU memory a pipeline needs under the memory options, from its weight files' sizes
+    (stored as bf16: float32 doubles them; int8 halves and nf4 about quarters the transformer)."""
+    scale = 2.0 if dtype == "float32" else 1.0
+    transformer = weights_size(folder / "transformer") * scale
+    transformer *= {"int8": 0.5, "nf4": 0.28}.get(quantize or "", 1.0)
+    others = [weights_size(folder / name) * scale for name in ("text_encoder", "vae")]
+    if offload == "sequential":
+        return ACTIVATION_HEADROOM_GIB / 2
+    if offload == "model":
+        return max([transformer, *others]) / GIB + ACTIVATION_HEADROOM_GIB
+    return (transformer + sum(others)) / GIB + ACTIVATION_HEADROOM_GIB
+
+
+def check_gpu_memory(folder: Path, device: str, dtype: str, offload: str,
+                     quantize: str | None) -> None:
+    """Refuse to load what cannot fit, before minutes of loading end in a crash."""
+    import torch
+
+    if not device.startswith("cuda") or not torch.cuda.is_available():
+        return
+    free, total = torch.cuda.mem_get_info(torch.device(device))
+    need = needed_gib(folder, dtype, offload, quantize)
+    if free / GIB >= need:
+        return
+    raise EngineError(
+        OUT_OF_MEMORY,
+        f"the GPU has {free / GIB:.1f} GB free of {total / GIB:.1f} GB; the layered model needs "
+        f"about {need:.0f} GB with offload={offload}, quantize={quantize}. Try --offload model "
+        "(about 24 GB), --offload sequential (any card, slow), --quantize int8 or nf4, or close "
+        "what else uses the GPU (nvidia-smi).",
+    )
+
+
+def quantization_config(quantize: str, dtype: Any) -> Any:
+    """diffusers' quantization config for the transformer: int8 through torchao (or
+    bitsandbytes), nf4 through bitsandbytes; a clear error when neither is installed."""
+    import diffusers
+
+    has_torchao = importlib.util.find_spec("torchao") is not None
+    has_bnb = importlib.util.find_spec("bitsandbytes") is not None
+    if quantize == "int8" and has_torchao:
+        from torchao.quantization import Int8WeightOnlyConfig
+
+        return diffusers.TorchAoConfig(Int8WeightOnlyConfig())
+    if quantize == "int8" and has_bnb:
+        return diffusers.BitsAndBytesConfig(load_in_8bit=True)
+    if quantize == "nf4" and has_bnb:
+        return diffusers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                            bnb_4bit_compute_dtype=dtype)
+    if quantize not in ("int8", "nf4"):
+        raise EngineError(BAD_PARAMS, f"quantize must be int8 or nf4, not {quantize!r}")
+    package = "torchao or bitsandbytes" if quantize == "int8" else "bitsandbytes"
+    raise EngineError(BAD_PARAMS, f"--quantize {quantize} needs {package}: pip install "
+                      f"{'torchao' if quantize == 'int8' else 'bitsandbytes'}")
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+def load_processor(folder: Path) -> Any:
+    """The Qwen2-VL processor saved in ``folder``, image and text parts only when torchvision
+    (which transformers' video processor needs) is absent."""
+    from transformers import AutoTokenizer
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+        Qwen2VLImageProcessorPil,
+    )
+
+    if has_torchvision():
+        from transformers import Qwen2VLProcessor
+
+        return Qwen2VLProcessor.from_pretrained(folder)
+    return qwen_vl_processor(Qwen2VLImageProcessorPil.from_pretrained(folder),
+                             AutoTokenizer.from_pretrained(folder))
+
+
+@dataclass
+class PipelineLoader:
+    """Loads the pipelines of one engine from folders, sharing identical components."""
+
+    dtype: str
+    quantize: str | None
+    loaded: dict[str, tuple[Path, Any]]
+
+    def load(self, role: str, folder: Path, pipeline_class: Any = None) -> Any:
+        """Load the pipeline in ``folder`` (its model_index.json class unless given), passing
+        in every component an already loaded pipeline has with the same files."""
+        import torch
+        from diffusers import DiffusionPipeline
+
+        from layerbridge.engines.diffusion import torch_dtype
+
+        dtype = torch_dtype(self.dtype)
+        kwargs: dict[str, Any] = {"torch_dtype": dtype, **self._shared(folder)}
+        if self.quantize and "transformer" not in kwargs:
+            kwargs["transformer"] = self._quantized_transformer(folder, dtype)
+        if (folder / "processor").is_dir() and "processor" not in kwargs:
+            kwargs["processor"] = load_processor(folder / "processor")
+        pipeline_class = pipeline_class or DiffusionPipeline
+        try:
+            pipe = pipeline_class.from_pretrained(folder, **kwargs)
+        except torch.OutOfMemoryError as exc:
+            from layerbridge.engines.diffusion import OOM_ADVICE
+
+            raise EngineError(OUT_OF_MEMORY, OOM_ADVICE) from exc
+        self.loaded[role] = (folder, pipe)
+        return pipe
+
+    def _shared(self, folder: Path) -> dict[str, Any]:
+        shared: dict[str, Any] = {}
+        index = json.loads((folder / "model_index.json").read_text())
+        for other_folder, pipe in self.loaded.values():
+            for name, component in pipe.components.items():
+                if name in shared or name not in index or component is None:
+                    continue
+                if name == "transformer" and self.quantize:
+                    continue
+                if folder_fingerprint(folder / name) == folder_fingerprint(other_folder / name):
+                    shared[name] = component
+        return shared
+
+    def _quantized_transformer(self, folder: Path, dtype: Any) -> Any:
+        import diffusers
+
+        config = json.loads((folder / "transformer" / "config.json").read_text())
+        model_class = getattr(diffusers, config["_class_name"])
+        return model_class.from_pretrained(
+            folder, subfolder="transformer", torch_dtype=dtype,
+            quantization_config=quantization_config(str(self.quantize), dtype),
+        )
+
+
+def open_pretrained(
+    engine_class: Any,
+    model_dir: Path | str | None = None,
+    model: str = LAYERED_MODEL,
+    generate_model: str = GENERATE_MODEL,
+    edit_model: str = EDIT_MODEL,
+    dtype: str | None = None,
+    offload: str = "none",
+    vae_tiling: bool = False,
+    quantize: str | None = None,
+    device: str | None = None,
+    steps: int = 50,
+    check_memory: bool = True,
+) -> Any:
+    """Build the real diffusion engine from weights found offline.
+
+    Options (each a ``DiffusionEngine.from_pretrained`` keyword): ``model_dir`` (a folder of
+    models or a Hugging Face cache; default the HF cache), ``model`` / ``generate_model`` /
+    ``edit_model`` (hub ids of the layered, text-to-image and edit pipelines), ``dtype``
+    (bfloat16 | float16 | float32; default bfloat16 on a GPU, float32 on a CPU), ``offload``
+    (none | model | sequential), ``vae_tiling``, ``quantize`` (int8 | nf4, the transformers
+    only), ``device`` (default cuda), ``steps`` (default step count), ``check_memory`` (refuse
+    to load what the free GPU memory cannot hold). The layered model must be present now; the
+    other two are looked up when their op first runs.
+    """
+    from layerbridge.engines.diffusion import memory_options
+
+    problem = diffusers_version_problem()
+    if problem:
+        raise EngineError(ENGINE_FAILED, problem)
+    root = Path(model_dir) if model_dir is not None else None
+    layered_folder = find_model(model, root)
+    device = pick_device(device)
+    dtype = dtype or ("float32" if device == "cpu" else "bfloat16")
+    memory = memory_options(device, dtype, offload, vae_tiling)
+    if quantize:
+        quantization_config(quantize, None)  # fail now, not after minutes of loading
+    if check_memory:
+        check_gpu_memory(layered_folder, device, dtype, offload, quantize)
+    loader = PipelineLoader(dtype, quantize, {})
+
+    def layered() -> Any:
+        from diffusers import QwenImageLayeredPipeline
+
+        return loader.load("layered", layered_folder, QwenImageLayeredPipeline)
+
+    def text_to_image() -> Any:
+        return loader.load("text_to_image", find_model(generate_model, root))
+
+    def edit() -> Any:
+        return loader.load("edit", find_model(edit_model, root))
+
+    return engine_class("qwen", layered=layered, text_to_image=text_to_image, edit=edit,
+                        memory=memory, default_steps=steps)
+
+
+# --- `layerbridge models` ---------------------------------------------------------------------
+
+
+def model_report(model_id: str, model_dir: Path | None) -> tuple[bool, str]:
+    """(found, one line) for ``model_id``: its folder and size, or why it is not usable."""
+    role = MODEL_ROLES.get(model_id, "")
+    try:
+        folder = find_model(model_id, model_dir)
+    except EngineError as exc:
+        return False, f"  missing  {model_id}  [{role}]\n    {exc.message}"
+    return True, f"  found    {model_id}  [{role}]  {weights_size(folder) / GIB:.1f} GB  {folder}"
+
+
+def list_models_command(args: argparse.Namespace) -> int:
+    """Print which diffusion models are found offline; 0 when the layered model is there."""
+    model_dir = getattr(args, "model_dir", None)
+    where = model_dir if model_dir is not None else hub_cache_dir()
+    print(f"Models for the qwen engine, searched offline in {where}:")
+    found_layered = False
+    for model_id in MODEL_ROLES:
+        found, line = model_report(model_id, model_dir)
+        found_layered = found_layered or (found and model_id == LAYERED_MODEL)
+        print(line)
+    return 0 if found_layered else 1

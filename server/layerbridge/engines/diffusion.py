@@ -48,9 +48,6 @@ from layerbridge.imaging import resize_premultiplied
 
 log = logging.getLogger("layerbridge.diffusion")
 
-LAYERED_MODEL = "Qwen/Qwen-Image-Layered"
-GENERATE_MODEL = "Qwen/Qwen-Image"
-EDIT_MODEL = "Qwen/Qwen-Image-Edit-2509"
 RESOLUTIONS = (640, 1024)
 DEFAULT_RESOLUTION = 640
 #: The edit model is trained around one megapixel; its output bucket defaults to that.
@@ -227,8 +224,8 @@ class DiffusionEngine(Engine):
         self.name = name
         self.memory = memory
         self.default_steps = default_steps
-        self.slots = {"layered": PipelineSlot(layered), "text_to_image": PipelineSlot(text_to_image),
-                      "edit": PipelineSlot(edit)}
+        self.slots = {"layered": PipelineSlot(layered),
+                      "text_to_image": PipelineSlot(text_to_image), "edit": PipelineSlot(edit)}
         self._active: str | None = None
 
     # -- construction --

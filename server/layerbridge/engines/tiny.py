@@ -129,9 +129,11 @@ def tiny_text_encoder(tokenizer: Any) -> Any:
         vision_end_token_id=ids["<|vision_end|>"],
     )
     model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    model.generation_config.max_new_tokens = 8
+    # Random weights never choose to stop, and the layered pipeline captions with
+    # max_new_tokens=512: make every token an end token so a caption is one token (fast and
+    # deterministic), through the same generate() call the real model uses.
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    model.generation_config.eos_token_id = ids["<|im_end|>"]
+    model.generation_config.eos_token_id = list(range(len(tokenizer)))
     return model
 
 
@@ -140,9 +142,9 @@ def tiny_vae(input_channels: int) -> Any:
     from diffusers import AutoencoderKLQwenImage
 
     return AutoencoderKLQwenImage(
-        base_dim=8,
+        base_dim=4,
         z_dim=LATENT_CHANNELS,
-        dim_mult=[1, 2, 4, 4],
+        dim_mult=[1, 1, 2, 2],
         num_res_blocks=1,
         temperal_downsample=[False, True, True],
         input_channels=input_channels,
