@@ -15,7 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,9 @@ class Job:
 
     def __init__(self, request: JobRequest, owner: str, size: tuple[int, int]) -> None:
         self.request = request
+        self.input_sizes = ",".join(
+            f"{i.name}={i.width}x{i.height}" for i in request.inputs.values()
+        )
         self.owner = owner
         self.size = size  # the document's (width, height)
         self.state = "queued"
@@ -101,6 +104,9 @@ class Job:
         self.frames.append(frame)
         self.state, self.outcome_code = state, code
         self.finished_at = time.monotonic()
+        # A kept result holds its output frames (counted in the store's budget), not the
+        # client's input pixels, which nothing reads once the job is over.
+        self.request = replace(self.request, inputs={})
         self._wake()
 
     async def wait_beyond(self, cursor: int) -> None:
@@ -211,9 +217,15 @@ def layer_frame(job_id: str, index: int, count: int, layer: Layer) -> Frame:
     trimmed = trim_to_alpha(layer)
     if trimmed is None:  # fully transparent: one clear pixel keeps the layer's place
         trimmed = Layer(layer.name, np.zeros((1, 1, 4), np.uint8), layer.x, layer.y)
+    pixels = np.ascontiguousarray(trimmed.pixels, dtype=np.uint8)
+    base = pixels.base
+    if isinstance(base, np.ndarray) and base.nbytes > pixels.nbytes:
+        # A trimmed band of whole rows is a view that would pin the full-size layer for as
+        # long as the result is kept, while the store's budget counts only the band.
+        pixels = pixels.copy()
     # A view of the pixels, not a copy: websockets sends any bytes-like object.
-    data = memoryview(np.ascontiguousarray(trimmed.pixels, dtype=np.uint8)).cast("B")
-    height, width = trimmed.pixels.shape[:2]
+    data = memoryview(pixels).cast("B")
+    height, width = pixels.shape[:2]
     header = {
         "type": "layer",
         "job": job_id,
@@ -401,7 +413,7 @@ class Worker:
 
     def _log(self, job: Job) -> None:
         request = job.request
-        sizes = ",".join(f"{i.name}={i.width}x{i.height}" for i in request.inputs.values())
+        sizes = job.input_sizes
         started, finished = job.started_at or 0.0, job.finished_at or time.monotonic()
         log.info(
             "job=%s op=%s client=%s inputs=%s layers=%s queued_s=%.3f run_s=%.3f outcome=%s%s",
