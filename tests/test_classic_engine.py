@@ -27,7 +27,7 @@ def test_is_created_by_name_and_describes_itself() -> None:
     engine = create_engine("classic")
     assert isinstance(engine, ClassicEngine)
     assert engine.name == "classic"
-    assert set(engine.ops) == {"decompose", "split", "generate", "regenerate"}
+    assert set(engine.ops) == {"decompose", "split"}
     assert 1 <= engine.min_layers < engine.max_layers
 
 
