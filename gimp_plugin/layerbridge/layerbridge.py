@@ -217,6 +217,18 @@ def add_common_arguments(procedure, with_layers=True):
         -1,
         RW,
     )
+    procedure.add_int_argument(
+        "steps", "S_teps", "Model steps (0: the server's default)", 0, 200, 0, RW
+    )
+    procedure.add_int_argument(
+        "resolution",
+        "_Resolution",
+        "Model resolution, one the server lists (0: the server's default)",
+        0,
+        4096,
+        0,
+        RW,
+    )
     procedure.add_string_argument(
         "server",
         "Ser_ver",
@@ -282,6 +294,8 @@ def build_job(name, image, drawables, config, interactive):
     def arg(key):
         return config.get_property(key)
 
+    tuning = {"steps": arg("steps"), "resolution": arg("resolution")}
+
     if name == GENERATE:
         width = arg("width") or (image.get_width() if image else 1024)
         height = arg("height") or (image.get_height() if image else 1024)
@@ -289,21 +303,25 @@ def build_job(name, image, drawables, config, interactive):
             image = Gimp.Image.new(width, height, Gimp.ImageBaseType.RGB)
             if interactive:
                 Gimp.Display.new(image)
-        request = core.generate_request(arg("prompt"), width, height, arg("layers"), arg("seed"))
+        request = core.generate_request(
+            arg("prompt"), width, height, arg("layers"), arg("seed"), **tuning
+        )
         return request, GimpHost(image, title=request.title)
     if image.get_base_type() != Gimp.ImageBaseType.RGB:
         raise core.JobFailed("LayerBridge works on RGB images: use Image > Mode > RGB first.")
     width, height = image.get_width(), image.get_height()
     if name == DECOMPOSE:
         request = core.decompose_request(
-            composite(image), width, height, arg("layers"), arg("seed"), arg("prompt")
+            composite(image), width, height, arg("layers"), arg("seed"), arg("prompt"), **tuning
         )
         return request, GimpHost(image, title=request.title)
     layer = selected_layer(image, drawables)
     bounds = layer_bounds(layer)
     pixels = read_pixels(layer)
     if name == SPLIT:
-        request = core.split_request(pixels, bounds, arg("layers"), arg("seed"), layer.get_name())
+        request = core.split_request(
+            pixels, bounds, arg("layers"), arg("seed"), layer.get_name(), **tuning
+        )
         host = GimpHost(image, layer.get_parent(), image.get_item_position(layer), request.title)
         return request, host
     request = core.regenerate_request(
@@ -313,6 +331,7 @@ def build_job(name, image, drawables, config, interactive):
         bounds,
         document=(composite(image), width, height),
         mask=selection_mask(image, bounds),
+        **tuning,
     )
     return request, GimpHost(image, target=layer)
 

@@ -108,32 +108,61 @@ def layers_param(layers: int) -> int | str:
     return "auto" if layers <= 0 else layers
 
 
+def tuning(steps: int = 0, resolution: int = 0) -> dict[str, int]:
+    """Model steps and resolution; dialogs show 0 for "the server's default", sent as nothing."""
+    params = {"steps": steps, "resolution": resolution}
+    return {key: value for key, value in params.items() if value > 0}
+
+
 def decompose_request(
-    image: bytes, width: int, height: int, layers: int, seed: int, prompt: str = ""
+    image: bytes,
+    width: int,
+    height: int,
+    layers: int,
+    seed: int,
+    prompt: str = "",
+    steps: int = 0,
+    resolution: int = 0,
 ) -> JobRequest:
     params: dict[str, Any] = {"layers": layers_param(layers), "seed": seed_param(seed)}
+    params.update(tuning(steps, resolution))
     if prompt.strip():
         params["prompt"] = prompt.strip()
     inputs = [(protocol.InputSpec("image", width, height), image)]
     return JobRequest("decompose", params, inputs, title="Decomposed")
 
 
-def generate_request(prompt: str, width: int, height: int, layers: int, seed: int) -> JobRequest:
+def generate_request(
+    prompt: str,
+    width: int,
+    height: int,
+    layers: int,
+    seed: int,
+    steps: int = 0,
+    resolution: int = 0,
+) -> JobRequest:
     params = {
         "prompt": prompt.strip(),
         "width": width,
         "height": height,
         "layers": layers_param(layers),
         "seed": seed_param(seed),
+        **tuning(steps, resolution),
     }
     return JobRequest("generate", params, title=group_title(prompt))
 
 
 def split_request(
-    layer: bytes, bounds: tuple[int, int, int, int], layers: int, seed: int, name: str
+    layer: bytes,
+    bounds: tuple[int, int, int, int],
+    layers: int,
+    seed: int,
+    name: str,
+    steps: int = 0,
+    resolution: int = 0,
 ) -> JobRequest:
     x, y, width, height = bounds
-    params = {"layers": layers_param(layers), "seed": seed_param(seed)}
+    params = {"layers": layers_param(layers), "seed": seed_param(seed), **tuning(steps, resolution)}
     inputs = [(protocol.InputSpec("layer", width, height, x, y), layer)]
     return JobRequest("split", params, inputs, title=f"{name} (split)")
 
@@ -145,10 +174,12 @@ def regenerate_request(
     bounds: tuple[int, int, int, int],
     document: tuple[bytes, int, int] | None = None,
     mask: bytes | None = None,
+    steps: int = 0,
+    resolution: int = 0,
 ) -> JobRequest:
     """``mask`` covers the layer's bounds: RGBA8 whose alpha is the selection."""
     x, y, width, height = bounds
-    params = {"prompt": prompt.strip(), "seed": seed_param(seed)}
+    params = {"prompt": prompt.strip(), "seed": seed_param(seed), **tuning(steps, resolution)}
     inputs = [(protocol.InputSpec("layer", width, height, x, y), layer)]
     if document is not None:
         pixels, doc_width, doc_height = document
