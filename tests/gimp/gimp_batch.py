@@ -111,6 +111,7 @@ def drive(config):
     with open(config["source"], "rb") as file:
         source = file.read()
     url, seed, out = config["url"], config["seed"], config["out"]
+    fast = config["tuning"]  # steps and resolution: the diffusion engines' fastest
     results = {}
 
     # Decompose, then split one of the new layers, in one image.
@@ -119,7 +120,7 @@ def drive(config):
     record(
         results,
         "decompose",
-        call("layerbridge-decompose", image, [layer], server=url, seed=seed, layers=0),
+        call("layerbridge-decompose", image, [layer], server=url, **fast, seed=seed, layers=0),
         image,
     )
     group = next((item for item in image.get_layers() if item.is_group()), None)
@@ -130,7 +131,7 @@ def drive(config):
         record(
             results,
             "split",
-            call("layerbridge-split", image, [target], server=url, seed=seed, layers=0),
+            call("layerbridge-split", image, [target], server=url, **fast, seed=seed, layers=0),
             image,
         )
     save(image, os.path.join(out, "decompose.xcf"))
@@ -146,6 +147,7 @@ def drive(config):
             image,
             [layer],
             server=url,
+            **fast,
             seed=seed,
             layers=0,
             prompt=config["prompt"],
@@ -162,7 +164,13 @@ def drive(config):
         results,
         "regenerate",
         call(
-            "layerbridge-regenerate", image, [layer], server=url, seed=seed, prompt=config["prompt"]
+            "layerbridge-regenerate",
+            image,
+            [layer],
+            server=url,
+            **fast,
+            seed=seed,
+            prompt=config["prompt"],
         ),
         image,
     )

@@ -300,7 +300,12 @@ def check_engine(args, root: Path, engine: str, out_dir: Path) -> Checks:
         print(f"engine {engine}: server at {url}")
         install_plugin(root, work)
         with Client(url, "gimp-test-host") as client:
-            ops = client.welcome["capabilities"]["ops"]
+            capabilities = client.welcome["capabilities"]
+        ops = capabilities["ops"]
+        # One step at the smallest model resolution: the diffusion engines' fastest run
+        # (the classic engine has no resolutions and takes neither).
+        resolutions = capabilities.get("resolutions") or []
+        tuning = {"steps": 1, "resolution": min(resolutions)} if resolutions else {}
         config = {
             "mode": "drive",
             "url": url,
@@ -312,6 +317,7 @@ def check_engine(args, root: Path, engine: str, out_dir: Path) -> Checks:
             "selection": list(SELECTION),
             "out": f"{work}/out",
             "results": f"{work}/out/drive.json",
+            "tuning": tuning,
             "down_url": closed_port_url(),
             "mismatch_url": start_mismatch_server(),
         }
@@ -331,7 +337,7 @@ def check_engine(args, root: Path, engine: str, out_dir: Path) -> Checks:
         )
         back = json.loads((host_work / "out" / "readback.json").read_text())
         out = host_work / "out"
-        verify(check, drive, back, out, url, ops, source, log)
+        verify(check, drive, back, out, url, ops, source, log, config["tuning"])
         if out_dir:
             shutil.copytree(out, out_dir / engine, dirs_exist_ok=True)
     finally:
@@ -342,7 +348,7 @@ def check_engine(args, root: Path, engine: str, out_dir: Path) -> Checks:
     return check
 
 
-def verify(check, drive, back, out, url, ops, source, gimp_log) -> None:
+def verify(check, drive, back, out, url, ops, source, gimp_log, tuning) -> None:
     image_input = (protocol.InputSpec("image", WIDTH, HEIGHT), source)
     source_sha = hashlib.sha256(source).hexdigest()
     check(drive["undo_enabled"] is True, "undo is enabled on the images the test makes")
@@ -357,7 +363,9 @@ def verify(check, drive, back, out, url, ops, source, gimp_log) -> None:
         "decompose: the procedure succeeded",
         drive["decompose"],
     )
-    expected = expected_layers(url, "decompose", {"seed": SEED, "layers": "auto"}, [image_input])
+    expected = expected_layers(
+        url, "decompose", {"seed": SEED, "layers": "auto", **tuning}, [image_input]
+    )
     tree = back["decompose.xcf"]["layers"]
     check(
         [n["name"] for n in tree] == ["Decomposed", "source"],
@@ -390,7 +398,9 @@ def verify(check, drive, back, out, url, ops, source, gimp_log) -> None:
                 target["data"],
             )
         ]
-        split_expected = expected_layers(url, "split", {"seed": SEED, "layers": "auto"}, inputs)
+        split_expected = expected_layers(
+            url, "split", {"seed": SEED, "layers": "auto", **tuning}, inputs
+        )
         names = [n["name"] for n in group]
         want_name = f"{target['name']} (split)"
         check(
@@ -419,7 +429,14 @@ def verify(check, drive, back, out, url, ops, source, gimp_log) -> None:
     generated = expected_layers(
         url,
         "generate",
-        {"prompt": PROMPT, "width": WIDTH, "height": HEIGHT, "layers": "auto", "seed": SEED},
+        {
+            "prompt": PROMPT,
+            "width": WIDTH,
+            "height": HEIGHT,
+            "layers": "auto",
+            "seed": SEED,
+            **tuning,
+        },
         [],
     )
     gen_tree = back["generate.xcf"]["layers"]
@@ -447,7 +464,7 @@ def verify(check, drive, back, out, url, ops, source, gimp_log) -> None:
     regenerated = expected_layers(
         url,
         "regenerate",
-        {"prompt": PROMPT, "seed": SEED},
+        {"prompt": PROMPT, "seed": SEED, **tuning},
         [
             (protocol.InputSpec("layer", WIDTH, HEIGHT), source),
             (protocol.InputSpec("document", WIDTH, HEIGHT), source),
