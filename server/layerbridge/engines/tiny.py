@@ -211,3 +211,22 @@ def build_tiny_components(seed: int = TINY_WEIGHT_SEED) -> TinyComponents:
         edit={**text, "processor": processor, "vae": rgb_vae,
               "transformer": edit_transformer, "scheduler": tiny_scheduler()},
     )
+
+
+def save_pipeline(pipe: Any, folder: Any) -> None:
+    """``pipe.save_pretrained(folder)`` in the published models' layout.
+
+    On hosts without torchvision the processor is an image-only subclass of Qwen2VLProcessor
+    (see :func:`layerbridge.weights.qwen_vl_processor`); its files are a Qwen2VLProcessor's,
+    so model_index.json names that class, as the published Qwen-Image models do, and the
+    saved folder loads through the same code as a downloaded one.
+    """
+    import json
+    from pathlib import Path
+
+    pipe.save_pretrained(folder)
+    index_file = Path(folder) / "model_index.json"
+    index = json.loads(index_file.read_text())
+    if "processor" in index:
+        index["processor"] = ["transformers", "Qwen2VLProcessor"]
+    index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
