@@ -72,7 +72,7 @@ def qwen_vl_processor(image_processor: Any, tokenizer: Any) -> Any:
 
 def fetch_command(model_id: str) -> str:
     """The command that puts ``model_id`` in the Hugging Face cache on a connected machine."""
-    return f"hf download {model_id}   (older huggingface_hub: huggingface-cli download {model_id})"
+    return f"hf download {model_id}"
 
 
 def hub_cache_dir() -> Path:
@@ -88,8 +88,9 @@ def missing_model(model_id: str, searched: list[Path], detail: str) -> EngineErr
     return EngineError(
         MODEL_MISSING,
         f"model {model_id} {detail} (searched: {places}). LayerBridge never downloads: on a "
-        f"connected machine run `{fetch_command(model_id)}`, then copy the Hugging Face cache "
-        "folder (~/.cache/huggingface/hub) to this machine or point --model-dir at it.",
+        f"connected machine run `{fetch_command(model_id)}` (or `huggingface-cli download "
+        f"{model_id}` with an older huggingface_hub), then copy the Hugging Face cache folder "
+        "(~/.cache/huggingface/hub) to this machine or point --model-dir at it.",
     )
 
 
