@@ -335,7 +335,7 @@ class PipelineLoader:
         from layerbridge.engines.diffusion import torch_dtype
 
         dtype = torch_dtype(self.dtype)
-        kwargs: dict[str, Any] = {"torch_dtype": dtype, **self._shared(folder)}
+        kwargs: dict[str, Any] = {"dtype": dtype, **self._shared(folder)}
         if self.quantize and "transformer" not in kwargs:
             kwargs["transformer"] = self._quantized_transformer(folder, dtype)
         if (folder / "processor").is_dir() and "processor" not in kwargs:
@@ -369,7 +369,7 @@ class PipelineLoader:
         config = json.loads((folder / "transformer" / "config.json").read_text())
         model_class = getattr(diffusers, config["_class_name"])
         return model_class.from_pretrained(
-            folder, subfolder="transformer", torch_dtype=dtype,
+            folder, subfolder="transformer", dtype=dtype,
             quantization_config=quantization_config(str(self.quantize), dtype),
         )
 
