@@ -298,6 +298,9 @@ class Worker:
             job.finish("cancelled", message_frame({"type": "cancelled", "job": job.id}))
         except asyncio.TimeoutError:
             job.ctx.cancel()
+            # The abandoned thread settles ``outcome`` later (JobCancelled at best): take its
+            # exception then, or asyncio logs "Future exception was never retrieved".
+            outcome.add_done_callback(lambda f: f.cancelled() or f.exception())
             self.fail(
                 job,
                 protocol.TIMEOUT,
