@@ -22,6 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+if __name__ == "__main__":
+    # Run as the cancel watcher: this folder's ``layerbridge.py`` (GIMP's entry point) must
+    # not answer ``import layerbridge``; the vendored package or the installed one does.
+    _HERE = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
 # Installed, the client package sits in ``vendor/`` beside this file; it must come before
 # this folder, whose ``layerbridge.py`` (the GIMP entry point) would also answer the name.
 _VENDOR = Path(__file__).resolve().with_name("vendor")
