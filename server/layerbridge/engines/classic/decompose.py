@@ -7,7 +7,7 @@ it directly; the engine wraps it with the job protocol.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -21,10 +21,9 @@ from layerbridge.engines.classic.order import z_order
 from layerbridge.engines.classic.peel import split_layer, unmix_alpha
 from layerbridge.engines.classic.regions import (
     MIN_AREA,
-    Components,
     Element,
     element_of,
-    is_mix,
+    is_thin,
     link_components,
 )
 from layerbridge.engines.classic.stack import apply_input_alpha, merge_to_count
@@ -37,9 +36,6 @@ FLAT_STD = 0.03
 #: Above this many elements the image is treated as a photo (designs have far fewer).
 MAX_ELEMENTS = 400
 _BAND = 2
-#: Extend a lower element's layer over the plate pixels filled with its colour. Off: its
-#: hull is too coarse a guess and it lowered the PSD scores (masks .835 -> .713 at 2 merges).
-AMODAL = False
 
 
 @dataclass
@@ -49,8 +45,6 @@ class Scene:
     background: Background | None
     elements: list[Element]  # bottom first
     soft_alpha: dict[int, np.ndarray]  # element index -> box-sized alpha (photo subjects)
-    #: element index -> full-frame mask of plate pixels filled with it (amodal extension)
-    hidden: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 def decompose(
@@ -93,10 +87,7 @@ def analyse(rgb: np.ndarray, progress: Progress, check: Check) -> Scene:
     progress(0.15, "background")
     bg = fit_background(rgb, comp.labels == _largest_border_label(comp.labels, comp.area),
                         np.random.default_rng(0))
-    elements = None
-    if bg.ok:
-        is_bg = background_mask(rgb, bg)
-        elements = _flat_elements(link_components(rgb8, is_bg), is_bg)
+    elements = _flat_elements(comp, rgb, bg) if bg.ok else None
     if elements is None or len(elements) > MAX_ELEMENTS:
         return _photo_scene(rgb, rgb8)
     check()
@@ -112,13 +103,14 @@ def _largest_border_label(labels: np.ndarray, area: np.ndarray) -> int:
     return int(border[np.argmax(area[border])])
 
 
-def _flat_elements(comp: Components, is_bg: np.ndarray) -> list[Element]:
+def _flat_elements(comp, rgb: np.ndarray, bg: Background) -> list[Element]:
     """One element per component that is big enough, not a seam, and not background."""
+    is_bg = background_mask(rgb, bg)
     bg_share = np.bincount(comp.labels.ravel(), is_bg.ravel(), comp.count + 1)
     bg_share /= np.maximum(comp.area, 1)
     out = []
     for label in np.flatnonzero((comp.area >= MIN_AREA) & (bg_share < 0.5)):
-        if label == 0 or is_mix(comp, int(label)):
+        if label == 0 or is_thin(comp, int(label)):
             continue
         out.append(element_of(comp, int(label), FLAT_STD))
         if len(out) > MAX_ELEMENTS:
@@ -162,16 +154,11 @@ def _peel_one(image: np.ndarray, scene: Scene, k: int, hulls: list[np.ndarray]) 
     x0, x1 = max(e.box[2] - _BAND, 0), min(e.box[3] + _BAND, w)
     box = (y0, y1, x0, x1)
     core = _crop(e.mask, e.box, box)
-    if AMODAL and k in scene.hidden:
-        core |= scene.hidden[k][y0:y1, x0:x1]
     kernel = np.ones((2 * _BAND + 1, 2 * _BAND + 1), np.uint8)
     region = cv2.dilate(core.astype(np.uint8), kernel).astype(bool)
     lower = _lower_covers(scene, k, hulls, box)
     region &= ~lower[1] | core
-    plate, claims = fill_plate(image, region, box, [c[:2] for c in lower[0]], scene.background)
-    for (_, color, j), take in zip(lower[0], claims, strict=True):
-        if color is not None and take.any():
-            scene.hidden.setdefault(j, np.zeros((h, w), bool))[y0:y1, x0:x1] |= take
+    plate = fill_plate(image, region, box, lower[0], scene.background)
     crop = image[y0:y1, x0:x1]
     alpha = _element_alpha(crop, plate, core, e, scene.soft_alpha.get(k), box)
     alpha[~region] = 0.0
@@ -203,7 +190,7 @@ def _lower_covers(scene: Scene, k: int, hulls: list[np.ndarray], box):
         if not (e.box[0] < box[1] and box[0] < e.box[1] and e.box[2] < box[3] and
                 box[2] < e.box[3]):
             continue
-        covers.append((_crop(hulls[j], e.box, box), e.color, j))
+        covers.append((_crop(hulls[j], e.box, box), e.color))
         cores |= _crop(e.mask, e.box, box)
     return covers, cores
 

@@ -36,25 +36,13 @@ def z_order(elements: list[Element]) -> list[Element]:
 
 
 def _topological(above: np.ndarray, areas: list[int]) -> list[int]:
-    """Bottom-first order respecting ``above``, depth first.
-
-    Among the elements free to go next, those lying on the most recently placed element
-    come first (a panel's contents follow the panel, as designers stack them), then the
-    bigger ones; a cycle is broken the same way.
-    """
+    """Bottom-first order respecting ``above``; ties and cycles go to the bigger element."""
     left = set(range(len(areas)))
     out: list[int] = []
     while left:
-        free = [i for i in left if not any(above[i, j] for j in left)] or list(left)
-        pick = max(free, key=lambda i: (_last_support(above, out, i), areas[i]))
+        free = [i for i in left if not any(above[i, j] for j in left)]
+        pool = free or list(left)
+        pick = max(pool, key=lambda i: areas[i])
         out.append(pick)
         left.remove(pick)
     return out
-
-
-def _last_support(above: np.ndarray, placed: list[int], i: int) -> int:
-    """Position in ``placed`` of the latest element that ``i`` lies on (-1 for none)."""
-    for pos in range(len(placed) - 1, -1, -1):
-        if above[i, placed[pos]]:
-            return pos
-    return -1

@@ -56,21 +56,13 @@ class Components:
     boxes: list[tuple[int, int, int, int]]  # index i-1 for label i
 
 
-def link_components(rgb8: np.ndarray, cut: np.ndarray | None = None) -> Components:
-    """Label pixels linked through neighbours within :data:`LINK_TOL` levels (4-connected).
-
-    Where ``cut`` (bool, e.g. "is background") differs between neighbours they are never
-    linked: a panel two levels off the background would otherwise leak into it through a
-    soft shadow.
-    """
+def link_components(rgb8: np.ndarray) -> Components:
+    """Label pixels linked through neighbours within :data:`LINK_TOL` levels (4-connected)."""
     h, w = rgb8.shape[:2]
     img = rgb8.astype(np.int16)
     idx = np.arange(h * w, dtype=np.int64).reshape(h, w)
     right = np.abs(img[:, 1:] - img[:, :-1]).max(axis=-1) <= LINK_TOL
     down = np.abs(img[1:] - img[:-1]).max(axis=-1) <= LINK_TOL
-    if cut is not None:
-        right &= cut[:, 1:] == cut[:, :-1]
-        down &= cut[1:] == cut[:-1]
     src = np.concatenate([idx[:, :-1][right], idx[:-1][down]])
     dst = np.concatenate([idx[:, 1:][right], idx[1:][down]])
     graph = coo_matrix((np.ones(src.size, np.int8), (src, dst)), shape=(h * w, h * w))
@@ -93,38 +85,13 @@ def _stats(labels: np.ndarray, n: int, rgb: np.ndarray) -> Components:
     return Components(labels, n, area.astype(np.int64), mean, std, boxes)
 
 
-def is_mix(comp: Components, label: int) -> bool:
-    """True for anti-aliasing seams: at most two pixels wide and coloured as a blend of two
-    neighbouring components. Thin strokes of small text are thin too but not a blend."""
+def is_thin(comp: Components, label: int) -> bool:
+    """True for components at most two pixels wide: anti-aliasing seams along edges."""
     y0, y1, x0, x1 = comp.boxes[label - 1]
     mask = (comp.labels[y0:y1, x0:x1] == label).astype(np.uint8)
-    kernel = np.ones((3, 3), np.uint8)
-    if min(mask.shape) > 2 and cv2.erode(mask, kernel, borderType=cv2.BORDER_CONSTANT).any():
-        return False
-    h, w = comp.labels.shape
-    ya, yb, xa, xb = max(y0 - 1, 0), min(y1 + 1, h), max(x0 - 1, 0), min(x1 + 1, w)
-    labels = comp.labels[ya:yb, xa:xb]
-    own = labels == label
-    ring = cv2.dilate(own.astype(np.uint8), kernel).astype(bool) & ~own
-    near = np.unique(labels[ring])
-    near = near[comp.area[near] >= MIN_AREA]
-    near = near[np.argsort(-comp.area[near])][:6]
-    return _is_blend(comp.mean[label], comp.mean[near])
-
-
-def _is_blend(color: np.ndarray, others: np.ndarray, tol: float = 0.04) -> bool:
-    """Whether ``color`` lies on a segment between two of ``others`` (or equals one)."""
-    if len(others) == 0:
+    if min(mask.shape) <= 2:
         return True
-    if np.abs(others - color).max(-1).min() <= tol:
-        return True
-    for i in range(len(others)):
-        for j in range(i + 1, len(others)):
-            d = others[j] - others[i]
-            t = float(np.clip((color - others[i]) @ d / max(float(d @ d), 1e-12), 0, 1))
-            if np.abs(others[i] + t * d - color).max() <= tol:
-                return True
-    return False
+    return not cv2.erode(mask, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT).any()
 
 
 def element_of(comp: Components, label: int, flat_tol: float) -> Element:
@@ -137,11 +104,12 @@ def element_of(comp: Components, label: int, flat_tol: float) -> Element:
 
 
 def union(a: Element, b: Element) -> Element:
-    """One element covering both, with the colour and kind of the bigger one."""
+    """One element covering both (colour of the bigger one); kind text wins over shape."""
     y0, y1 = min(a.box[0], b.box[0]), max(a.box[1], b.box[1])
     x0, x1 = min(a.box[2], b.box[2]), max(a.box[3], b.box[3])
     mask = np.zeros((y1 - y0, x1 - x0), bool)
     for e in (a, b):
         mask[e.box[0] - y0 : e.box[1] - y0, e.box[2] - x0 : e.box[3] - x0] |= e.mask
     big = a if a.area >= b.area else b
-    return Element((y0, y1, x0, x1), mask, big.color, big.kind, a.members + b.members)
+    kind = "text" if "text" in (a.kind, b.kind) else big.kind
+    return Element((y0, y1, x0, x1), mask, big.color, kind, a.members + b.members)

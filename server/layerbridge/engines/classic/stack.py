@@ -25,21 +25,25 @@ def apply_input_alpha(layers: list[np.ndarray], rgba: np.ndarray) -> list[np.nda
     alpha = target[..., 3]
     pre = target[..., :3] * alpha[..., None]
     out = [layer.copy() for layer in layers]
+    # Under a fully opaque layer nothing below shows: the lower layers keep their own alpha
+    # and colour there (an occluded shape stays whole) instead of being cut to zero.
+    hidden = np.zeros(alpha.shape, bool)
     for layer in reversed(out[1:]):
         a = np.rint(layer[..., 3] * alpha * 255.0) / 255.0
         keep = 1.0 - a
-        safe = np.maximum(keep, 1e-12)
-        pre = np.where(
-            keep[..., None] > 1e-9, (pre - a[..., None] * layer[..., :3]) / safe[..., None], 0.0
-        )
-        alpha = np.where(keep > 1e-9, (alpha - a) / safe, 0.0)
+        seen = keep > 1e-9
+        safe = np.maximum(keep, 1e-12)[..., None]
+        pre = np.where(seen[..., None], (pre - a[..., None] * layer[..., :3]) / safe,
+                       layer[..., :3])
+        alpha = np.where(seen, (alpha - a) / safe[..., 0], 1.0)
+        hidden |= ~seen
         pre = np.clip(pre, 0.0, None)
         alpha = np.clip(alpha, 0.0, 1.0)
         layer[..., 3] = a
     base = out[0]
     color = np.divide(pre, alpha[..., None], out=base[..., :3].copy(), where=alpha[..., None] > 0)
-    base[..., :3] = np.clip(color, 0.0, 1.0)
-    base[..., 3] = alpha
+    base[..., :3] = np.where(hidden[..., None], base[..., :3], np.clip(color, 0.0, 1.0))
+    base[..., 3] = np.where(hidden, 1.0, alpha)
     return out
 
 
