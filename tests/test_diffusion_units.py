@@ -9,11 +9,13 @@ from layerbridge.engines.base import EngineError, InputImage, JobCancelled, JobC
 from layerbridge.engines.diffusion import (
     AUTO_MAX_LAYERS,
     AUTO_MIN_LAYERS,
+    GENERATE_MAX_PIXELS,
     DiffusionEngine,
     MemoryOptions,
     StageProgress,
     auto_layer_count,
     bucket_size,
+    generation_size,
     mask_in_layer,
     memory_options,
     over_grey,
@@ -97,6 +99,13 @@ class TestImages:
 
         image = Image.fromarray(flat_image([(9, 9, 9)], 64, 32), "RGBA")
         assert pil_to_rgba(image, (1000, 3)).shape == (3, 1000, 4)
+
+    @pytest.mark.parametrize("size", [(1024, 1024), (70, 41), (8000, 2000), (64, 64)])
+    def test_generation_size(self, size) -> None:
+        width, height = generation_size(*size)
+        assert width % 16 == 0 and height % 16 == 0
+        assert width * height <= GENERATE_MAX_PIXELS
+        assert abs(width / height - size[0] / size[1]) / (size[0] / size[1]) < 0.25
 
     def test_layer_over_neutral_grey(self) -> None:
         layer = np.zeros((2, 2, 4), np.uint8)

@@ -56,6 +56,9 @@ DEFAULT_GUIDANCE = 4.0
 #: A single space, as the model card recommends: it switches true CFG on with an empty prompt.
 DEFAULT_NEGATIVE_PROMPT = " "
 NEUTRAL_GREY = 128
+#: Qwen-Image's native area (1328 x 1328): larger documents are generated at this area, same
+#: aspect, and enlarged; generating 16 MP directly would take many times longer for no detail.
+GENERATE_MAX_PIXELS = 1328 * 1328
 AUTO_MIN_LAYERS, AUTO_MAX_LAYERS = 2, 8
 #: Share of the opaque pixels the counted colours must cover together (see auto_layer_count).
 AUTO_COVERAGE = 0.8
@@ -125,6 +128,13 @@ def bucket_size(width: int, height: int, resolution: int) -> tuple[int, int]:
     w = math.sqrt(resolution * resolution * width / height)
     h = w * height / width
     return max(32, round(w / 32) * 32), max(32, round(h / 32) * 32)
+
+
+def generation_size(width: int, height: int) -> tuple[int, int]:
+    """The size to generate a ``width`` x ``height`` document at: multiples of 16 (the
+    pipelines' latent patch), at most :data:`GENERATE_MAX_PIXELS`, same aspect."""
+    scale = min(1.0, math.sqrt(GENERATE_MAX_PIXELS / (width * height)))
+    return max(16, int(width * scale) // 16 * 16), max(16, int(height * scale) // 16 * 16)
 
 
 def mask_in_layer(mask: Any, layer: Any) -> np.ndarray:
@@ -242,6 +252,9 @@ class DiffusionEngine(Engine):
 
         from layerbridge.engines.tiny import build_tiny_components
 
+        ignored = sorted(set(memory) - {"device", "dtype", "offload", "vae_tiling"})
+        if ignored:
+            log.warning("the tiny engine has no files or quantisation; ignoring %s", ignored)
         components = build_tiny_components(weight_seed)
         options = memory_options(memory.get("device") or "cpu", memory.get("dtype") or "float32",
                                  memory.get("offload") or "none",
@@ -365,7 +378,7 @@ class DiffusionEngine(Engine):
         steps = int(params.get("steps") or self.default_steps)
         pipe = self._pipeline("text_to_image")
         progress = StageProgress(ctx, 0.0, 0.5, steps)
-        width, height = (max(16, value // 16 * 16) for value in size)
+        width, height = generation_size(*size)
         progress.stage("encode")
         kwargs = dict(prompt=params["prompt"], negative_prompt=_negative(params), width=width,
                       height=height, num_inference_steps=steps,
