@@ -23,6 +23,7 @@ from layerbridge.engines.classic.regions import (
     MIN_AREA,
     Element,
     element_of,
+    is_mix,
     is_thin,
     link_components,
 )
@@ -87,12 +88,15 @@ def analyse(rgb: np.ndarray, progress: Progress, check: Check) -> Scene:
     progress(0.15, "background")
     bg = fit_background(rgb, comp.labels == _largest_border_label(comp.labels, comp.area),
                         np.random.default_rng(0))
-    elements = _flat_elements(comp, rgb, bg) if bg.ok else None
-    if elements is None or len(elements) > MAX_ELEMENTS:
+    found = _flat_elements(comp, rgb, bg) if bg.ok else None
+    if found is None or len(found[0]) > MAX_ELEMENTS:
         return _photo_scene(rgb, rgb8)
     check()
     progress(0.3, "regions")
-    elements = absorb_pieces(text_lines(elements, h))
+    elements, thin = text_lines(found[0], h), found[1]
+    # A thin piece that joined no text line is a seam after all: drop it.
+    elements = [e for e in elements if e.kind == "text" or not set(e.members) <= thin]
+    elements = absorb_pieces(elements)
     check()
     progress(0.4, "order")
     return Scene(bg, z_order(elements), {})
@@ -103,19 +107,28 @@ def _largest_border_label(labels: np.ndarray, area: np.ndarray) -> int:
     return int(border[np.argmax(area[border])])
 
 
-def _flat_elements(comp, rgb: np.ndarray, bg: Background) -> list[Element]:
-    """One element per component that is big enough, not a seam, and not background."""
+def _flat_elements(comp, rgb: np.ndarray, bg: Background) -> tuple[list[Element], set[int]]:
+    """One element per component that is big enough, not a seam, and not background.
+
+    Also returns the labels of the thin ones kept: small text has strokes two pixels wide
+    that look like seams, but their colour is no blend of their neighbours'; they are kept
+    only if they join a text line.
+    """
     is_bg = background_mask(rgb, bg)
     bg_share = np.bincount(comp.labels.ravel(), is_bg.ravel(), comp.count + 1)
     bg_share /= np.maximum(comp.area, 1)
-    out = []
+    out, thin = [], set()
     for label in np.flatnonzero((comp.area >= MIN_AREA) & (bg_share < 0.5)):
-        if label == 0 or is_thin(comp, int(label)):
+        if label == 0:
             continue
+        if is_thin(comp, int(label)):
+            if is_mix(comp, int(label)):
+                continue
+            thin.add(int(label))
         out.append(element_of(comp, int(label), FLAT_STD))
         if len(out) > MAX_ELEMENTS:
             break
-    return out
+    return out, thin
 
 
 def _photo_scene(rgb: np.ndarray, rgb8: np.ndarray) -> Scene:

@@ -94,6 +94,40 @@ def is_thin(comp: Components, label: int) -> bool:
     return not cv2.erode(mask, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT).any()
 
 
+def is_mix(comp: Components, label: int) -> bool:
+    """True for anti-aliasing seams: at most two pixels wide and coloured as a blend of two
+    neighbouring components. Thin strokes of small text are thin too but not a blend."""
+    y0, y1, x0, x1 = comp.boxes[label - 1]
+    mask = (comp.labels[y0:y1, x0:x1] == label).astype(np.uint8)
+    kernel = np.ones((3, 3), np.uint8)
+    if min(mask.shape) > 2 and cv2.erode(mask, kernel, borderType=cv2.BORDER_CONSTANT).any():
+        return False
+    h, w = comp.labels.shape
+    ya, yb, xa, xb = max(y0 - 1, 0), min(y1 + 1, h), max(x0 - 1, 0), min(x1 + 1, w)
+    labels = comp.labels[ya:yb, xa:xb]
+    own = labels == label
+    ring = cv2.dilate(own.astype(np.uint8), kernel).astype(bool) & ~own
+    near = np.unique(labels[ring])
+    near = near[comp.area[near] >= MIN_AREA]
+    near = near[np.argsort(-comp.area[near])][:6]
+    return _is_blend(comp.mean[label], comp.mean[near])
+
+
+def _is_blend(color: np.ndarray, others: np.ndarray, tol: float = 0.04) -> bool:
+    """Whether ``color`` lies on a segment between two of ``others`` (or equals one)."""
+    if len(others) == 0:
+        return True
+    if np.abs(others - color).max(-1).min() <= tol:
+        return True
+    for i in range(len(others)):
+        for j in range(i + 1, len(others)):
+            d = others[j] - others[i]
+            t = float(np.clip((color - others[i]) @ d / max(float(d @ d), 1e-12), 0, 1))
+            if np.abs(others[i] + t * d - color).max() <= tol:
+                return True
+    return False
+
+
 def element_of(comp: Components, label: int, flat_tol: float) -> Element:
     """An element made of one component."""
     y0, y1, x0, x1 = comp.boxes[label - 1]
