@@ -283,6 +283,47 @@ def test_the_watcher_leaves_a_finished_job_alone(classic_server, tmp_path) -> No
     assert watcher.process.returncode == 0 and outcome.done is not None
 
 
+class DroppingHost(FakeHost):
+    """Drops the connection under the runner after the first layer."""
+
+    def __init__(self, client) -> None:
+        super().__init__()
+        self.client = client
+
+    def add_layer(self, layer: dict) -> None:
+        super().add_layer(layer)
+        if len(self.layers) == 1:
+            self.client._ws.close()  # as a network blip would
+
+
+def test_a_dropped_connection_resumes_without_losing_or_repeating_layers(
+    classic_server,
+) -> None:
+    request = core.decompose_request(design(), 120, 90, layers=0, seed=SEED)
+    client = core.connect(classic_server.url)
+    host = DroppingHost(client)
+    try:
+        outcome = core.run_job(
+            client, request, host, reconnect=lambda: core.connect(classic_server.url)
+        )
+    finally:
+        client.close()
+    expected = direct(classic_server.url, "decompose", request.params, request.inputs)
+    assert len(expected) >= 2 and outcome.done is not None
+    assert [x["sha256"] for x in host.layers] == [x["sha256"] for x in expected]
+    assert "LayerBridge: connection lost, reconnecting" in [t for _, t in host.progress]
+
+
+def test_a_dropped_connection_without_reconnect_is_reported(classic_server) -> None:
+    request = core.decompose_request(design(), 120, 90, layers=0, seed=SEED)
+    client = core.connect(classic_server.url)
+    try:
+        with pytest.raises(core.JobFailed, match="connection to the LayerBridge server was lost"):
+            core.run_job(client, request, DroppingHost(client))
+    finally:
+        client.close()
+
+
 # --- the server is down, or speaks another version -------------------------------------------
 
 
@@ -341,13 +382,15 @@ def test_damaged_pixels_are_refused() -> None:
 
 def test_requests_translate_the_dialogs_conventions() -> None:
     request = core.generate_request("  a\n red   kite ", 256, 128, layers=0, seed=-1)
+    seed = request.params.pop("seed")
+    assert isinstance(seed, int) and 0 <= seed < 2**31  # picked here, so it is on record
     assert request.params == {
         "prompt": "a\n red   kite",
         "width": 256,
         "height": 128,
         "layers": "auto",
-        "seed": None,
     }
+    request.params["seed"] = seed
     assert request.title == "a red kite"
     assert core.group_title("x" * 100).endswith("…") and len(core.group_title("x" * 100)) == 60
     protocol.validate_params("generate", request.params, protocol.Limits())

@@ -126,8 +126,10 @@ class GimpHost:
         Gimp.displays_flush()
 
     def finish(self, outcome, request):
+        """Close the undo step; record the job when it ended (not when it failed)."""
         if self.undo_open:
-            record_job(self.image, outcome, request)
+            if outcome is not None:
+                record_job(self.image, outcome, request)
             self.image.undo_group_end()
             self.undo_open = False
         Gimp.displays_flush()
@@ -352,16 +354,22 @@ def run_procedure(procedure, run_mode, image, drawables, config, data):
         settings.save(Gimp.directory())  # remembered once a server answered at it
         watcher = core.CancelWatcher.start(settings.server, settings.token)
         try:
-            job = watcher.job
-            outcome = core.run_job(client, request, host, job=job)
+            outcome = core.run_job(
+                client,
+                request,
+                host,
+                job=watcher.job,
+                reconnect=lambda: core.connect(settings.server, settings.token),
+            )
         finally:
             watcher.stop()
             client.close()
         host.finish(outcome, request)
-    except core.JobFailed as exc:
+    except Exception as exc:  # the plug-in's boundary: GIMP gets a message, never a traceback
         if host is not None:
-            host.finish(core.JobOutcome("", [], None, cancelled=True), request)
-        return failure(procedure, str(exc))
+            host.finish(None, None)  # closes the undo step of what was inserted already
+        text = str(exc) if isinstance(exc, core.JobFailed) else f"LayerBridge failed: {exc!r}"
+        return failure(procedure, text)
     finally:
         Gimp.progress_end()
     if outcome.cancelled:

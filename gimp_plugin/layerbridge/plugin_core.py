@@ -15,9 +15,12 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -86,6 +89,7 @@ class JobOutcome:
     layers: list[dict[str, Any]]  # the ``layer`` messages, without their pixels
     done: dict[str, Any] | None
     cancelled: bool = False
+    cancel_sent: bool = False
 
 
 class Host(Protocol):
@@ -104,9 +108,10 @@ class Host(Protocol):
 # --- requests ---------------------------------------------------------------------------
 
 
-def seed_param(seed: int) -> int | None:
-    """Dialogs show -1 for "a random seed"; the protocol says null."""
-    return None if seed < 0 else seed
+def seed_param(seed: int) -> int:
+    """Dialogs show -1 for "a random seed". The plug-in picks it rather than the server, so
+    the seed is in the job's record (the image's ``layerbridge-job`` parasite) to repeat it."""
+    return random.randrange(2**31) if seed < 0 else seed
 
 
 def layers_param(layers: int) -> int | str:
@@ -272,32 +277,65 @@ def check_layer(message: dict[str, Any]) -> None:
         )
 
 
-def run_job(client: Client, request: JobRequest, host: Host, job: str | None = None) -> JobOutcome:
+def run_job(
+    client: Client,
+    request: JobRequest,
+    host: Host,
+    job: str | None = None,
+    reconnect: Callable[[], Client] | None = None,
+    retries: int = 3,
+) -> JobOutcome:
     """Submit ``request``, insert each layer through ``host`` as it arrives, until the end.
 
     Raises :class:`JobFailed` with the server's message if the job fails. A cancel request
     seen between two messages sends ``cancel``; the job then ends as cancelled (layers
     already inserted stay, inside the same undo step, so one undo removes them).
+
+    If the connection drops and ``reconnect`` gives a new client, the job is fetched again
+    (it goes on at the server meanwhile) and only the layers not inserted yet are inserted.
+    Clients made by ``reconnect`` are closed here; ``client`` stays the caller's.
     """
     try:
         job = client.submit(request.op, request.params, request.inputs, job=job)
-        return _follow(client, job, host)
     except ServerUnavailable as exc:
-        raise JobFailed(
-            f"The connection to the LayerBridge server was lost: {exc}", "server_unavailable"
-        ) from exc
-    except ServerError as exc:  # an error not tied to the job (e.g. a refused submit)
-        raise JobFailed(_error_text(request.op, exc.code, exc.message), exc.code) from exc
-
-
-def _follow(client: Client, job: str, host: Host) -> JobOutcome:
+        raise _connection_lost(exc) from exc
     outcome = JobOutcome(job, [], None)
-    cancel_sent = False
     host.show_progress(0.0, "LayerBridge: sending the job")
+    opened: list[Client] = []
+    try:
+        for attempt in range(retries + 1):
+            try:
+                return _follow(client, outcome, host)
+            except ServerUnavailable as exc:
+                if reconnect is None or attempt == retries:
+                    raise _connection_lost(exc) from exc
+                host.show_progress(None, "LayerBridge: connection lost, reconnecting")
+                time.sleep(min(0.5 * 2**attempt, 4.0))
+                client = reconnect()
+                opened.append(client)
+                client.fetch(job)
+                if outcome.cancel_sent:
+                    client.cancel(job)
+    except ServerError as exc:  # an error not tied to the job (e.g. a refused submit)
+        raise JobFailed(_error_text(exc.code, exc.message), exc.code) from exc
+    finally:
+        for extra in opened:
+            extra.close()
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _connection_lost(exc: Exception) -> JobFailed:
+    return JobFailed(
+        f"The connection to the LayerBridge server was lost: {exc}", "server_unavailable"
+    )
+
+
+def _follow(client: Client, outcome: JobOutcome, host: Host) -> JobOutcome:
+    job = outcome.job
     for message in client.events(job):
         kind = message["type"]
         if kind == "error":
-            raise JobFailed(_error_text(None, message["code"], message["message"]), message["code"])
+            raise JobFailed(_error_text(message["code"], message["message"]), message["code"])
         if kind == "cancelled":
             outcome.cancelled = True
             host.show_progress(None, "LayerBridge: cancelled")
@@ -306,20 +344,20 @@ def _follow(client: Client, job: str, host: Host) -> JobOutcome:
             outcome.done = message
             host.show_progress(1.0, f"LayerBridge: {len(outcome.layers)} layer(s) inserted")
             return outcome
-        if kind == "layer":
+        if kind == "layer" and message["index"] >= len(outcome.layers):  # not a replay
             check_layer(message)
             host.add_layer(message)
             outcome.layers.append({k: v for k, v in message.items() if k != "data"})
         fraction, text = progress_text(message)
         host.show_progress(fraction, text)
-        if not cancel_sent and host.cancel_requested():
+        if not outcome.cancel_sent and host.cancel_requested():
             client.cancel(job)
-            cancel_sent = True
+            outcome.cancel_sent = True
             host.show_progress(None, "LayerBridge: cancelling")
     raise JobFailed("the server ended the job without an answer", "no_answer")
 
 
-def _error_text(op: str | None, code: str, message: str) -> str:
+def _error_text(code: str, message: str) -> str:
     if code == protocol.UNSUPPORTED_OP:
         return f"The LayerBridge server's engine cannot do this: {message}"
     return f"LayerBridge: {message} ({code})"
