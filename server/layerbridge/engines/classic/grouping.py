@@ -60,14 +60,18 @@ def _glyph_like(e: Element, max_h: int) -> bool:
 
 
 def absorb_pieces(elements: list[Element]) -> list[Element]:
-    """Merge each element into a bigger one of the same colour whose hull holds it."""
+    """Merge each element into a bigger one of the same colour whose hull holds most of it.
+
+    Half is enough: a piece cut off a shape by text across its edge lies partly outside the
+    hull of what is left of the shape.
+    """
     order = sorted(elements, key=lambda e: -e.area)
     kept: list[Element] = []
     hulls: list[np.ndarray] = []
     for e in order:
         for k, big in enumerate(kept):
             inside = _same_color(e, big) and boxes_meet(e.box, big.box)
-            if inside and fraction_inside(e, big, hulls[k]) >= 0.9:
+            if inside and fraction_inside(e, big, hulls[k]) >= 0.5:
                 kept[k] = union(big, e)
                 break
         else:
