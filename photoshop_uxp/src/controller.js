@@ -15,6 +15,33 @@ const DEFAULT_ADDRESS = "ws://127.0.0.1:7861";
 const SETTINGS_KEY = "layerbridge.settings";
 
 /** @typedef {import("./jobs").Job} Job */
+/**
+ * What the user chose; each op takes its own subset (shared/PROTOCOL.md, "Ops").
+ * @typedef {{prompt?: string, layers?: number | "auto", seed?: number | null, steps?: number | null,
+ *   resolution?: number | null}} Options
+ */
+
+/** The params each op takes from the panel's options. */
+const OP_PARAMS = {
+  generate: ["prompt", "layers", "seed", "steps", "resolution"],
+  decompose: ["prompt", "layers", "seed", "steps", "resolution"],
+  regenerate: ["prompt", "seed", "steps", "resolution"],
+  split: ["layers", "seed", "steps", "resolution"],
+};
+
+/**
+ * The op's params from the options, leaving out unset ones (the server's defaults apply).
+ * @param {keyof OP_PARAMS} op @param {Options} options
+ */
+function paramsFor(op, options) {
+  /** @type {Record<string, any>} */
+  const params = {};
+  for (const name of OP_PARAMS[op]) {
+    const value = options[/** @type {keyof Options} */ (name)];
+    if (value !== null && value !== undefined && value !== "") params[name] = value;
+  }
+  return params;
+}
 
 class Controller {
   /**
@@ -79,36 +106,36 @@ class Controller {
 
   // --- actions ------------------------------------------------------------------------
 
-  /** @param {{prompt: string, layers?: number | "auto", seed?: number | null}} options */
-  async generate({ prompt, layers = "auto", seed = null }) {
+  /** A new image from the prompt, at the active document's size (or 1024 square). @param {Options} options */
+  async generate(options) {
     const size = await this.onHost(() => this.host.activeDocumentSize());
-    const capture = size && { ...size, layerId: undefined };
     const params = {
-      prompt, layers, seed,
+      ...paramsFor("generate", options),
       width: generateSize(size ? size.width : 1024),
       height: generateSize(size ? size.height : 1024),
     };
-    return this.submit({ op: "generate", prompt, params, capture, inputs: [] });
+    return this.submit({ op: "generate", prompt: options.prompt || "", params, capture: size, inputs: [] });
   }
 
-  /** @param {{prompt?: string, layers?: number | "auto", seed?: number | null}} options */
-  async decomposeDocument({ prompt = "", layers = "auto", seed = null } = {}) {
+  /** The active document's composite as layers. @param {Options} [options] */
+  async decomposeDocument(options = {}) {
     const { capture, image } = await this.onHost(() => this.host.captureDocument());
-    return this.submit({ op: "decompose", prompt, params: { prompt, layers, seed }, capture, inputs: [{ name: "image", ...image }] });
+    const params = paramsFor("decompose", options);
+    return this.submit({ op: "decompose", prompt: options.prompt || "", params, capture, inputs: [{ name: "image", ...image }] });
   }
 
-  /** @param {{prompt: string, seed?: number | null}} options */
-  async regenerateSelectedLayer({ prompt, seed = null }) {
+  /** The selected layer redone from the prompt, within the selection if there is one. @param {Options} options */
+  async regenerateSelectedLayer(options) {
     const { capture, layer, document, mask } = await this.onHost(() => this.host.captureSelectedLayer({ withDocument: true, withMask: true }));
     const inputs = [{ name: "layer", ...layer }, { name: "document", ...document }];
     if (mask) inputs.push({ name: "mask", ...mask });
-    return this.submit({ op: "regenerate", prompt, params: { prompt, seed }, capture, inputs });
+    return this.submit({ op: "regenerate", prompt: options.prompt || "", params: paramsFor("regenerate", options), capture, inputs });
   }
 
-  /** @param {{layers?: number | "auto", seed?: number | null}} options */
-  async splitSelectedLayer({ layers = "auto", seed = null } = {}) {
+  /** The selected layer as several layers at its place. @param {Options} [options] */
+  async splitSelectedLayer(options = {}) {
     const { capture, layer } = await this.onHost(() => this.host.captureSelectedLayer({ withDocument: false, withMask: false }));
-    return this.submit({ op: "split", prompt: "", params: { layers, seed }, capture, inputs: [{ name: "layer", ...layer }] });
+    return this.submit({ op: "split", prompt: "", params: paramsFor("split", options), capture, inputs: [{ name: "layer", ...layer }] });
   }
 
   /** Cancel one job, or every job still waiting on the server. @param {string} [jobId] */
@@ -146,8 +173,7 @@ class Controller {
   submit({ op, prompt, params, capture, inputs }) {
     const job = newJob({ id: newJobId(), op, prompt, capture });
     this.jobs.set(job.id, job);
-    const cleanParams = Object.fromEntries(Object.entries(params).filter(([, value]) => value !== null && value !== undefined));
-    if (!this.connection.send(submitFrames(job.id, op, cleanParams, inputs))) {
+    if (!this.connection.send(submitFrames(job.id, op, params, inputs))) {
       fail(job, "not_connected", this.connection.detail || "Not connected to the LayerBridge server");
     }
     this.changed();

@@ -9,7 +9,7 @@
 
 const { app, core, imaging, action, constants } = require("photoshop");
 const uxp = require("uxp");
-const { boundsToRect, toRGBA8 } = require("./placement");
+const { boundsToRect, toRGBA8, forDepth } = require("./placement");
 
 /** Always name the profile: without it a non-sRGB document shifts the colours. */
 const SRGB = "sRGB IEC61966-2.1";
@@ -41,7 +41,20 @@ function findLayer(layers, layerId) {
 
 /** @param {Document} doc @returns {Capture} */
 function captureOf(doc) {
+  depthOf(doc); // refuse a document we could not write back into, before any work
   return { documentId: doc.id, title: doc.title, width: doc.width, height: doc.height };
+}
+
+/**
+ * The component size to write pixels in. putPixels is given data of the document's own
+ * depth; 32-bit documents are linear light, which 8-bit sRGB results do not map onto.
+ * @param {Document} doc @returns {8 | 16}
+ */
+function depthOf(doc) {
+  const bits = doc.bitsPerChannel;
+  if (bits === constants.BitsPerChannelType.SIXTEEN) return 16;
+  if (bits === constants.BitsPerChannelType.EIGHT) return 8;
+  throw new Error("LayerBridge works on 8- and 16-bit documents: convert this one with Image > Mode > 16 Bits/Channel.");
 }
 
 function requireDocument() {
@@ -136,9 +149,10 @@ function changeDocument(documentId, name, change) {
   }, { commandName: name });
 }
 
-/** @param {number} documentId @param {number} layerId @param {ResultLayer} layer */
-async function writePixels(documentId, layerId, layer) {
-  const imageData = await imaging.createImageDataFromBuffer(layer.data, {
+/** @param {Document} doc @param {number} layerId @param {ResultLayer} layer */
+async function writePixels(doc, layerId, layer) {
+  const documentId = doc.id;
+  const imageData = await imaging.createImageDataFromBuffer(forDepth(layer.data, depthOf(doc)), {
     width: layer.width, height: layer.height, components: 4, chunky: true, colorSpace: "RGB", colorProfile: SRGB,
   });
   try {
@@ -164,7 +178,7 @@ async function buildGroup(doc, { op, capture, groupName, layers }) {
     const pixelLayer = /** @type {Layer} */ (await doc.createPixelLayer({ name: layer.name }));
     // Inside a group a moved layer lands on top: inserting bottom first keeps the server's order.
     pixelLayer.move(group, constants.ElementPlacement.PLACEINSIDE);
-    await writePixels(doc.id, pixelLayer.id, layer);
+    await writePixels(doc, pixelLayer.id, layer);
   }
   if (source) source.visible = false;
   return true;
@@ -185,7 +199,7 @@ function replaceLayer({ capture, layers, historyName }) {
     const [layer] = layers;
     let target = capture.layerId === undefined ? undefined : findLayer(Array.from(doc.layers), capture.layerId);
     target = target || /** @type {Layer} */ (await doc.createPixelLayer({ name: `${capture.layerName || layer.name} (regenerated)` }));
-    await writePixels(doc.id, target.id, layer);
+    await writePixels(doc, target.id, layer);
     return true;
   });
 }
@@ -198,7 +212,7 @@ function replaceLayer({ capture, layers, historyName }) {
 async function insertIntoNewDocument(result) {
   const documentId = await core.executeAsModal(async () => {
     const doc = await app.createDocument({
-      name: result.title, width: result.width, height: result.height, resolution: 72,
+      name: result.title, width: result.width, height: result.height, resolution: 72, depth: 8,
       mode: constants.NewDocumentMode.RGB, fill: constants.DocumentFill.TRANSPARENT,
     });
     if (!doc) throw new Error("Photoshop could not create a document");

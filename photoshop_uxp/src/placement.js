@@ -41,6 +41,21 @@ function toRGBA8(data, components) {
   return out;
 }
 
+/** Photoshop's 16-bit range is 0..32768 (imaging API, "componentSize"), not 0..65535. */
+const MAX_16BIT = 32768;
+
+/**
+ * RGBA8 as the component size of the target document: 16-bit documents take Uint16
+ * data in Photoshop's 0..32768 range (same profile, so a plain rescale).
+ * @param {Uint8Array} rgba8 @param {8 | 16} bits @returns {Uint8Array | Uint16Array}
+ */
+function forDepth(rgba8, bits) {
+  if (bits === 8) return rgba8;
+  const out = new Uint16Array(rgba8.length);
+  for (let i = 0; i < rgba8.length; i++) out[i] = Math.round((rgba8[i] * MAX_16BIT) / 255);
+  return out;
+}
+
 /** Longest prompt text kept in a group name; Photoshop shows names in one narrow line. */
 const MAX_GROUP_NAME = 60;
 
@@ -82,4 +97,4 @@ function generateSize(size) {
   return Math.min(16384, Math.max(64, Math.round(size)));
 }
 
-module.exports = { boundsToRect, rectToBounds, toRGBA8, groupName, layerName, insertionOrder, generateSize };
+module.exports = { boundsToRect, rectToBounds, toRGBA8, forDepth, MAX_16BIT, groupName, layerName, insertionOrder, generateSize };

@@ -4,6 +4,8 @@
 const assert = require("node:assert/strict");
 const crypto = require("node:crypto");
 const { Controller } = require("../src/controller");
+const { forDepth } = require("../src/placement");
+const { FakeLayer } = require("./fake_photoshop");
 const { loadHostOverFake, recordingWebSocket, layersFromFrames, waitFor, testPicture } = require("./helpers");
 
 /** A controller over a fresh fake Photoshop, connected to `url`. @param {string} url */
@@ -20,12 +22,13 @@ async function panelFor(url) {
   return { fake, host, controller, log, storage };
 }
 
-/** A document holding one pixel layer with the test picture (optionally offset). */
-function pictureDocument(/** @type {any} */ fake, width = 96, height = 64, title = "Poster") {
-  const doc = fake.addDocument({ width, height, title });
+/** A document holding one pixel layer named Picture with the test picture. */
+function pictureDocument(/** @type {any} */ fake, width = 96, height = 64, title = "Poster", bits = 8) {
+  const doc = fake.addDocument({ width, height, title, bits });
   fake.inModal = true; // set up the scene as a user would have
-  const layer = doc.addAboveActive(new (require("./fake_photoshop").FakeLayer)(fake, doc, fake.nextId++, "Picture", "pixel"));
-  layer.pixels = { bounds: { left: 0, top: 0, right: width, bottom: height }, data: testPicture(width, height) };
+  const layer = doc.addAboveActive(new FakeLayer(fake, doc, fake.nextId++, "Picture", "pixel"));
+  const picture = testPicture(width, height);
+  layer.pixels = { bounds: { left: 0, top: 0, right: width, bottom: height }, data: bits === 16 ? forDepth(picture, 16) : picture };
   fake.inModal = false;
   return { doc, layer };
 }
@@ -50,9 +53,17 @@ function assertGroupHoldsLayers(group, sent) {
     assert.equal(layer.index, index);
     assert.equal(placed.name, layer.name);
     assert.deepEqual(placed.pixels.bounds, { left: layer.x, top: layer.y, right: layer.x + layer.width, bottom: layer.y + layer.height });
-    assert.ok(Buffer.from(placed.pixels.data).equals(layer.data), `layer ${index} pixels are the bytes the server sent`);
-    assert.equal(crypto.createHash("sha256").update(placed.pixels.data).digest("hex"), layer.sha256);
+    // A 16-bit document holds the server's bytes rescaled to 0..32768; compare at that depth.
+    const sent = new Uint8Array(layer.data);
+    const expected = placed.pixels.data instanceof Uint16Array ? forDepth(sent, 16) : sent;
+    assert.ok(bytesOf(placed.pixels.data).equals(bytesOf(expected)), `layer ${index} pixels are the bytes the server sent`);
+    assert.equal(crypto.createHash("sha256").update(sent).digest("hex"), layer.sha256);
   });
+}
+
+/** The raw bytes of a typed array. @param {Uint8Array | Uint16Array} typed */
+function bytesOf(typed) {
+  return Buffer.from(typed.buffer, typed.byteOffset, typed.byteLength);
 }
 
 /** One committed history step for the document, named `name`. */

@@ -24,6 +24,17 @@ test("decompose: a group named Decomposed on top, the server's layers in order, 
   controller.stop();
 });
 
+test("16-bit document: the layers are the server's bytes at Photoshop's 16-bit scale", async () => {
+  const { fake, controller, log } = await panelFor(server.url);
+  const { doc } = pictureDocument(fake, 64, 48, "Deep", 16);
+  const job = await controller.decomposeDocument({ layers: 2, seed: 2 });
+  await settled(controller, job);
+  assert.equal(job.status, "inserted", job.error?.message);
+  assert.ok(doc.children[0].children[0].pixels.data instanceof Uint16Array);
+  assertGroupHoldsLayers(doc.children[0], layersFromFrames(log.frames, job.id));
+  controller.stop();
+});
+
 test("split: the selected layer's parts in a group just above it, the source hidden, one history step", async () => {
   const { fake, controller, log } = await panelFor(server.url);
   const { doc, layer } = pictureDocument(fake, 80, 60);
@@ -63,13 +74,14 @@ test("reconnect: the connection dies mid-job, the panel reconnects, fetches, and
   controller.subscribe(() => states.push(controller.connection.state));
   let killed = false;
   log.onFrame = (frame, socket) => {
-    if (!killed && typeof frame !== "string") { killed = true; socket.terminate(); }
+    if (!killed && typeof frame !== "string") { killed = true; socket.kill(); }
   };
   const job = await controller.decomposeDocument({ layers: 4, seed: 3 });
   await settled(controller, job);
   assert.ok(killed, "the connection was killed after the first layer");
   assert.ok(states.includes("reconnecting"), `states: ${states}`);
   assert.equal(log.sockets.length, 2, "one reconnect");
+  assert.ok(log.sent.includes(JSON.stringify({ type: "fetch", job: job.id })), "fetched after the reconnect");
   assert.equal(job.status, "inserted", job.error?.message);
   assertGroupHoldsLayers(doc.children[0], layersFromFrames(log.frames, job.id));
   assertOneHistoryStep(fake, doc.id, "LayerBridge: Decompose into layers");

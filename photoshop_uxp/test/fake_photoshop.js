@@ -20,6 +20,7 @@ const constants = {
   ElementPlacement,
   LayerKind: { NORMAL: "pixel", GROUP: "group" },
   NewDocumentMode: { RGB: "RGBColorMode" },
+  BitsPerChannelType: { EIGHT: "bitDepth8", SIXTEEN: "bitDepth16", THIRTYTWO: "bitDepth32" },
   DocumentFill: { TRANSPARENT: "transparent", WHITE: "white" },
 };
 
@@ -50,9 +51,10 @@ class FakePhotoshop {
     if (!this.inModal) throw new Error(`${what}: the command needs a modal scope (core.executeAsModal)`);
   }
 
-  /** A document with one pixel layer holding `pixels` (RGBA8 at `bounds`). @param {{width: number, height: number, title?: string, background?: boolean}} options */
-  addDocument({ width, height, title = "Untitled-1", background = false }) {
+  /** A new document, with a white background layer if asked. @param {{width: number, height: number, title?: string, background?: boolean, bits?: 8 | 16}} options */
+  addDocument({ width, height, title = "Untitled-1", background = false, bits = 8 }) {
     const doc = new FakeDocument(this, this.nextId++, title, width, height);
+    doc.depth = bits;
     this.documents.push(doc);
     this.activeDocument = doc;
     if (background) {
@@ -73,6 +75,7 @@ class FakePhotoshop {
       /** @param {Parameters<import("photoshop/dom/Photoshop").Photoshop["createDocument"]>[0]} options */
       async createDocument(options) {
         fake.requireModal("createDocument");
+        if (options?.depth !== 8) throw new Error("the panel creates 8-bit documents");
         return fake.addDocument({ width: Number(options?.width), height: Number(options?.height), title: options?.name });
       },
     };
@@ -145,7 +148,7 @@ class FakePhotoshop {
     const fake = this;
     return {
       async createImageDataFromBuffer(arrayBuffer, options) {
-        if (!(arrayBuffer instanceof Uint8Array)) throw new Error("the fake handles 8-bit data only");
+        if (!(arrayBuffer instanceof Uint8Array || arrayBuffer instanceof Uint16Array)) throw new Error("the fake handles 8- and 16-bit data");
         if (arrayBuffer.length !== options.width * options.height * options.components) throw new Error("buffer size does not match width * height * components");
         if (options.colorProfile !== "sRGB IEC61966-2.1" || options.colorSpace !== "RGB" || options.chunky !== true) throw new Error(`unexpected image format ${JSON.stringify(options)}`);
         return makeImageData(arrayBuffer.slice(), options.width, options.height, options.components);
@@ -157,7 +160,8 @@ class FakePhotoshop {
         if (!source) throw new Error("the layer has no pixels");
         const background = options.layerID !== undefined && doc.layerById(options.layerID).isBackgroundLayer;
         // Background layers come without alpha: 3 components, as in Photoshop.
-        const data = background ? dropAlpha(source.data) : source.data.slice();
+        const rgba8 = source.data instanceof Uint16Array ? to8Bit(source.data) : source.data.slice();
+        const data = background ? dropAlpha(rgba8) : rgba8;
         const { left, top, right, bottom } = source.bounds;
         return { imageData: makeImageData(data, right - left, bottom - top, background ? 3 : 4), sourceBounds: { ...source.bounds }, level: 0 };
       },
@@ -168,7 +172,9 @@ class FakePhotoshop {
         const { imageData, targetBounds } = options;
         if (!targetBounds) throw new Error("the panel always gives targetBounds");
         if (imageData.components !== 4 || !options.replace) throw new Error("the fake handles RGBA replace only");
-        const data = /** @type {Uint8Array} */ (await imageData.getData({ chunky: true }));
+        // Assumed, as the imaging docs do not promise a depth conversion on put: data of the document's depth.
+        if (imageData.componentSize !== doc.depth) throw new Error(`${imageData.componentSize}-bit data into a ${doc.depth}-bit document`);
+        const data = /** @type {Uint8Array | Uint16Array} */ (await imageData.getData({ chunky: true }));
         const bounds = { left: targetBounds.left, top: targetBounds.top, right: targetBounds.left + imageData.width, bottom: targetBounds.top + imageData.height };
         layer.pixels = { bounds, data };
       },
@@ -207,6 +213,13 @@ class FakeDocument {
     this.activeLayers = [];
     /** @type {{bounds: Bounds, data: Uint8Array} | null} */
     this.selectionMask = null;
+    /** @type {8 | 16} */
+    this.depth = 8;
+  }
+
+  /** @returns {Document["bitsPerChannel"]} */
+  get bitsPerChannel() {
+    return /** @type {Document["bitsPerChannel"]} */ (this.depth === 16 ? constants.BitsPerChannelType.SIXTEEN : constants.BitsPerChannelType.EIGHT);
   }
 
   get layers() {
@@ -262,7 +275,10 @@ class FakeDocument {
     /** @param {FakeLayer} layer @returns {boolean} */
     const shown = (layer) => layer.visible && (!layer.parent || shown(layer.parent));
     const bottomFirst = this.allLayers().filter((l) => l.kind === "pixel" && l.pixels && shown(l)).reverse();
-    for (const layer of bottomFirst) overComposite(out, width, height, /** @type {{bounds: Bounds, data: Uint8Array}} */ (layer.pixels));
+    for (const layer of bottomFirst) {
+      const { bounds, data } = /** @type {{bounds: Bounds, data: Uint8Array | Uint16Array}} */ (layer.pixels);
+      overComposite(out, width, height, { bounds, data: data instanceof Uint16Array ? to8Bit(data) : data });
+    }
     return { bounds: { left: 0, top: 0, right: width, bottom: height }, data: Uint8Array.from(out, (v) => Math.round(v)) };
   }
 }
@@ -283,7 +299,7 @@ class FakeLayer {
     this.parent = null;
     /** @type {FakeLayer[]} children of a group, top first */
     this.children = [];
-    /** @type {{bounds: Bounds, data: Uint8Array} | null} RGBA8 at bounds */
+    /** @type {{bounds: Bounds, data: Uint8Array | Uint16Array} | null} RGBA at bounds, of the document's depth */
     this.pixels = null;
   }
 
@@ -329,13 +345,13 @@ class FakeLayer {
 }
 
 /**
- * @param {Uint8Array} data @param {number} width @param {number} height @param {number} components
+ * @param {Uint8Array | Uint16Array} data @param {number} width @param {number} height @param {number} components
  * @returns {ImageData}
  */
 function makeImageData(data, width, height, components) {
   let disposed = false;
   return {
-    width, height, components, componentSize: 8, chunky: true, colorSpace: components === 1 ? "Grayscale" : "RGB",
+    width, height, components, componentSize: data instanceof Uint16Array ? 16 : 8, chunky: true, colorSpace: components === 1 ? "Grayscale" : "RGB",
     colorProfile: "sRGB IEC61966-2.1", hasAlpha: components === 4,
     pixelFormat: components === 4 ? "RGBA" : components === 3 ? "RGB" : "Grayscale", type: "image/uncompressed",
     /** @param {import("photoshop/dom/ImagingModule").imaging.GetDataOptions} options */
@@ -346,6 +362,11 @@ function makeImageData(data, width, height, components) {
     },
     async dispose() { disposed = true; },
   };
+}
+
+/** Photoshop's 16-bit range 0..32768 down to 8 bits. @param {Uint16Array} data */
+function to8Bit(data) {
+  return Uint8Array.from(data, (v) => Math.round((v * 255) / 32768));
 }
 
 /** @param {Uint8Array} rgba */

@@ -74,21 +74,40 @@ function loadHostOverFake() {
 
 /**
  * A WebSocket class (UXP's browser API, over the npm `ws` package) whose instances record
- * every frame they receive into `log`, and can be killed mid-job by a test.
+ * every frame they receive (`log.frames`) and send (`log.sent`), and can be killed mid-job by a test.
  */
 function recordingWebSocket() {
-  /** @type {{frames: (string | Buffer)[], sockets: any[], onFrame: ((frame: string | Buffer, socket: any) => void) | null}} */
-  const log = { frames: [], sockets: [], onFrame: null };
+  /** @type {{frames: (string | Buffer)[], sent: (string | Uint8Array)[], sockets: any[], onFrame: ((frame: string | Buffer, socket: any) => void) | null}} */
+  const log = { frames: [], sent: [], sockets: [], onFrame: null };
   class RecordingWebSocket extends WebSocket {
     /** @param {string} url */
     constructor(url) {
       super(url);
+      this.dead = false;
       log.sockets.push(this);
       this.on("message", (data, isBinary) => {
         const frame = isBinary ? Buffer.from(/** @type {Buffer} */ (data)) : data.toString();
         log.frames.push(frame);
         log.onFrame?.(frame, this);
       });
+    }
+
+    /** Cut the connection as a network failure would: frames already read are lost too. */
+    kill() {
+      this.dead = true;
+      this.terminate();
+    }
+
+    /** @param {string | symbol} event @param {any[]} args */
+    emit(event, ...args) {
+      if (this.dead && event === "message") return false;
+      return super.emit(event, ...args);
+    }
+
+    /** @param {string | Uint8Array} frame */
+    send(frame) {
+      log.sent.push(frame);
+      super.send(frame);
     }
   }
   return { WebSocketClass: RecordingWebSocket, log };
