@@ -138,12 +138,13 @@ def element_of(comp: Components, label: int, flat_tol: float) -> Element:
 
 
 def union(a: Element, b: Element) -> Element:
-    """One element covering both (colour of the bigger one); kind text wins over shape."""
+    """One element covering both, with the colour and kind of the bigger one.
+
+    (A shape that absorbed a few glyph-sized pieces of itself is still a shape.)"""
     y0, y1 = min(a.box[0], b.box[0]), max(a.box[1], b.box[1])
     x0, x1 = min(a.box[2], b.box[2]), max(a.box[3], b.box[3])
     mask = np.zeros((y1 - y0, x1 - x0), bool)
     for e in (a, b):
         mask[e.box[0] - y0 : e.box[1] - y0, e.box[2] - x0 : e.box[3] - x0] |= e.mask
     big = a if a.area >= b.area else b
-    kind = "text" if "text" in (a.kind, b.kind) else big.kind
-    return Element((y0, y1, x0, x1), mask, big.color, kind, a.members + b.members)
+    return Element((y0, y1, x0, x1), mask, big.color, big.kind, a.members + b.members)
