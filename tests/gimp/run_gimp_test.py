@@ -282,6 +282,14 @@ def check_ora(check: Checks, path: Path, xcf_tree: list[dict]) -> None:
     )
 
 
+def remove_stale_work(root: Path) -> None:
+    """Work folders of earlier runs that were killed (their process is gone)."""
+    for folder in (root / "tmp").glob("layerbridge-gimp-test-*"):
+        pid = folder.name.split("-")[3]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def check_engine(args, root: Path, engine: str, out_dir: Path) -> Checks:
     check = Checks()
     work = f"/tmp/layerbridge-gimp-test-{os.getpid()}-{engine}"
@@ -526,6 +534,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="copy GIMP's files and dumps here")
     args = parser.parse_args()
     started = time.monotonic()
+    remove_stale_work(args.root)
     total = Checks()
     for engine in args.engine or ["classic", "tiny"]:
         result = check_engine(args, args.root, engine, args.out)
