@@ -8,7 +8,7 @@
 const { Connection } = require("./connection");
 const { submitFrames, jobMessage, newJobId } = require("./protocol");
 const { digestHex } = require("./sha256");
-const { newJob, applyMessage, isActive, awaitsServer, fail } = require("./jobs");
+const { newJob, applyMessage, isActive, awaitsServer, fail, orphan } = require("./jobs");
 const { groupName, insertionOrder, generateSize } = require("./placement");
 
 const DEFAULT_ADDRESS = "ws://127.0.0.1:7861";
@@ -155,7 +155,7 @@ class Controller {
   async insertIntoNewDocument(jobId) {
     const job = this.jobs.get(jobId);
     if (!job || job.status !== "orphaned") throw new Error(`job ${jobId} has no result waiting for a document`);
-    await this.insert(job, true);
+    await this.insert(job, true).catch((error) => this.hostFailed(job, error));
   }
 
   /** Forget a finished job (e.g. an orphaned result the user does not want). @param {string} jobId */
@@ -220,16 +220,17 @@ class Controller {
       }
       return job.op === "regenerate" ? this.host.replaceLayer(result) : this.host.insertLayers(result);
     });
-    // Placed nowhere: the document was closed meanwhile. Keep the result and offer it.
-    job.status = placed ? "inserted" : "orphaned";
-    job.stage = placed ? "inserted" : "document closed: insert into a new document?";
-    if (placed) job.layers = []; // the pixels live in Photoshop now
+    if (placed) {
+      Object.assign(job, { status: "inserted", stage: "inserted", layers: [] }); // the pixels live in Photoshop now
+    } else {
+      orphan(job, "the document was closed"); // placed nowhere: keep the result and offer it
+    }
     this.changed();
   }
 
-  /** @param {Job} job @param {any} error */
+  /** Photoshop refused the change (rolled back): the result stays on offer. @param {Job} job @param {any} error */
   hostFailed(job, error) {
-    fail(job, "host_error", `Photoshop refused the change: ${error && error.message || error}`);
+    orphan(job, `Photoshop refused the change (${error && error.message || error})`);
     this.changed();
   }
 

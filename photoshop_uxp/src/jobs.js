@@ -3,8 +3,8 @@
  * Job state, host-free: what the panel knows about each job it submitted.
  *
  * A job lives through: submitted -> queued -> running -> (layers arrive) -> finished,
- * then the panel inserts it (inserted), or keeps it when its document is gone
- * (orphaned, offered for a new document). cancelled and failed end it too.
+ * then the panel inserts it (inserted), or keeps it when its document is gone or
+ * Photoshop refused the change (orphaned, offered for a new document). cancelled and failed end it too.
  */
 
 const ACTIVE = ["submitted", "queued", "running", "finished", "inserting"];
@@ -38,7 +38,8 @@ function newJob({ id, op, prompt = "", capture }) {
  * @param {Job} job @param {Record<string, any>} message
  */
 function applyMessage(job, message) {
-  if (!WAITING_FOR_SERVER.includes(job.status) && message.type !== "error") return false;
+  // Once finished (or ended), late or repeated messages (a fetch racing a reconnect) change nothing.
+  if (!WAITING_FOR_SERVER.includes(job.status)) return false;
   switch (message.type) {
     case "queued":
       Object.assign(job, { status: "queued", position: message.position, stage: "queued" });
@@ -58,7 +59,6 @@ function applyMessage(job, message) {
       Object.assign(job, { status: "cancelled", stage: "cancelled", layers: [] });
       return false;
     case "error":
-      if (!ACTIVE.includes(job.status)) return false;
       Object.assign(job, { status: "failed", stage: "failed", error: { code: message.code, message: message.message } });
       return false;
     default:
@@ -76,9 +76,17 @@ function awaitsServer(job) {
   return WAITING_FOR_SERVER.includes(job.status);
 }
 
+/**
+ * The result could not go where it belonged: keep it and offer a new document.
+ * @param {Job} job @param {string} why
+ */
+function orphan(job, why) {
+  Object.assign(job, { status: "orphaned", stage: `${why}: insert into a new document?` });
+}
+
 /** @param {Job} job @param {string} code @param {string} message */
 function fail(job, code, message) {
   Object.assign(job, { status: "failed", stage: "failed", error: { code, message } });
 }
 
-module.exports = { newJob, applyMessage, isActive, awaitsServer, fail };
+module.exports = { newJob, applyMessage, isActive, awaitsServer, fail, orphan };

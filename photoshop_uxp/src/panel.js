@@ -69,9 +69,10 @@ element("decompose").addEventListener("click", () => run(() => controller.decomp
 element("regenerate").addEventListener("click", () => run(() => controller.regenerateSelectedLayer({ prompt: prompt(), seed: seed() })));
 element("split").addEventListener("click", () => run(() => controller.splitSelectedLayer({ layers: layerCount(), seed: seed() })));
 element("cancel").addEventListener("click", () => controller.cancel());
-element("save-address").addEventListener("click", () => controller.setAddress(String(element("address").value || "")));
+element("save-address").addEventListener("click", () => controller.setAddress(String(element("address").value || ""), String(element("token").value || "")));
 
 element("address").value = controller.settings.address;
+element("token").value = controller.settings.token;
 controller.subscribe(render);
 render();
 controller.start();

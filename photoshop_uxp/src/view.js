@@ -27,7 +27,7 @@ function viewOf(controller) {
   return {
     indicator: {
       ...INDICATOR[state],
-      detail: state === "down" ? `${detail}` : detail,
+      detail,
       command: state === "down" ? START_COMMAND : null,
     },
     progress: latest ? progressOf(latest) : { fraction: 0, text: "" },

@@ -106,6 +106,37 @@ test("closed document: the result is kept and goes into a new document on reques
   controller.stop();
 });
 
+test("Photoshop refuses the change: the step is rolled back, the result kept and offered", async () => {
+  const { fake, controller, log } = await panelFor(server.url);
+  const { doc, layer } = pictureDocument(fake, 80, 60);
+  const putPixels = fake.imaging.putPixels;
+  let calls = 0;
+  fake.imaging.putPixels = async (/** @type {any} */ options) => {
+    if (++calls === 2) throw new Error("Could not complete the command because the layer is locked");
+    return putPixels(options);
+  };
+  const job = await controller.decomposeDocument({ layers: 3 });
+  await settled(controller, job);
+  assert.equal(job.status, "orphaned");
+  assert.match(job.stage, /layer is locked.*new document/);
+  assert.deepEqual(doc.children, [layer], "the half-made group is rolled back");
+  assert.deepEqual(fake.historySteps, [{ documentID: doc.id, name: "LayerBridge: Decompose into layers", committed: false }]);
+  fake.imaging.putPixels = putPixels;
+  await controller.insertIntoNewDocument(job.id);
+  assert.equal(job.status, "inserted");
+  assertGroupHoldsLayers(fake.documents[1].children[0], layersFromFrames(log.frames, job.id));
+  controller.stop();
+});
+
+test("a 32-bit document is refused before anything is sent", async () => {
+  const { fake, controller, log } = await panelFor(server.url);
+  fake.addDocument({ width: 32, height: 32, bits: 32 });
+  await assert.rejects(controller.decomposeDocument(), /8- and 16-bit documents/);
+  assert.equal(controller.jobs.size, 0);
+  assert.ok(!log.sent.some((f) => typeof f === "string" && f.includes('"submit"')));
+  controller.stop();
+});
+
 test("server down: the panel says how to start it, refuses jobs, and connects once it runs", async () => {
   const gone = await startServer("classic");
   await gone.stop();

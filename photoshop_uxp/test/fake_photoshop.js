@@ -36,7 +36,7 @@ class FakePhotoshop {
     this.inModal = false;
     /** @type {{documentID: number, name: string, committed: boolean}[]} every history step */
     this.historySteps = [];
-    /** @type {Map<number, {documentID: number, name: string}>} */
+    /** @type {Map<number, {documentID: number, name: string, restore: () => void}>} */
     this.openSuspensions = new Map();
     this.imaging = this.makeImaging();
     this.core = this.makeCore();
@@ -51,7 +51,7 @@ class FakePhotoshop {
     if (!this.inModal) throw new Error(`${what}: the command needs a modal scope (core.executeAsModal)`);
   }
 
-  /** A new document, with a white background layer if asked. @param {{width: number, height: number, title?: string, background?: boolean, bits?: 8 | 16}} options */
+  /** A new document, with a white background layer if asked. @param {{width: number, height: number, title?: string, background?: boolean, bits?: 8 | 16 | 32}} options */
   addDocument({ width, height, title = "Untitled-1", background = false, bits = 8 }) {
     const doc = new FakeDocument(this, this.nextId++, title, width, height);
     doc.depth = bits;
@@ -99,14 +99,16 @@ class FakePhotoshop {
               async suspendHistory({ documentID, name }) {
                 fake.requireModal("suspendHistory");
                 const historySuspensionID = fake.nextId++;
-                fake.openSuspensions.set(historySuspensionID, { documentID, name });
+                const restore = fake.documentById(documentID).snapshot();
+                fake.openSuspensions.set(historySuspensionID, { documentID, name, restore });
                 return { historySuspensionID };
               },
               async resumeHistory({ historySuspensionID }, commit = true) {
                 const open = fake.openSuspensions.get(historySuspensionID);
                 if (!open) throw new Error(`no history suspension ${historySuspensionID}`);
                 fake.openSuspensions.delete(historySuspensionID);
-                fake.historySteps.push({ ...open, committed: commit });
+                if (!commit) open.restore(); // Photoshop rolls the suspended changes back
+                fake.historySteps.push({ documentID: open.documentID, name: open.name, committed: commit });
               },
               async registerAutoCloseDocument() {},
               async unregisterAutoCloseDocument() {},
@@ -213,13 +215,33 @@ class FakeDocument {
     this.activeLayers = [];
     /** @type {{bounds: Bounds, data: Uint8Array} | null} */
     this.selectionMask = null;
-    /** @type {8 | 16} */
+    /** @type {8 | 16 | 32} */
     this.depth = 8;
   }
 
   /** @returns {Document["bitsPerChannel"]} */
   get bitsPerChannel() {
-    return /** @type {Document["bitsPerChannel"]} */ (this.depth === 16 ? constants.BitsPerChannelType.SIXTEEN : constants.BitsPerChannelType.EIGHT);
+    const { EIGHT, SIXTEEN, THIRTYTWO } = constants.BitsPerChannelType;
+    return /** @type {Document["bitsPerChannel"]} */ ({ 8: EIGHT, 16: SIXTEEN, 32: THIRTYTWO }[this.depth]);
+  }
+
+  /** The layer tree as it is now, and a function that puts it back (for a rolled-back history step). */
+  snapshot() {
+    /** @param {FakeLayer[]} layers @returns {() => void} */
+    const save = (layers) => {
+      const saved = layers.map((layer) => ({ layer, parent: layer.parent, name: layer.layerName, shown: layer.shownFlag, pixels: layer.pixels, restoreChildren: save(layer.children) }));
+      const order = [...layers];
+      return () => {
+        layers.splice(0, layers.length, ...order);
+        for (const s of saved) {
+          Object.assign(s.layer, { parent: s.parent, layerName: s.name, shownFlag: s.shown, pixels: s.pixels });
+          s.restoreChildren();
+        }
+      };
+    };
+    const restoreTree = save(this.children);
+    const active = [...this.activeLayers];
+    return () => { restoreTree(); this.activeLayers = active; };
   }
 
   get layers() {
