@@ -7,7 +7,7 @@ it directly; the engine wraps it with the job protocol.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -46,6 +46,8 @@ class Scene:
     background: Background | None
     elements: list[Element]  # bottom first
     soft_alpha: dict[int, np.ndarray]  # element index -> box-sized alpha (photo subjects)
+    #: element index -> full-frame mask of plate pixels filled with it (amodal extension)
+    hidden: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 def decompose(
@@ -167,11 +169,18 @@ def _peel_one(image: np.ndarray, scene: Scene, k: int, hulls: list[np.ndarray]) 
     x0, x1 = max(e.box[2] - _BAND, 0), min(e.box[3] + _BAND, w)
     box = (y0, y1, x0, x1)
     core = _crop(e.mask, e.box, box)
+    if k in scene.hidden:
+        # The plate under upper elements was filled with this element's colour: it continues
+        # there, so its layer covers it (a whole shape, not only its visible part).
+        core |= scene.hidden[k][y0:y1, x0:x1]
     kernel = np.ones((2 * _BAND + 1, 2 * _BAND + 1), np.uint8)
     region = cv2.dilate(core.astype(np.uint8), kernel).astype(bool)
     lower = _lower_covers(scene, k, hulls, box)
     region &= ~lower[1] | core
-    plate = fill_plate(image, region, box, lower[0], scene.background)
+    plate, claims = fill_plate(image, region, box, [c[:2] for c in lower[0]], scene.background)
+    for (_, color, j), take in zip(lower[0], claims, strict=True):
+        if color is not None and take.any():
+            scene.hidden.setdefault(j, np.zeros((h, w), bool))[y0:y1, x0:x1] |= take
     crop = image[y0:y1, x0:x1]
     alpha = _element_alpha(crop, plate, core, e, scene.soft_alpha.get(k), box)
     alpha[~region] = 0.0
@@ -203,7 +212,7 @@ def _lower_covers(scene: Scene, k: int, hulls: list[np.ndarray], box):
         if not (e.box[0] < box[1] and box[0] < e.box[1] and e.box[2] < box[3] and
                 box[2] < e.box[3]):
             continue
-        covers.append((_crop(hulls[j], e.box, box), e.color))
+        covers.append((_crop(hulls[j], e.box, box), e.color, j))
         cores |= _crop(e.mask, e.box, box)
     return covers, cores
 

@@ -55,19 +55,22 @@ def fill_plate(
     box: tuple[int, int, int, int],
     covers: list[tuple[np.ndarray, np.ndarray | None]],
     background: Background | None,
-) -> np.ndarray:
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """Plate colours for the crop ``box`` of ``image`` with ``hole`` (crop-sized) filled.
 
     ``covers`` lists, topmost first, (crop-sized hull mask, flat colour or None) of the lower
     elements; the first hull that holds a hole pixel decides its colour, None meaning "a
     texture: inpaint it". Pixels no hull holds take the background field when there is one.
+    Also returns, per cover, the hole pixels it claimed: the lower element continues there.
     """
     y0, y1, x0, x1 = box
     plate = image[y0:y1, x0:x1].copy()
     todo = hole.copy()
     inpaint = np.zeros_like(hole)
+    claims = []
     for hull, color in covers:
         take = todo & hull
+        claims.append(take)
         if take.any():
             if color is None:
                 inpaint |= take
@@ -81,7 +84,7 @@ def fill_plate(
         inpaint |= todo
     if inpaint.any():
         plate = _inpaint(plate, inpaint)
-    return plate
+    return plate, claims
 
 
 def _inpaint(plate: np.ndarray, hole: np.ndarray) -> np.ndarray:
