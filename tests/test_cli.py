@@ -111,3 +111,15 @@ def test_serve_refuses_an_open_bind_without_token() -> None:
         env={k: v for k, v in os.environ.items() if k != "LAYERBRIDGE_TOKEN"},
     )
     assert run.returncode != 0 and "--token" in run.stderr
+
+
+def test_serve_qwen_without_weights_says_how_to_fetch_them(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [*LAYERBRIDGE, "serve", "--engine", "qwen", "--port", "0", "--model-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode != 0
+    assert "Qwen/Qwen-Image-Layered" in run.stderr and "download" in run.stderr
+    assert str(tmp_path) in run.stderr

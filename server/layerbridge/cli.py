@@ -90,6 +90,17 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         help="quantise the transformer (needs torchao or bitsandbytes)",
     )
     gpu.add_argument("--device", default=None, help="torch device (default: cuda if present)")
+    gpu.add_argument("--model", default=None, help="layered model id (Qwen/Qwen-Image-Layered)")
+    gpu.add_argument(
+        "--generate-model",
+        default=None,
+        help="any diffusers text-to-image model id, for generate (Qwen/Qwen-Image)",
+    )
+    gpu.add_argument(
+        "--edit-model",
+        default=None,
+        help="edit model id, for regenerate (Qwen/Qwen-Image-Edit-2509)",
+    )
 
 
 def engine_options(args: argparse.Namespace) -> dict[str, Any]:
