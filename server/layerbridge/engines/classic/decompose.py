@@ -90,7 +90,12 @@ def analyse(rgb: np.ndarray, progress: Progress, check: Check) -> Scene:
     progress(0.15, "background")
     bg = fit_background(rgb, comp.labels == _largest_border_label(comp.labels, comp.area),
                         np.random.default_rng(0))
-    found = _flat_elements(comp, rgb, bg) if bg.ok else None
+    found = None
+    if bg.ok:
+        # Relabel with background/foreground cut apart, so a panel a few levels off the
+        # background does not leak into it through a soft shadow.
+        comp = link_components(rgb8, background_mask(rgb, bg))
+        found = _flat_elements(comp, rgb, bg)
     if found is None or len(found[0]) > MAX_ELEMENTS:
         return _photo_scene(rgb, rgb8)
     check()

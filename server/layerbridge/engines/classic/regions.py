@@ -56,13 +56,21 @@ class Components:
     boxes: list[tuple[int, int, int, int]]  # index i-1 for label i
 
 
-def link_components(rgb8: np.ndarray) -> Components:
-    """Label pixels linked through neighbours within :data:`LINK_TOL` levels (4-connected)."""
+def link_components(rgb8: np.ndarray, cut: np.ndarray | None = None) -> Components:
+    """Label pixels linked through neighbours within :data:`LINK_TOL` levels (4-connected).
+
+    Where ``cut`` (bool, e.g. "is background") differs between neighbours they are never
+    linked: a panel two levels off the background would otherwise leak into it through a
+    soft shadow.
+    """
     h, w = rgb8.shape[:2]
     img = rgb8.astype(np.int16)
     idx = np.arange(h * w, dtype=np.int64).reshape(h, w)
     right = np.abs(img[:, 1:] - img[:, :-1]).max(axis=-1) <= LINK_TOL
     down = np.abs(img[1:] - img[:-1]).max(axis=-1) <= LINK_TOL
+    if cut is not None:
+        right &= cut[:, 1:] == cut[:, :-1]
+        down &= cut[1:] == cut[:-1]
     src = np.concatenate([idx[:, :-1][right], idx[:-1][down]])
     dst = np.concatenate([idx[:, 1:][right], idx[1:][down]])
     graph = coo_matrix((np.ones(src.size, np.int8), (src, dst)), shape=(h * w, h * w))
