@@ -62,8 +62,12 @@ function compress(h, w, bytes, offset) {
 async function digestHex(data) {
   const subtle = globalThis.crypto?.subtle;
   if (!subtle) return sha256Hex(data);
-  const digest = new Uint8Array(await subtle.digest("SHA-256", data));
-  return Array.from(digest, (byte) => byte.toString(16).padStart(2, "0")).join("");
+  try {
+    const digest = new Uint8Array(await subtle.digest("SHA-256", data));
+    return Array.from(digest, (byte) => byte.toString(16).padStart(2, "0")).join("");
+  } catch {
+    return sha256Hex(data); // a host whose WebCrypto lacks SHA-256
+  }
 }
 
 module.exports = { sha256Hex, digestHex };
