@@ -202,14 +202,15 @@ def test_ctrl_c_mid_job_tells_clients_and_exits_zero(tmp_path: Path) -> None:
         assert "ws://127.0.0.1:" in line, server.stderr.read()
         url = line.split()[-1]
         with Client(url, "ctrl-c") as client:
-            running = client.submit("decompose", {}, [image_input(noisy_image(600, 450))])
-            queued = client.submit("decompose", {}, [image_input(noisy_image(600, 450))])
-            next(m for m in client.events(running, timeout=60) if m["type"] == "progress")
+            image = image_input(noisy_image(900, 675))
+            jobs = [client.submit("decompose", {}, [image]) for _ in range(3)]
+            next(m for m in client.events(jobs[0], timeout=60) if m["type"] == "progress")
             server.send_signal(signal.SIGINT)
             signalled = time.monotonic()
-            first, second = outcome(client, running), outcome(client, queued)
-        assert first in ("done", "shutting_down")
-        assert second == "shutting_down"
+            outcomes = [outcome(client, job) for job in jobs]
+        # the running job finishes within the grace or is failed; the queued are failed
+        assert set(outcomes) <= {"done", "shutting_down"}, outcomes
+        assert outcomes[-1] == "shutting_down", outcomes
         assert server.wait(20) == 0
         # the server's grace for the running job is 10 s; it exits soon after
         assert time.monotonic() - signalled < 15

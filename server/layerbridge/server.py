@@ -139,6 +139,7 @@ class LayerBridgeServer:
         self.clients: set[Client] = set()
         self._server: Server | None = None
         self._worker_task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -169,6 +170,7 @@ class LayerBridgeServer:
     async def stop(self) -> None:
         """Stop: refuse new work, let the running job finish within the grace period or
         fail it, fail queued jobs, tell every client, then close."""
+        self._stopping = True  # from here on a submit gets shutting_down
         queued = self.queue.order()
         for job in queued:
             self.queue.remove(job)
@@ -285,6 +287,8 @@ class LayerBridgeServer:
         self._stream(client, job, replay=False)
 
     def _refusal(self, submit: protocol.Submit) -> tuple[str, str] | None:
+        if self._stopping:
+            return protocol.SHUTTING_DOWN, "the server is shutting down; submit after it restarts"
         if submit.op not in self.engine.ops:
             return protocol.UNSUPPORTED_OP, self.engine.unsupported_message(submit.op)
         if submit.job in self.results:
