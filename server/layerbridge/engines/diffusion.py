@@ -259,6 +259,7 @@ class DiffusionEngine(Engine):
         options = memory_options(memory.get("device") or "cpu", memory.get("dtype") or "float32",
                                  memory.get("offload") or "none",
                                  bool(memory.get("vae_tiling")))
+
         def build(pipeline_class: Any, parts: dict) -> Callable[[], Any]:
             if options.dtype == "float32":  # as built; a cast would only warn
                 return lambda: pipeline_class(**parts)
