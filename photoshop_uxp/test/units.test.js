@@ -16,6 +16,7 @@ const { toRGBA8, groupName, insertionOrder } = require("../src/placement");
 const { Connection } = require("../src/connection");
 const { Controller } = require("../src/controller");
 const { viewOf } = require("../src/view");
+const { newJob, applyMessage } = require("../src/jobs");
 const { buildCcx } = require("../scripts/package");
 const { REPO_ROOT, waitFor } = require("./helpers");
 
@@ -134,6 +135,21 @@ test("the view shows the start command when the server is down, and the address 
   controller.setAddress("ws://localhost:7999");
   controller.stop();
   assert.equal(new Controller({ host, WebSocketClass: null, storage: store }).settings.address, "ws://localhost:7999");
+});
+
+test("buttons follow the engine's ops, and the progress bar the latest job", () => {
+  const controller = new Controller({ host: { clientName: () => "test/1" }, WebSocketClass: null });
+  controller.connection.welcome = { capabilities: { ops: ["decompose", "split"], layers: { min: 1, max: 10 } } };
+  controller.connection.state = "connected";
+  const job = newJob({ id: "j", op: "decompose", capture: null });
+  controller.jobs.set(job.id, job);
+  applyMessage(job, { type: "progress", job: "j", fraction: 0.25, stage: "peel" });
+  const view = viewOf(controller);
+  assert.deepEqual(view.enabled, { generate: false, decompose: true, regenerate: false, split: true, cancel: true });
+  assert.deepEqual(view.progress, { fraction: 0.25, text: "peel 25%" });
+  applyMessage(job, { type: "error", job: "j", code: "engine_failed", message: "it broke" });
+  assert.deepEqual(viewOf(controller).progress, { fraction: 0, text: "Failed: it broke" });
+  assert.equal(viewOf(controller).enabled.cancel, false);
 });
 
 test("the .ccx: a zip with a valid v5 manifest at its root, every shipped file, loopback-only network", async () => {
