@@ -348,7 +348,8 @@ def test_clients_that_stop_reading_block_no_one_and_memory_stays_bounded(tmp_pat
         )
         # A second round of stalled readers costs about the frames it made plus allocator
         # slack: memory does not grow with what the stalled clients cannot read.
-        assert settled[1] - settled[0] < 2 * held + (48 << 20)
+        # (glibc arenas make ~50 MiB of noise; a copy per reader would be 50 x 3.6 MiB)
+        assert settled[1] - settled[0] < 2 * held + (96 << 20)
         assert peak - baseline < 320 << 20
     finally:
         for connection in connections:
