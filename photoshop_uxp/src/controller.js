@@ -31,7 +31,7 @@ const OP_PARAMS = {
 
 /**
  * The op's params from the options, leaving out unset ones (the server's defaults apply).
- * @param {keyof OP_PARAMS} op @param {Options} options
+ * @param {keyof typeof OP_PARAMS} op @param {Options} options
  */
 function paramsFor(op, options) {
   /** @type {Record<string, any>} */
@@ -57,7 +57,7 @@ class Controller {
     /** @type {Set<(controller: Controller) => void>} */
     this.listeners = new Set();
     this.notice = "";
-    // Photoshop runs one modal scope at a time: every host call goes through this queue.
+    /** Photoshop runs one modal scope at a time: every host call goes through this queue. @type {Promise<unknown>} */
     this.hostQueue = Promise.resolve();
     this.connection = new Connection({
       url: this.settings.address,
@@ -250,7 +250,7 @@ class Controller {
 /** The name of the action in Photoshop's history panel. @param {Job} job */
 function historyName(job) {
   const names = { generate: "Generate layers", decompose: "Decompose into layers", regenerate: "Regenerate layer", split: "Split layer" };
-  return `LayerBridge: ${names[/** @type {keyof names} */ (job.op)] || job.op}`;
+  return `LayerBridge: ${names[/** @type {keyof typeof names} */ (job.op)] || job.op}`;
 }
 
 module.exports = { Controller, DEFAULT_ADDRESS, SETTINGS_KEY };

@@ -13,15 +13,20 @@ const element = (id) => document.getElementById(id);
 
 const controller = new Controller({ host, WebSocketClass: WebSocket, storage: localStorage });
 
-/** "auto", or the whole number typed. */
-function layerCount() {
-  const text = String(element("layers").value || "").trim();
-  return text === "" || text === "auto" ? "auto" : Number.parseInt(text, 10);
+/** A whole number typed in the field, or null when it holds none. @param {string} id */
+function wholeNumber(id) {
+  const value = Number.parseInt(String(element(id).value || "").trim(), 10);
+  return Number.isFinite(value) ? value : null;
 }
 
+/** The layer count: a number, or "auto" for an empty field or anything else. */
+function layerCount() {
+  return wholeNumber("layers") ?? "auto";
+}
+
+/** The seed: a number, or null for a random one. */
 function seed() {
-  const text = String(element("seed").value || "").trim();
-  return text === "" ? null : Number.parseInt(text, 10);
+  return wholeNumber("seed");
 }
 
 function prompt() {
@@ -49,6 +54,7 @@ function render() {
   element("command").classList.toggle("hidden", !view.indicator.command);
   element("progress").value = view.progress.fraction;
   element("stage").textContent = view.progress.text;
+  element("layers").setAttribute("placeholder", `auto (${view.layerRange.min}–${view.layerRange.max})`);
   element("notice").textContent = view.notice;
   for (const [id, enabled] of Object.entries(view.enabled)) {
     if (enabled) element(id).removeAttribute("disabled");

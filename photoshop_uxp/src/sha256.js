@@ -63,7 +63,7 @@ async function digestHex(data) {
   const subtle = globalThis.crypto?.subtle;
   if (!subtle) return sha256Hex(data);
   try {
-    const digest = new Uint8Array(await subtle.digest("SHA-256", data));
+    const digest = new Uint8Array(await subtle.digest("SHA-256", /** @type {Uint8Array<ArrayBuffer>} */ (data)));
     return Array.from(digest, (byte) => byte.toString(16).padStart(2, "0")).join("");
   } catch {
     return sha256Hex(data); // a host whose WebCrypto lacks SHA-256

@@ -17,7 +17,7 @@ const INDICATOR = {
   stopped: { label: "Not connected", tone: "error" },
 };
 
-/** @param {import("./controller").Controller} controller */
+/** @param {InstanceType<typeof import("./controller").Controller>} controller */
 function viewOf(controller) {
   const { state, detail, welcome } = controller.connection;
   const ops = welcome ? welcome.capabilities.ops : [];
