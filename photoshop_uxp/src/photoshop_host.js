@@ -117,6 +117,7 @@ function captureSelectedLayer({ withDocument, withMask }) {
     const selected = Array.from(doc.activeLayers);
     if (selected.length !== 1) throw new Error("Select exactly one pixel layer.");
     const [layer] = selected;
+    if (layer.kind !== constants.LayerKind.NORMAL) throw new Error(`"${layer.name}" is not a pixel layer: select a pixel layer (rasterize it first if needed).`);
     const pixels = await readPixels(doc, layer.id);
     const capture = { ...captureOf(doc), layerId: layer.id, layerName: layer.name, layerBounds: layer.bounds };
     return {

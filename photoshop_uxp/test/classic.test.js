@@ -128,8 +128,13 @@ test("Photoshop refuses the change: the step is rolled back, the result kept and
   controller.stop();
 });
 
-test("a 32-bit document is refused before anything is sent", async () => {
+test("refused before anything is sent: a 32-bit document, a group as the selected layer", async () => {
   const { fake, controller, log } = await panelFor(server.url);
+  const { doc } = pictureDocument(fake, 32, 32);
+  fake.inModal = true;
+  await doc.createLayerGroup({ name: "Folder" }); // becomes the selected layer
+  fake.inModal = false;
+  await assert.rejects(controller.splitSelectedLayer(), /"Folder" is not a pixel layer/);
   fake.addDocument({ width: 32, height: 32, bits: 32 });
   await assert.rejects(controller.decomposeDocument(), /8- and 16-bit documents/);
   assert.equal(controller.jobs.size, 0);

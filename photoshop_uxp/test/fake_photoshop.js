@@ -313,6 +313,7 @@ class FakeLayer {
     /** @type {Layer["id"]} */
     this.id = id;
     this.layerName = name;
+    /** @type {"pixel" | "group"} Photoshop's LayerKind.NORMAL and LayerKind.GROUP */
     this.kind = kind;
     /** @type {Layer["isBackgroundLayer"]} */
     this.isBackgroundLayer = false;
