@@ -11,7 +11,17 @@ const RECONNECT_DELAYS_MS = [250, 500, 1000, 2000, 4000];
 /** Failed attempts in a row after which a lost server counts as "not running". */
 const ATTEMPTS_BEFORE_DOWN = 3;
 const CONNECT_TIMEOUT_MS = 5000;
-const START_COMMAND = "layerbridge serve";
+const DEFAULT_PORT = 7861;
+
+/**
+ * The command that starts a server this address reaches: `layerbridge serve`, with the
+ * port when it is not the default one.
+ * @param {string} url
+ */
+function startCommand(url) {
+  const port = /^wss?:\/\/[^/:]+:(\d+)/.exec(url)?.[1];
+  return port && Number(port) !== DEFAULT_PORT ? `layerbridge serve --port ${port}` : "layerbridge serve";
+}
 
 /**
  * States: connecting, connected, reconnecting, down (no server answers), mismatch
@@ -81,7 +91,8 @@ class Connection {
     try {
       socket = new this.options.WebSocketClass(this.url);
     } catch (error) {
-      this.setState("down", `Cannot connect to ${this.url}: ${error}`);
+      // A malformed address, or one the manifest does not declare: retrying cannot help.
+      this.setState("down", `Cannot connect to ${this.url}: ${error}. An address other than ws://127.0.0.1:7861 must also be declared in manifest.json (see the README).`);
       return;
     }
     this.socket = socket;
@@ -150,7 +161,7 @@ class Connection {
     this.failures += 1;
     const down = !this.everConnected || this.failures > ATTEMPTS_BEFORE_DOWN;
     if (down) {
-      this.setState("down", `Server not running at ${this.url}. Start it with: ${START_COMMAND}`);
+      this.setState("down", `Server not running at ${this.url}. Start it with: ${startCommand(this.url)}`);
     } else {
       this.setState("reconnecting", `Connection lost; reconnecting to ${this.url}`);
     }
@@ -166,4 +177,4 @@ class Connection {
   }
 }
 
-module.exports = { Connection, START_COMMAND };
+module.exports = { Connection, startCommand };

@@ -5,7 +5,7 @@
  * such as "Insert into a new document".
  */
 
-const { START_COMMAND } = require("./connection");
+const { startCommand } = require("./connection");
 
 const INDICATOR = {
   connecting: { label: "Connecting…", tone: "busy" },
@@ -28,7 +28,7 @@ function viewOf(controller) {
     indicator: {
       ...INDICATOR[state],
       detail,
-      command: state === "down" ? START_COMMAND : null,
+      command: state === "down" ? startCommand(controller.connection.url) : null,
     },
     progress: latest ? progressOf(latest) : { fraction: 0, text: "" },
     enabled: {

@@ -133,6 +133,8 @@ test("the view shows the start command when the server is down, and the address 
   assert.equal(view.enabled.generate, false);
   controller.connection.options.WebSocketClass = class { close() {} };
   controller.setAddress("ws://localhost:7999");
+  controller.connection.setState("down", "");
+  assert.equal(viewOf(controller).indicator.command, "layerbridge serve --port 7999");
   controller.stop();
   assert.equal(new Controller({ host, WebSocketClass: null, storage: store }).settings.address, "ws://localhost:7999");
 });
