@@ -227,6 +227,27 @@ class TestCancel:
         assert [a.pixels.tobytes() for a in again] == [b.pixels.tobytes() for b in first]
 
 
+def test_one_step_runs_as_two_not_as_nan(engine) -> None:
+    """One step would divide by zero in the scheduler's terminal shift (blank layers)."""
+    (layer,), events, _ = run(engine, "decompose", {"layers": 1, "steps": 1},
+                              {"image": InputImage("image", document(32, 32))})
+    assert [event["steps"] for event in events if "steps" in event] == [2, 2]
+    assert layer.pixels[..., 3].any()
+
+
+def test_out_of_memory_becomes_advice(engine) -> None:
+    import torch
+
+    def report(event: dict) -> None:
+        if event.get("step") == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+
+    with pytest.raises(EngineError) as error:
+        run(engine, "decompose", {"layers": 1, "steps": 3},
+            {"image": InputImage("image", document(32, 32))}, ctx=JobContext(report))
+    assert error.value.code == "out_of_memory" and "--offload" in error.value.message
+
+
 def test_unknown_op_is_unsupported(engine) -> None:
     with pytest.raises(EngineError) as error:
         list(engine.run(JobRequest("job", "paint", {}, {}), JobContext()))

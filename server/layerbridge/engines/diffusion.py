@@ -56,6 +56,7 @@ DEFAULT_GUIDANCE = 4.0
 #: A single space, as the model card recommends: it switches true CFG on with an empty prompt.
 DEFAULT_NEGATIVE_PROMPT = " "
 NEUTRAL_GREY = 128
+MIN_STEPS = 2
 #: Qwen-Image's native area (1328 x 1328): larger documents are generated at this area, same
 #: aspect, and enlarged; generating 16 MP directly would take many times longer for no detail.
 GENERATE_MAX_PIXELS = 1328 * 1328
@@ -341,7 +342,7 @@ class DiffusionEngine(Engine):
         count = self._layer_count(params.get("layers", "auto"), rgba)
         ctx.set_layer_count(count)
         resolution = self._resolution(params.get("resolution"), DEFAULT_RESOLUTION)
-        steps = int(params.get("steps") or self.default_steps)
+        steps = self._steps(params)
         seed = _seed(params.get("seed"))
         pipe = self._pipeline("layered")
         progress = StageProgress(ctx, lo, hi, steps)
@@ -376,7 +377,7 @@ class DiffusionEngine(Engine):
 
     def _text_to_image(self, params: dict, size: tuple[int, int], ctx: JobContext) -> np.ndarray:
         """Generate an opaque RGBA image of ``size`` (width, height) from the prompt."""
-        steps = int(params.get("steps") or self.default_steps)
+        steps = self._steps(params)
         pipe = self._pipeline("text_to_image")
         progress = StageProgress(ctx, 0.0, 0.5, steps)
         width, height = generation_size(*size)
@@ -394,7 +395,7 @@ class DiffusionEngine(Engine):
     def _edit(self, source: Any, request: JobRequest, ctx: JobContext) -> np.ndarray:
         """Qwen-Image-Edit on the layer; the result keeps the layer's alpha (see module doc)."""
         params = request.params
-        steps = int(params.get("steps") or self.default_steps)
+        steps = self._steps(params)
         resolution = self._resolution(params.get("resolution"), EDIT_RESOLUTION)
         pipe = self._pipeline("edit")
         progress = StageProgress(ctx, 0.0, 1.0, steps)
@@ -455,6 +456,11 @@ class DiffusionEngine(Engine):
             place_pipeline(pipe, self.memory)
             self._active = which
         return pipe
+
+    def _steps(self, params: dict) -> int:
+        """The job's step count, at least :data:`MIN_STEPS`: with one step the Qwen scheduler's
+        terminal shift divides by zero and the pipeline returns NaN (blank layers)."""
+        return max(MIN_STEPS, int(params.get("steps") or self.default_steps))
 
     def _layer_count(self, value: Any, rgba: np.ndarray) -> int:
         if value is None or value == "auto":
