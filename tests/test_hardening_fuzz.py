@@ -379,10 +379,6 @@ def test_a_lone_surrogate_token_is_unauthorized_not_a_crash(serve, classic_engin
     assert closed.value.rcvd.code == 1008
 
 
-@pytest.mark.xfail(
-    reason="protocol.py's job id and save-name patterns end in `$`, which also matches "
-    "before a trailing newline: a job id 'j\\n' is accepted (and breaks one-line job logs)"
-)
 @pytest.mark.parametrize("field", ["job", "save"])
 def test_a_trailing_newline_is_refused_in_job_ids_and_save_names(field: str) -> None:
     conn = protocol.ServerConnection(protocol.Limits())

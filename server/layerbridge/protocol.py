@@ -102,10 +102,11 @@ def error_message(code: str, message: str, job: str | None = None) -> dict[str, 
 
 def decode(text: str | bytes) -> dict[str, Any]:
     """Parse one JSON text frame into a message dict with a string ``type``."""
-    if len(text) > MAX_TEXT_BYTES:
+    size = len(text.encode("utf-8", "surrogatepass")) if isinstance(text, str) else len(text)
+    if size > MAX_TEXT_BYTES:
         raise ProtocolError(
             BAD_MESSAGE,
-            f"text message of {len(text)} bytes is over the {MAX_TEXT_BYTES} byte limit; "
+            f"text message of {size} bytes is over the {MAX_TEXT_BYTES} byte limit; "
             "send pixels as binary frames",
         )
     try:
@@ -201,7 +202,7 @@ PARAMS: dict[str, Param] = {
     ),
     "save": Param(
         OPS,
-        lambda v: v is None or (isinstance(v, str) and bool(_SAVE_NAME.match(v))),
+        lambda v: v is None or (isinstance(v, str) and bool(_SAVE_NAME.fullmatch(v))),
         "a plain file name ending in .psd or .ora (no folders), written into the "
         "server's output folder",
     ),
@@ -318,7 +319,7 @@ ClientEvent = Hello | Submit | Cancel | Fetch
 
 def _job_id(message: dict[str, Any]) -> str:
     job = message.get("job")
-    if not isinstance(job, str) or len(job) > MAX_JOB_ID_LENGTH or not _JOB_ID.match(job):
+    if not isinstance(job, str) or len(job) > MAX_JOB_ID_LENGTH or not _JOB_ID.fullmatch(job):
         raise ProtocolError(
             BAD_MESSAGE,
             f'"job" must be a client-chosen id of 1 to {MAX_JOB_ID_LENGTH} characters from '
@@ -476,7 +477,7 @@ class ServerConnection:
 
     def _hello(self, message: dict[str, Any]) -> Hello:
         version, client = message.get("protocol"), message.get("client")
-        if version != PROTOCOL_VERSION:
+        if not _is_int(version) or version != PROTOCOL_VERSION:
             raise ProtocolError(
                 PROTOCOL_MISMATCH,
                 f"this server speaks LayerBridge protocol {PROTOCOL_VERSION}, the client "
