@@ -101,11 +101,13 @@ class TestFinding:
         assert "hf download Qwen/Qwen-Image-Layered" in message
         assert "huggingface-cli download Qwen/Qwen-Image-Layered" in message
 
-    def test_a_folder_with_another_pipeline_is_not_the_layered_model(self, hub_cache, tmp_path):
+    def test_a_model_folder_itself_is_found_only_for_its_own_pipeline(self, hub_cache, tmp_path):
         snapshot = weights.find_model(weights.GENERATE_MODEL, hub_cache)
         shutil.copytree(snapshot, tmp_path / "model")
-        with pytest.raises(EngineError):
-            weights.find_model(weights.LAYERED_MODEL, tmp_path / "model")
+        assert weights.find_model(weights.GENERATE_MODEL, tmp_path / "model") == tmp_path / "model"
+        for other in (weights.LAYERED_MODEL, weights.EDIT_MODEL):
+            with pytest.raises(EngineError):
+                weights.find_model(other, tmp_path / "model")
 
     @pytest.mark.parametrize("damage", ["no_vae_folder", "no_weights", "missing_shard"])
     def test_a_partial_download_is_reported(self, hub_cache, tmp_path, damage):

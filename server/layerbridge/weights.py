@@ -30,6 +30,9 @@ EDIT_MODEL = "Qwen/Qwen-Image-Edit-2509"
 #: What each model is for, for messages and ``layerbridge models``.
 MODEL_ROLES = {LAYERED_MODEL: "decompose, split (required)", GENERATE_MODEL: "generate",
                EDIT_MODEL: "regenerate"}
+#: The pipeline class each known model publishes (its model_index.json ``_class_name``).
+PIPELINE_CLASSES = {LAYERED_MODEL: "QwenImageLayeredPipeline", GENERATE_MODEL: "QwenImagePipeline",
+                    EDIT_MODEL: "QwenImageEditPlusPipeline"}
 MIN_DIFFUSERS = (0, 37)
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
 GIB = 1024**3
@@ -140,14 +143,14 @@ def _cached_snapshot(model_id: str, cache: Path) -> Path | None:
 
 
 def _index_names(folder: Path, model_id: str) -> bool:
-    """Whether ``folder`` itself is the model: its model_index.json names the right pipeline
-    (a bare folder must not pass for the layered model just because it holds *a* pipeline)."""
+    """Whether ``folder`` itself is the model: its model_index.json names the pipeline class
+    that ``model_id`` publishes (a bare folder must not pass for the layered model just
+    because it holds *a* pipeline). Other ids are only found by their name."""
     index = folder / "model_index.json"
-    if not index.is_file():
+    expected = PIPELINE_CLASSES.get(model_id)
+    if expected is None or not index.is_file():
         return False
-    expected = {LAYERED_MODEL: "QwenImageLayeredPipeline", EDIT_MODEL: "QwenImageEditPlusPipeline"}
-    name = json.loads(index.read_text()).get("_class_name")
-    return expected.get(model_id, name) == name
+    return json.loads(index.read_text()).get("_class_name") == expected
 
 
 def incomplete_parts(folder: Path) -> list[str]:
