@@ -211,6 +211,20 @@ class TestChecks:
             weights.quantization_config(quantize, None)
         assert error.value.code == "bad_params" and package in error.value.message
 
+    @pytest.mark.parametrize("options, words", [
+        ({"offload": "disk"}, "offload"),
+        ({"dtype": "int4"}, "dtype"),
+        ({"quantize": "nf4"}, "bitsandbytes"),
+    ])
+    def test_bad_options_fail_before_loading(self, hub_cache, options, words):
+        import importlib.util
+
+        if "quantize" in options and importlib.util.find_spec("bitsandbytes"):
+            pytest.skip("bitsandbytes is installed")
+        with pytest.raises(EngineError) as error:
+            DiffusionEngine.from_pretrained(model_dir=hub_cache, device="cpu", **options)
+        assert error.value.code == "bad_params" and words in error.value.message
+
     def test_memory_need_follows_the_options(self, hub_cache):
         folder = weights.find_model(weights.LAYERED_MODEL, hub_cache)
         full = weights.needed_gib(folder, "bfloat16", "none", None)
