@@ -55,6 +55,17 @@ class InputImage:
         return int(self.pixels.shape[0])
 
 
+def required_input(request: JobRequest, name: str) -> InputImage:
+    """The job's input ``name``, checked to be (height, width, 4) uint8 RGBA."""
+    source = request.inputs.get(name)
+    if source is None:
+        raise EngineError(BAD_INPUT, f"{request.op} needs an input image named {name!r}")
+    pixels = np.asarray(source.pixels)
+    if pixels.ndim != 3 or pixels.shape[2] != 4 or pixels.dtype != np.uint8:
+        raise EngineError(BAD_INPUT, "the input must be (height, width, 4) uint8 RGBA")
+    return source
+
+
 @dataclass(frozen=True)
 class JobRequest:
     """The whole of one job as a plain object: what the client asked for, validated.

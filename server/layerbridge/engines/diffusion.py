@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 
 from layerbridge.engines.base import (
-    BAD_INPUT,
     BAD_PARAMS,
     ENGINE_FAILED,
     OUT_OF_MEMORY,
@@ -43,6 +42,7 @@ from layerbridge.engines.base import (
     JobContext,
     JobRequest,
     Layer,
+    required_input,
 )
 from layerbridge.imaging import resize_premultiplied
 
@@ -305,14 +305,14 @@ class DiffusionEngine(Engine):
     # -- ops --
 
     def _run_decompose(self, request: JobRequest, ctx: JobContext) -> Iterator[Layer]:
-        source = _input(request, "image")
+        source = required_input(request, "image")
         layers = self._decompose(source.pixels, request.params, ctx, 0.0, 1.0)
         for index, pixels in enumerate(layers):
             name = "Background" if index == 0 else f"Layer {index}"
             yield Layer(name=name, pixels=pixels, x=source.x, y=source.y)
 
     def _run_split(self, request: JobRequest, ctx: JobContext) -> Iterator[Layer]:
-        source = _input(request, "layer")
+        source = required_input(request, "layer")
         layers = self._decompose(source.pixels, request.params, ctx, 0.0, 1.0)
         for index, pixels in enumerate(layers):
             yield Layer(name=f"{source.name} {index + 1}", pixels=pixels, x=source.x, y=source.y)
@@ -328,7 +328,7 @@ class DiffusionEngine(Engine):
             yield Layer(name=name, pixels=pixels)
 
     def _run_regenerate(self, request: JobRequest, ctx: JobContext) -> Iterator[Layer]:
-        source = _input(request, "layer")
+        source = required_input(request, "layer")
         ctx.set_layer_count(1)
         pixels = self._edit(source, request, ctx)
         yield Layer(name=source.name, pixels=pixels, x=source.x, y=source.y)
@@ -523,16 +523,6 @@ def step_aside(pipe: Any, memory: MemoryOptions) -> None:
     active pipeline fits; offload modes already keep idle modules there."""
     if memory.offload == "none" and memory.device != "cpu":
         pipe.transformer.to("cpu")
-
-
-def _input(request: JobRequest, name: str) -> Any:
-    source = request.inputs.get(name)
-    if source is None:
-        raise EngineError(BAD_INPUT, f"{request.op} needs an input image named {name!r}")
-    pixels = np.asarray(source.pixels)
-    if pixels.ndim != 3 or pixels.shape[2] != 4 or pixels.dtype != np.uint8:
-        raise EngineError(BAD_INPUT, "the input must be (height, width, 4) uint8 RGBA")
-    return source
 
 
 def _seed(value: Any) -> int:
