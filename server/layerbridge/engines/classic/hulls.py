@@ -32,3 +32,75 @@ def fraction_inside(inner: Element, outer: Element, outer_hull: np.ndarray) -> f
     part = inner.mask[y0 - iy : y1 - iy, x0 - ix : x1 - ix]
     hull = outer_hull[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
     return float((part & hull).sum()) / max(inner.area, 1)
+
+
+def grow(box: tuple[int, int, int, int], r: int) -> tuple[int, int, int, int]:
+    return box[0] - r, box[1] + r, box[2] - r, box[3] + r
+
+
+def contact_depths(a: Element, b: Element, hull_a: np.ndarray, hull_b: np.ndarray,
+                   reach: int = 2) -> tuple[float, float] | None:
+    """How deep inside its own hull each element's outline runs where the two touch.
+
+    Where an upper shape bites into a lower one, the lower one's outline follows the bite
+    and lies inside its own convex hull, while the upper one's outline there is its own,
+    convex and on its hull. Returns (mean depth of a's contact pixels, of b's), or None
+    when they do not touch.
+    """
+    ga, gb = grow(a.box, reach), grow(b.box, reach)
+    y0, y1, x0, x1 = max(ga[0], gb[0]), min(ga[1], gb[1]), max(ga[2], gb[2]), min(ga[3], gb[3])
+    if y0 >= y1 or x0 >= x1:
+        return None
+    win = (y0, y1, x0, x1)
+    ma, mb = _window(a.mask, a.box, win), _window(b.mask, b.box, win)
+    kernel = np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)
+    ca = ma & cv2.dilate(mb.astype(np.uint8), kernel).astype(bool)
+    cb = mb & cv2.dilate(ma.astype(np.uint8), kernel).astype(bool)
+    if ca.sum() < 3 or cb.sum() < 3:
+        return None
+    return _depth(hull_a, a.box, win, ca), _depth(hull_b, b.box, win, cb)
+
+
+def contact_spans(a: Element, b: Element, reach: int = 2) -> tuple[float, float] | None:
+    """Share of each element's extent, along the line where they touch, that the contact spans.
+
+    A straight edge laid across a lower shape cuts it from side to side (share ~1), while
+    the upper shape's own edge runs on past the contact at both ends (share < 1).
+    """
+    ga, gb = grow(a.box, reach), grow(b.box, reach)
+    y0, y1, x0, x1 = max(ga[0], gb[0]), min(ga[1], gb[1]), max(ga[2], gb[2]), min(ga[3], gb[3])
+    if y0 >= y1 or x0 >= x1:
+        return None
+    win = (y0, y1, x0, x1)
+    ma, mb = _window(a.mask, a.box, win), _window(b.mask, b.box, win)
+    kernel = np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)
+    ca = np.argwhere(ma & cv2.dilate(mb.astype(np.uint8), kernel).astype(bool))
+    cb = np.argwhere(mb & cv2.dilate(ma.astype(np.uint8), kernel).astype(bool))
+    if len(ca) < 3 or len(cb) < 3:
+        return None
+    both = np.concatenate([ca, cb]).astype(np.float64)
+    both -= both.mean(0)
+    direction = np.linalg.svd(both, full_matrices=False)[2][0]
+    out = []
+    for e, c in ((a, ca), (b, cb)):
+        pts = np.argwhere(e.mask) + (e.box[0], e.box[2])
+        whole = np.ptp(pts @ direction)
+        part = np.ptp((c + (y0, x0)) @ direction)
+        out.append(float(part / max(whole, 1.0)))
+    return out[0], out[1]
+
+
+def _depth(hull: np.ndarray, box, win, contact: np.ndarray) -> float:
+    padded = np.pad(hull.astype(np.uint8), 1)
+    dist = cv2.distanceTransform(padded, cv2.DIST_L2, 3)[1:-1, 1:-1]
+    return float(_window(dist, box, win)[contact].mean())
+
+
+def _window(arr: np.ndarray, src, dst) -> np.ndarray:
+    out = np.zeros((dst[1] - dst[0], dst[3] - dst[2]), arr.dtype)
+    y0, y1 = max(src[0], dst[0]), min(src[1], dst[1])
+    x0, x1 = max(src[2], dst[2]), min(src[3], dst[3])
+    if y0 < y1 and x0 < x1:
+        out[y0 - dst[0]:y1 - dst[0], x0 - dst[2]:x1 - dst[2]] = arr[
+            y0 - src[0]:y1 - src[0], x0 - src[2]:x1 - src[2]]
+    return out

@@ -9,10 +9,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from layerbridge.engines.classic.hulls import boxes_meet, fraction_inside, hull_mask
+from layerbridge.engines.classic.hulls import (
+    boxes_meet,
+    contact_depths,
+    contact_spans,
+    fraction_inside,
+    grow,
+    hull_mask,
+)
 from layerbridge.engines.classic.regions import Element
 
 _MIN_OVERLAP = 0.02
+#: Hull depth (pixels) by which one touching outline must out-bite the other.
+_MIN_BITE = 1.0
+#: Margin by which a contact must span more of one element than of the other.
+_MIN_SPAN = 0.2
 
 
 def z_order(elements: list[Element]) -> list[Element]:
@@ -23,11 +34,23 @@ def z_order(elements: list[Element]) -> list[Element]:
     for i in range(n):
         for j in range(i + 1, n):
             a, b = elements[i], elements[j]
-            if not boxes_meet(a.box, b.box):
+            if not boxes_meet(grow(a.box, 2), b.box):
                 continue
             fa, fb = fraction_inside(a, b, hulls[j]), fraction_inside(b, a, hulls[i])
             if max(fa, fb) < _MIN_OVERLAP:
-                continue
+                # Touching, neither in the other's hull: the one whose outline is bitten
+                # (runs inside its own hull where they meet) is the lower one.
+                depths = contact_depths(a, b, hulls[i], hulls[j])
+                if depths is None:
+                    continue
+                if abs(depths[0] - depths[1]) >= _MIN_BITE:
+                    fa, fb = float(depths[1] > depths[0]), float(depths[0] > depths[1])
+                else:
+                    # Both convex there: the one cut from side to side is the lower one.
+                    spans = contact_spans(a, b)
+                    if spans is None or abs(spans[0] - spans[1]) < _MIN_SPAN:
+                        continue
+                    fa, fb = float(spans[1] > spans[0]), float(spans[0] > spans[1])
             if (a.kind == "text") != (b.kind == "text"):
                 above[i, j], above[j, i] = a.kind == "text", b.kind == "text"
             elif fa != fb:
