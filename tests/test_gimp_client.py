@@ -284,22 +284,28 @@ def test_the_watcher_leaves_a_finished_job_alone(classic_server, tmp_path) -> No
 
 
 class DroppingHost(FakeHost):
-    """Drops the connection under the runner after the first layer."""
+    """Drops the connection under the runner at the job's first progress report, while the
+    engine still works (a drop after the last frame arrived would go unnoticed)."""
 
     def __init__(self, client) -> None:
         super().__init__()
         self.client = client
 
-    def add_layer(self, layer: dict) -> None:
-        super().add_layer(layer)
-        if len(self.layers) == 1:
+    def show_progress(self, fraction, text) -> None:
+        super().show_progress(fraction, text)
+        if len(self.progress) == 2:
             self.client._ws.close()  # as a network blip would
+
+
+def busy_design(width: int = 1200, height: int = 900) -> bytes:
+    """The design, large: the classic engine works on it for a second or more."""
+    return design(width, height)
 
 
 def test_a_dropped_connection_resumes_without_losing_or_repeating_layers(
     classic_server,
 ) -> None:
-    request = core.decompose_request(design(), 120, 90, layers=0, seed=SEED)
+    request = core.decompose_request(busy_design(), 1200, 900, layers=0, seed=SEED)
     client = core.connect(classic_server.url)
     host = DroppingHost(client)
     try:
@@ -315,7 +321,7 @@ def test_a_dropped_connection_resumes_without_losing_or_repeating_layers(
 
 
 def test_a_dropped_connection_without_reconnect_is_reported(classic_server) -> None:
-    request = core.decompose_request(design(), 120, 90, layers=0, seed=SEED)
+    request = core.decompose_request(busy_design(), 1200, 900, layers=0, seed=SEED)
     client = core.connect(classic_server.url)
     try:
         with pytest.raises(core.JobFailed, match="connection to the LayerBridge server was lost"):

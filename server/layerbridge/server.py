@@ -187,9 +187,11 @@ class LayerBridgeServer:
                     "the server is shutting down; the job was stopped before it finished",
                 )
         await asyncio.sleep(0)  # let the streams pick up the final frames
-        for client in list(self.clients):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.gather(*client.streams), 5)
+        streams = {task for client in self.clients for task in client.streams}
+        if streams:
+            # wait, not gather: a stream cancelled by its closing connection must not cancel
+            # the shutdown itself.
+            await asyncio.wait(streams, timeout=5)
         if self._worker_task is not None:
             self._worker_task.cancel()
         if self._server is not None:
