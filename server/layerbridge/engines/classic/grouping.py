@@ -16,6 +16,11 @@ from layerbridge.engines.classic.regions import Element, union
 
 #: Colours closer than this (max channel, [0, 1]) are "the same colour".
 SAME_COLOR = 0.08
+#: Glyphs this many glyph heights apart still belong to one line (word spaces included).
+WORD_GAP = 1.6
+#: A same-coloured piece this small next to a big element is a part of it seen through a gap
+#: (a glyph counter, a sliver between glyphs), even outside its hull.
+SLIVER = 0.03
 
 
 def _same_color(a: Element, b: Element) -> bool:
@@ -38,7 +43,7 @@ def text_lines(elements: list[Element], height: int) -> list[Element]:
     gap_x = np.maximum(box[:, None, 2], box[None, :, 2]) - np.minimum(box[:, None, 3],
                                                                       box[None, :, 3])
     hmax = np.maximum(h[:, None], h[None, :])
-    near = (overlap_y >= 0.4 * np.minimum(h[:, None], h[None, :])) & (gap_x <= 0.9 * hmax)
+    near = (overlap_y >= 0.4 * np.minimum(h[:, None], h[None, :])) & (gap_x <= WORD_GAP * hmax)
     near &= np.abs(col[:, None] - col[None, :]).max(-1) <= SAME_COLOR
     near &= (h[:, None] <= 2.5 * h[None, :]) & (h[None, :] <= 2.5 * h[:, None])
     n, lab = connected_components(coo_matrix(near), directed=False)
@@ -70,11 +75,23 @@ def absorb_pieces(elements: list[Element]) -> list[Element]:
     hulls: list[np.ndarray] = []
     for e in order:
         for k, big in enumerate(kept):
-            inside = _same_color(e, big) and boxes_meet(e.box, big.box)
-            if inside and fraction_inside(e, big, hulls[k]) >= 0.5:
+            if not _same_color(e, big):
+                continue
+            inside = boxes_meet(e.box, big.box) and fraction_inside(e, big, hulls[k]) >= 0.5
+            if inside or _sliver(e, big):
                 kept[k] = union(big, e)
                 break
         else:
             kept.append(e)
             hulls.append(hull_mask(e))
     return kept
+
+
+def _sliver(piece: Element, big: Element) -> bool:
+    """A piece much smaller than ``big`` whose box lies within ``big``'s box, grown by a
+    quarter of its size: a part of it showing between the glyphs laid over it."""
+    if piece.kind == "text" and len(piece.members) >= 3 or piece.area > SLIVER * big.area:
+        return False
+    r = (max(big.box[1] - big.box[0], big.box[3] - big.box[2])) // 4
+    return (piece.box[0] >= big.box[0] - r and piece.box[1] <= big.box[1] + r
+            and piece.box[2] >= big.box[2] - r and piece.box[3] <= big.box[3] + r)
