@@ -23,7 +23,6 @@ def test_psd_mean_iou_without_merges() -> None:
     assert np.mean([psd_scores(n)[0][0].iou for n in HELD]) >= 0.90
 
 
-@pytest.mark.xfail(reason=NOT_YET, strict=False)
 def test_psd_mean_iou_with_two_merges() -> None:
     assert np.mean([psd_scores(n)[0][2].iou for n in HELD]) >= 0.95
 

@@ -37,6 +37,8 @@ FLAT_STD = 0.03
 #: Above this many elements the image is treated as a photo (designs have far fewer).
 MAX_ELEMENTS = 400
 _BAND = 2
+#: How closely (max channel) a colour must match a black or white veil over its plate.
+VEIL_TOL = 0.012
 
 
 @dataclass
@@ -187,15 +189,43 @@ def _peel_one(image: np.ndarray, scene: Scene, k: int, hulls: list[np.ndarray]) 
         if color is not None and take.any():
             scene.hidden.setdefault(j, np.zeros((h, w), bool))[y0:y1, x0:x1] |= take
     crop = image[y0:y1, x0:x1]
-    alpha = _element_alpha(crop, plate, core, e, scene.soft_alpha.get(k), box)
+    # Panels running off the canvas and text are taken as opaque: grey on grey is more
+    # often an opaque fill than a veil, except for a label box floating over the page.
+    border = e.box[0] == 0 or e.box[2] == 0 or e.box[1] == h or e.box[3] == w
+    floating = e.kind == "shape" and not border and k not in scene.soft_alpha
+    veil = _veil(plate[core], e.color) if floating else None
+    if veil is not None:
+        alpha = unmix_alpha(crop, plate, veil)
+    else:
+        alpha = _element_alpha(crop, plate, core, e, scene.soft_alpha.get(k), box)
+    color = veil if veil is not None else e.color
     alpha[~region] = 0.0
     plate[~region] = crop[~region]
-    layer, under = split_layer(crop, plate, alpha, e.color)
+    layer, under = split_layer(crop, plate, alpha, color)
     image[y0:y1, x0:x1] = under
     out = np.zeros((h, w, 4))
-    out[..., :3] = e.color if e.color is not None else 0.0
+    out[..., :3] = color if color is not None else 0.0
     out[y0:y1, x0:x1] = layer
     return out
+
+
+def _veil(under: np.ndarray, color: np.ndarray | None) -> np.ndarray | None:
+    """Black or white if the flat ``color`` is exactly that laid at part opacity over the
+    flat plate ``under`` it (a scrim or a translucent label), else None."""
+    if color is None or len(under) < MIN_AREA:
+        return None
+    plate = under.mean(0)
+    if np.abs(under - plate).max(-1).mean() > VEIL_TOL:
+        return None
+    for extreme in (np.zeros(3), np.ones(3)):
+        d = extreme - plate
+        norm = float(d @ d)
+        if norm < 0.05:
+            continue
+        a = float((color - plate) @ d) / norm
+        if 0.1 <= a <= 0.9 and np.abs(plate + a * d - color).max() <= VEIL_TOL:
+            return extreme
+    return None
 
 
 def _element_alpha(crop, plate, core, e: Element, soft, box) -> np.ndarray:
