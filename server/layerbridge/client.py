@@ -7,6 +7,7 @@ for later, so one connection can run several jobs.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.frames import Opcode
 from websockets.sync.client import ClientConnection as WebSocket
 from websockets.sync.client import connect
 
@@ -25,6 +27,25 @@ except ImportError:  # pragma: no cover - the plug-in's vendored copy
 DEFAULT_URL = "ws://127.0.0.1:7861"
 FINAL_TYPES = ("done", "error", "cancelled")
 START_HINT = "start it with `layerbridge serve` (see the LayerBridge README)"
+
+
+class TokenSafeLogger(logging.LoggerAdapter):
+    """websockets' connection logger without the contents of text frames going one way.
+
+    At DEBUG websockets logs the start of every frame; a ``hello`` carries the token,
+    which must never reach a log. ``direction`` is ``">"`` for frames sent (a client)
+    or ``"<"`` for frames received (the server). All else is logged as websockets does.
+    """
+
+    def __init__(self, logger: logging.Logger, direction: str) -> None:
+        super().__init__(logger, {})
+        self.direction = direction
+
+    def log(self, level, msg, *args, **kwargs):  # type: ignore[no-untyped-def]
+        frame = args[0] if args else None
+        if msg == f"{self.direction} %s" and getattr(frame, "opcode", None) is Opcode.TEXT:
+            args = (f"TEXT [{len(frame.data)} bytes, not logged: it may hold the token]",)
+        super().log(level, msg, *args, **kwargs)
 
 
 class ServerUnavailable(ConnectionError):
@@ -93,6 +114,7 @@ class Client:
                 max_size=None,  # the server announces and enforces its own limits
                 compression=None,
                 origin=self.origin,  # type: ignore[arg-type]
+                logger=TokenSafeLogger(logging.getLogger("websockets.client"), ">"),
             ).__enter__()
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
             raise ServerUnavailable(

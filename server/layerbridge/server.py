@@ -23,26 +23,13 @@ from pathlib import Path
 import numpy as np
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import Opcode
 
 from layerbridge import __version__, protocol
+from layerbridge.client import TokenSafeLogger
 from layerbridge.engines.base import Engine, InputImage, JobRequest
 from layerbridge.jobs import FairQueue, Frame, Job, QueueFull, ResultStore, Worker, message_frame
 
 log = logging.getLogger("layerbridge.server")
-
-
-class _RedactingLogger(logging.LoggerAdapter):
-    """websockets' connection logger, without the contents of received text frames.
-
-    At DEBUG websockets logs every frame's start; a client's ``hello`` carries the
-    token, which must never reach a log. Everything else is logged as websockets does.
-    """
-
-    def log(self, level, msg, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if msg == "< %s" and args and getattr(args[0], "opcode", None) is Opcode.TEXT:
-            args = (f"TEXT [{len(args[0].data)} bytes, not logged: it may hold the token]",)
-        super().log(level, msg, *args, **kwargs)
 
 
 DEFAULT_PORT = 7861
@@ -155,7 +142,7 @@ class LayerBridgeServer:
             max_size=self.config.limits.max_frame_bytes,
             ssl=self.config.ssl_context(),
             compression=None,  # pixels barely compress and deflate would cost CPU per frame
-            logger=_RedactingLogger(logging.getLogger("websockets.server")),
+            logger=TokenSafeLogger(logging.getLogger("websockets.server"), "<"),
         )
         self._worker_task = asyncio.create_task(self.worker.run_forever(), name="worker")
         return int(self._server.sockets[0].getsockname()[1])
