@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from layerbridge.engines.classic import photo
+from layerbridge.engines.classic.amodal import complete
 from layerbridge.engines.classic.background import Background, background_mask, fit_background
 from layerbridge.engines.classic.fill import fill_plate, push_pull
 from layerbridge.engines.classic.grouping import absorb_pieces, text_lines
@@ -154,7 +155,7 @@ def peel_all(rgb: np.ndarray, scene: Scene, progress: Progress, check: Check):
     """Peel elements top down; return named float RGBA layers bottom first."""
     h, w = rgb.shape[:2]
     image = rgb.copy()
-    hulls = [hull_mask(e) for e in scene.elements]
+    hulls = _shapes(scene.elements, h, w)
     peeled: list[tuple[str, np.ndarray]] = []
     n = len(scene.elements)
     for k in range(n - 1, -1, -1):
@@ -168,7 +169,22 @@ def peel_all(rgb: np.ndarray, scene: Scene, progress: Progress, check: Check):
     return [("background", base), *peeled[::-1]]
 
 
-def _peel_one(image: np.ndarray, scene: Scene, k: int, hulls: list[np.ndarray]) -> np.ndarray:
+def _shapes(elements: list[Element], h: int, w: int):
+    """(mask, box) per element: its shape completed under the elements above it where it is
+    a hidden rectangle or ellipse, else its convex hull."""
+    out = [(hull_mask(e), e.box) for e in elements]
+    cover = np.zeros((h, w), bool)
+    for j in range(len(elements) - 1, -1, -1):
+        e = elements[j]
+        whole = complete(e, cover) if cover.any() else None
+        if whole is not None:
+            out[j] = whole
+        y0, y1, x0, x1 = e.box
+        cover[y0:y1, x0:x1] |= e.mask
+    return out
+
+
+def _peel_one(image: np.ndarray, scene: Scene, k: int, hulls) -> np.ndarray:
     """Peel element ``k`` off ``image`` in place; return its full-frame float RGBA layer."""
     h, w = image.shape[:2]
     e = scene.elements[k]
@@ -238,16 +254,16 @@ def _element_alpha(crop, plate, core, e: Element, soft, box) -> np.ndarray:
     return alpha
 
 
-def _lower_covers(scene: Scene, k: int, hulls: list[np.ndarray], box):
+def _lower_covers(scene: Scene, k: int, hulls, box):
     """(hull, colour) of lower elements over ``box``, topmost first, and their cores."""
     covers = []
     cores = np.zeros((box[1] - box[0], box[3] - box[2]), bool)
     for j in range(k - 1, -1, -1):
         e = scene.elements[j]
-        if not (e.box[0] < box[1] and box[0] < e.box[1] and e.box[2] < box[3] and
-                box[2] < e.box[3]):
+        sb = hulls[j][1]
+        if not (sb[0] < box[1] and box[0] < sb[1] and sb[2] < box[3] and box[2] < sb[3]):
             continue
-        covers.append((_crop(hulls[j], e.box, box), e.color, j))
+        covers.append((_crop(hulls[j][0], hulls[j][1], box), e.color, j))
         cores |= _crop(e.mask, e.box, box)
     return covers, cores
 
