@@ -262,7 +262,8 @@ def run_decompose(args: argparse.Namespace) -> int:
     request = JobRequest(
         uuid.uuid4().hex, "decompose", params, {"image": InputImage("image", pixels)}
     )
-    with tqdm(total=100, unit="%", desc="decompose", bar_format="{l_bar}{bar}| {desc}") as bar:
+    bar_format = "{desc:<10} {percentage:3.0f}%|{bar}|"
+    with tqdm(total=100, desc="decompose", bar_format=bar_format) as bar:
 
         def show(event: dict[str, Any]) -> None:
             if "fraction" in event:
