@@ -7,7 +7,6 @@ from collections.abc import Iterator
 import numpy as np
 
 from layerbridge.engines.base import (
-    BAD_INPUT,
     BAD_PARAMS,
     UNSUPPORTED_OP,
     Engine,
@@ -15,6 +14,7 @@ from layerbridge.engines.base import (
     JobContext,
     JobRequest,
     Layer,
+    required_input,
 )
 from layerbridge.engines.classic.decompose import decompose
 
@@ -42,8 +42,11 @@ class ClassicEngine(Engine):
         self.options = options
 
     def unsupported_message(self, op: str) -> str:
-        what = "generate pixels from a prompt" if op == "generate" else (
-            "regenerate a layer from a prompt" if op == "regenerate" else f"run {op!r}")
+        what = (
+            "generate pixels from a prompt"
+            if op == "generate"
+            else ("regenerate a layer from a prompt" if op == "regenerate" else f"run {op!r}")
+        )
         return _NEEDS_MODEL.format(what=what)
 
     def warm_up(self) -> None:
@@ -64,13 +67,8 @@ class ClassicEngine(Engine):
     def run(self, request: JobRequest, ctx: JobContext) -> Iterator[Layer]:
         if request.op not in self.ops:
             raise EngineError(UNSUPPORTED_OP, self.unsupported_message(request.op))
-        key = "image" if request.op == "decompose" else "layer"
-        source = request.inputs.get(key)
-        if source is None:
-            raise EngineError(BAD_INPUT, f"{request.op} needs an input image named {key!r}")
+        source = required_input(request, "image" if request.op == "decompose" else "layer")
         pixels = np.asarray(source.pixels)
-        if pixels.ndim != 3 or pixels.shape[2] != 4 or pixels.dtype != np.uint8:
-            raise EngineError(BAD_INPUT, "the input must be (height, width, 4) uint8 RGBA")
         count = self._count(request.params.get("layers", "auto"))
         ctx.progress(0.0, "start")
         layers = decompose(pixels, count, ctx.progress, ctx.check_cancelled)
@@ -83,7 +81,7 @@ class ClassicEngine(Engine):
         if value == "auto" or value is None:
             return "auto"
         if isinstance(value, bool) or not isinstance(value, int):
-            raise EngineError(BAD_PARAMS, "layers must be an integer or \"auto\"")
+            raise EngineError(BAD_PARAMS, 'layers must be an integer or "auto"')
         if not self.min_layers <= value <= self.max_layers:
             raise EngineError(
                 BAD_PARAMS, f"layers must be {self.min_layers}..{self.max_layers} for classic"
