@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -83,3 +87,20 @@ def image_input(pixels: np.ndarray, name: str = "image", x: int = 0, y: int = 0)
 
 def layer_pixels(message: dict) -> np.ndarray:
     return np.frombuffer(message["data"], np.uint8).reshape(message["height"], message["width"], 4)
+
+
+def start_cli_server(output_dir: Path) -> tuple[subprocess.Popen, str]:
+    """`layerbridge serve --port 0` as a user runs it; return the process and its URL."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "layerbridge.cli", "serve", "--port", "0"]
+        + ["--output-dir", str(output_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    line = server.stdout.readline()
+    if "ws://127.0.0.1:" not in line:
+        server.kill()
+        raise AssertionError(f"the server did not start: {server.stderr.read()}")
+    return server, line.split()[-1]

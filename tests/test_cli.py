@@ -16,7 +16,7 @@ from psd_tools import PSDImage
 from layerbridge.client import Client
 from layerbridge.engines.base import Layer
 from layerbridge.imaging import composite
-from tests.conftest import image_input
+from tests.conftest import image_input, start_cli_server
 from tests.test_server import as_layers, design
 
 LAYERBRIDGE = [sys.executable, "-m", "layerbridge.cli"]
@@ -80,17 +80,8 @@ def test_decompose_explains_a_bad_file(tmp_path: Path) -> None:
 
 
 def test_serve_prints_its_address_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    server = subprocess.Popen(
-        [*LAYERBRIDGE, "serve", "--port", "0", "--output-dir", str(tmp_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    server, url = start_cli_server(tmp_path)
     try:
-        line = server.stdout.readline()
-        assert "ws://127.0.0.1:" in line, server.stderr.read()
-        url = line.split()[-1]
         image = design(64, 48)
         with Client(url, "cli-test") as client:
             result = client.run("decompose", {"save": "out.psd"}, [image_input(image)])

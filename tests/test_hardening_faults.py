@@ -13,11 +13,9 @@ import gc
 import hashlib
 import json
 import logging
-import os
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import threading
 import time
@@ -29,7 +27,7 @@ import torch
 
 from layerbridge.client import Client, ServerError
 from layerbridge.engines.base import Engine, JobContext, JobRequest, Layer
-from tests.conftest import image_input
+from tests.conftest import image_input, start_cli_server
 from tests.test_hardening_load import check_job_complete, hello, raw_connect, raw_send, submit
 from tests.test_server import design
 
@@ -190,17 +188,8 @@ def noisy_image(width: int, height: int) -> np.ndarray:
 
 
 def test_ctrl_c_mid_job_tells_clients_and_exits_zero(tmp_path: Path) -> None:
-    server = subprocess.Popen(
-        [*LAYERBRIDGE, "serve", "--port", "0", "--output-dir", str(tmp_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    server, url = start_cli_server(tmp_path)
     try:
-        line = server.stdout.readline()
-        assert "ws://127.0.0.1:" in line, server.stderr.read()
-        url = line.split()[-1]
         with Client(url, "ctrl-c") as client:
             image = image_input(noisy_image(900, 675))
             jobs = [client.submit("decompose", {}, [image]) for _ in range(3)]
