@@ -47,6 +47,16 @@ def contact_depths(a: Element, b: Element, hull_a: np.ndarray, hull_b: np.ndarra
     convex and on its hull. Returns (mean depth of a's contact pixels, of b's), or None
     when they do not touch.
     """
+    contact = _contact(a, b, reach)
+    if contact is None:
+        return None
+    win, ca, cb = contact
+    return _depth(hull_a, a.box, win, ca), _depth(hull_b, b.box, win, cb)
+
+
+def _contact(a: Element, b: Element, reach: int):
+    """Where a and b touch (within ``reach`` px): the shared window and, in it, each one's
+    pixels next to the other; None when fewer than 3 pixels touch on either side."""
     ga, gb = grow(a.box, reach), grow(b.box, reach)
     y0, y1, x0, x1 = max(ga[0], gb[0]), min(ga[1], gb[1]), max(ga[2], gb[2]), min(ga[3], gb[3])
     if y0 >= y1 or x0 >= x1:
@@ -58,7 +68,7 @@ def contact_depths(a: Element, b: Element, hull_a: np.ndarray, hull_b: np.ndarra
     cb = mb & cv2.dilate(ma.astype(np.uint8), kernel).astype(bool)
     if ca.sum() < 3 or cb.sum() < 3:
         return None
-    return _depth(hull_a, a.box, win, ca), _depth(hull_b, b.box, win, cb)
+    return win, ca, cb
 
 
 def contact_spans(a: Element, b: Element, reach: int = 2) -> tuple[float, float] | None:
@@ -67,17 +77,11 @@ def contact_spans(a: Element, b: Element, reach: int = 2) -> tuple[float, float]
     A straight edge laid across a lower shape cuts it from side to side (share ~1), while
     the upper shape's own edge runs on past the contact at both ends (share < 1).
     """
-    ga, gb = grow(a.box, reach), grow(b.box, reach)
-    y0, y1, x0, x1 = max(ga[0], gb[0]), min(ga[1], gb[1]), max(ga[2], gb[2]), min(ga[3], gb[3])
-    if y0 >= y1 or x0 >= x1:
+    contact = _contact(a, b, reach)
+    if contact is None:
         return None
-    win = (y0, y1, x0, x1)
-    ma, mb = _window(a.mask, a.box, win), _window(b.mask, b.box, win)
-    kernel = np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)
-    ca = np.argwhere(ma & cv2.dilate(mb.astype(np.uint8), kernel).astype(bool))
-    cb = np.argwhere(mb & cv2.dilate(ma.astype(np.uint8), kernel).astype(bool))
-    if len(ca) < 3 or len(cb) < 3:
-        return None
+    (y0, _, x0, _), touching_a, touching_b = contact
+    ca, cb = np.argwhere(touching_a), np.argwhere(touching_b)
     both = np.concatenate([ca, cb]).astype(np.float64)
     both -= both.mean(0)
     direction = np.linalg.svd(both, full_matrices=False)[2][0]
