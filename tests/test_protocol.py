@@ -113,3 +113,11 @@ def test_submit_frames_round_trip() -> None:
     assert submit.inputs == [(spec, bytes(8))] and submit.params["layers"] == 2
     with pytest.raises(ValueError):
         protocol.submit_frames("j", "decompose", {}, [(spec, bytes(7))])
+
+
+@pytest.mark.parametrize("job", ["", "no spaces", "x" * 129, 7])
+def test_hello_required_echoes_only_a_valid_job_id(job) -> None:
+    conn = protocol.ServerConnection(Limits())
+    [error] = conn.receive_text(json.dumps({"type": "submit", "job": job}))
+    assert error.code == "hello_required" and error.job is None
+    jsonschema.validate(error.to_message(), SCHEMA)

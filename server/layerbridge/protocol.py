@@ -455,10 +455,11 @@ class ServerConnection:
             return [self._hello(message)]
         if not self.greeted:
             job = message.get("job")
+            valid = isinstance(job, str) and len(job) <= MAX_JOB_ID_LENGTH
             raise ProtocolError(
                 HELLO_REQUIRED,
                 f'send "hello" before {kind!r}',
-                job if isinstance(job, str) else None,
+                job if valid and _JOB_ID.fullmatch(job) else None,  # echo only a real id
             )
         if kind == "submit":
             submit, specs = parse_submit(message, self.limits)

@@ -13,7 +13,6 @@ import hmac
 import ipaddress
 import itertools
 import logging
-import re
 import signal
 import ssl
 from collections.abc import Awaitable, Callable
@@ -33,7 +32,6 @@ log = logging.getLogger("layerbridge.server")
 
 
 DEFAULT_PORT = 7861
-_VALID_JOB_ID = re.compile(rf"[A-Za-z0-9_.:-]{{1,{protocol.MAX_JOB_ID_LENGTH}}}")
 
 
 @dataclass
@@ -229,12 +227,7 @@ class LayerBridgeServer:
 
     async def _on_error(self, client: Client, error: protocol.ProtocolError) -> None:
         log.info("client %s: %s: %s", client.name, error.code, error.message)
-        message = error.to_message()
-        if not _VALID_JOB_ID.fullmatch(message.get("job") or "-"):
-            # hello_required echoes whatever "job" came; an invalid id (empty, too long,
-            # junk) is not the client's job and breaks the schema of "error": leave it out.
-            del message["job"]
-        await client.send_message(message)
+        await client.send_message(error.to_message())
         if error.code == protocol.UNAUTHORIZED:
             await client.ws.close(1008, "unauthorized")
 
