@@ -45,6 +45,9 @@ class ServerConfig:
     limits: protocol.Limits = field(default_factory=protocol.Limits)
     max_queue: int = 64
     max_jobs_per_client: int = 8
+    #: Jobs one connection may be receiving at once (its own and fetched ones): each costs a
+    #: task, so a client sending fetches without reading would otherwise grow memory freely.
+    max_streams_per_client: int = 32
     result_ttl_s: float = 1800.0
     max_result_bytes: int = 2 << 30
     job_timeout_s: float = 3600.0
@@ -297,15 +300,30 @@ class LayerBridgeServer:
         elif not job.finished:
             job.ctx.cancel()  # the engine stops at its next step and the worker reports it
         if job is not None and client not in self._streaming_clients(job):
-            self._stream(client, job, replay=True)
+            await self._replay(client, job)
 
     async def _on_fetch(self, client: Client, fetch: protocol.Fetch) -> None:
         self.results.evict()
         job = self.results.get(fetch.job)
         if job is None:
             await client.send_message(self._unknown_job(fetch.job))
-            return
-        self._stream(client, job, replay=True)
+        else:
+            await self._replay(client, job)
+
+    async def _replay(self, client: Client, job: Job) -> None:
+        """Stream a job to a client from its start, if the client has room for one more."""
+        if len(client.streams) < self.config.max_streams_per_client:
+            self._stream(client, job, replay=True)
+        else:
+            await client.send_message(self._too_many_fetches(job.id))
+
+    def _too_many_fetches(self, job_id: str) -> dict:
+        return protocol.error_message(
+            protocol.TOO_MANY_FETCHES,
+            f"this connection is already receiving {self.config.max_streams_per_client} jobs: "
+            "read them and wait for their 'done' before fetching more",
+            job_id,
+        )
 
     def _unknown_job(self, job_id: str) -> dict:
         return protocol.error_message(
