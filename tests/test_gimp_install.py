@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import stat
+import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -101,3 +103,34 @@ def test_existing_profiles_are_all_found_native_and_flatpak(tmp_path) -> None:
     native.mkdir(parents=True)
     flatpak.mkdir(parents=True)
     assert gimp_install.profile_candidates("linux", {}, tmp_path) == [native, flatpak]
+
+
+def test_a_wheel_carries_the_plugin_and_installs_it(tmp_path) -> None:
+    """Installed from a wheel (no checkout beside it), the installer finds the plug-in's files
+    inside the package, put there by the build (setup.py)."""
+    checkout = Path(__file__).resolve().parents[1]
+    build = [sys.executable, "-m", "pip", "wheel", str(checkout), "--no-deps"]
+    build += ["--no-build-isolation", "-q", "-w", str(tmp_path / "dist")]
+    subprocess.run(build, check=True, cwd=tmp_path, capture_output=True)
+    wheel = next((tmp_path / "dist").glob("layerbridge-*.whl"))
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(site)
+    script = (
+        "import sys; from layerbridge import cli, gimp_install; "
+        "print(gimp_install.plugin_source()); "
+        f"sys.exit(cli.main(['install-gimp-plugin', '--gimp-dir', {str(tmp_path / 'gimp')!r}]))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[0] == str(site / "layerbridge" / "gimp_plugin")
+    for name in gimp_install.PLUGIN_FILES:
+        installed = tmp_path / "gimp" / "layerbridge" / name
+        source = checkout / "gimp_plugin" / "layerbridge" / name
+        assert installed.read_bytes() == source.read_bytes()

@@ -123,14 +123,15 @@ def default_plugin_folders() -> list[Path]:
 
 
 def plugin_source() -> Path:
-    """The plug-in's files: beside the package in a checkout or an editable install."""
+    """The plug-in's files: inside the package when installed from a wheel, beside it in a
+    checkout or an editable install."""
     package = Path(__file__).resolve().parent
     for candidate in (package / "gimp_plugin", package.parents[1] / "gimp_plugin" / PLUGIN_NAME):
         if all((candidate / name).is_file() for name in PLUGIN_FILES):
             return candidate
     raise InstallError(
-        f"the plug-in's files are not found beside {package}; "
-        "install LayerBridge from its source checkout (pip install -e .)"
+        f"the plug-in's files are not found in or beside {package}; reinstall LayerBridge "
+        "(pip install --force-reinstall layerbridge, or pip install -e . in a checkout)"
     )
 
 
