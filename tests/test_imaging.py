@@ -68,3 +68,21 @@ def test_resize_premultiplied_same_size_is_a_copy() -> None:
     pixels = np.random.default_rng(0).integers(0, 256, (4, 5, 4), dtype=np.uint8)
     out = resize_premultiplied(pixels, (5, 4))
     assert np.array_equal(out, pixels) and out is not pixels
+
+
+def test_trim_to_alpha_keeps_every_visible_pixel_of_scattered_alpha() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        h, w = rng.integers(1, 40, 2)
+        pixels = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
+        pixels[..., 3] *= rng.random((h, w)) < rng.random() * 0.05  # few, scattered pixels
+        ys, xs = np.nonzero(pixels[..., 3])
+        strided = np.zeros((h, 2 * w, 4), np.uint8)
+        strided[:, ::2] = pixels  # a non-contiguous view, as a slice of a bigger image is
+        trimmed = trim_to_alpha(Layer("a", strided[:, ::2], x=7, y=-3))
+        if ys.size == 0:
+            assert trimmed is None
+            continue
+        assert (trimmed.x, trimmed.y) == (7 + xs.min(), -3 + ys.min())
+        expected = pixels[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+        assert np.array_equal(trimmed.pixels, expected)
