@@ -40,6 +40,5 @@ def test_psd_layered_truth_gets_layers(name: str) -> None:
     assert ntrue < 2 or npred >= 2
 
 
-@pytest.mark.xfail(reason=NOT_YET, strict=False)
 def test_synthetic_mean_iou() -> None:
     assert np.mean([synthetic_scores(s)[0].iou for s in range(6)]) >= 0.95

@@ -1,9 +1,12 @@
 """Amodal completion: the whole shape of an element that upper elements partly hide.
 
-A rectangle or an ellipse cut by something laid over it continues underneath. Its visible
-part says how: a rectangle whose missing part (of its box) is all covered extends, side by
-side, as far as the cover runs across its full width; an ellipse is fitted to the outline
-that is its own (not along the cover). A completion is kept only if everything it adds lies
+A rectangle, a regular polygon or an ellipse cut by something laid over it continues
+underneath. Its visible part says how: a rectangle whose missing part (of its box) is all
+covered extends, side by side, as far as the cover runs across its full width; a regular
+polygon (the polygon tools of design software draw regular ones) follows from three of its
+visible straight sides, whose directions give the number of sides and whose positions give
+its centre and size; an ellipse is fitted to the outline that is its own (not along the
+cover). A completion is kept only if everything it adds lies
 under upper elements; otherwise the convex hull of the visible part is all there is.
 """
 
@@ -19,6 +22,14 @@ _SPAN = 0.95
 #: Share of an added region that must lie under the cover.
 _UNDER = 0.95
 _MIN_AREA = 200
+#: Largest deviation (pixels) of an outline from a straight side, or from a fitted polygon.
+_STRAIGHT = 1.5
+_ON_OUTLINE = 1.5
+#: Shortest side (outline pixels) that says where a polygon's side runs.
+_MIN_SIDE = 10
+_MAX_SIDES = 8
+#: Degrees by which a side's direction may miss a regular polygon's.
+_ANGLE_TOL = 4.0
 
 
 def complete(e: Element, cover: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
@@ -31,10 +42,11 @@ def complete(e: Element, cover: np.ndarray) -> tuple[np.ndarray, tuple[int, int,
     near = wide[max(y0 - 1, 0):y1 + 1, max(x0 - 1, 0):x1 + 1]
     if not near.any():
         return None
-    rect = _rectangle(e, wide)
-    if rect is not None:
-        return rect
-    return _ellipse(e, wide)
+    for shape in (_rectangle, _regular_polygon, _ellipse):
+        whole = shape(e, wide)
+        if whole is not None:
+            return whole
+    return None
 
 
 def _rectangle(e: Element, wide: np.ndarray):
@@ -52,7 +64,7 @@ def _rectangle(e: Element, wide: np.ndarray):
         left -= 1
     while right < w and wide[top:bottom, right].mean() >= _SPAN:
         right += 1
-    if (top, bottom, left, right) == (y0, y1, x0, x1):
+    if (top, bottom, left, right) == (y0, y1, x0, x1) and not (missing ^ ~e.mask).any():
         return None
     box = (top, bottom, left, right)
     mask = np.ones((bottom - top, right - left), bool)
@@ -60,33 +72,134 @@ def _rectangle(e: Element, wide: np.ndarray):
     return mask, box
 
 
-def _ellipse(e: Element, wide: np.ndarray):
+def _regular_polygon(e: Element, wide: np.ndarray):
+    """A regular polygon through the visible straight sides of ``e``, or None."""
     y0, y1, x0, x1 = e.box
+    contour, own = _own_outline(e, wide)
+    if contour is None:
+        return None
+    ys, xs = np.nonzero(e.mask)
+    inside = np.array([xs.mean(), ys.mean()])
+    sides = _straight_sides(contour, own, inside)
+    if len(sides) < 3:
+        return None
+    polygon = _fit_regular(sides)
+    if polygon is None:
+        return None
+    # Every visible outline pixel that is its own must lie on the polygon's outline: a
+    # circle also has short straight-looking arcs, but no polygon runs along all of it.
+    if np.quantile(_outline_distance(contour[own], polygon), 0.9) > _ON_OUTLINE:
+        return None
     h, w = wide.shape
-    m = e.mask.astype(np.uint8)
-    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    if not contours:
-        return None
-    pts = np.concatenate(contours)[:, 0]  # (x, y) in box coordinates
-    own = ~wide[pts[:, 1] + y0, pts[:, 0] + x0]
-    if own.sum() < 12 or own.all():
-        return None
-    (cx, cy), (aw, ah), angle = cv2.fitEllipse(pts[own].astype(np.float32))
-    if not (np.isfinite([cx, cy, aw, ah]).all() and 0 < aw < 4 * w and 0 < ah < 4 * h):
-        return None
     full = np.zeros((h, w), np.uint8)
-    cv2.ellipse(full, ((cx + x0, cy + y0), (aw, ah), angle), 1, -1)
-    full = full.astype(bool)
+    cv2.fillPoly(full, [np.rint(polygon + (x0, y0)).astype(np.int32)], 1)
+    return _accept(e, full.astype(bool), wide)
+
+
+def _outline_distance(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Distance of each point (x, y) to the nearest side of the closed ``polygon``."""
+    a, b = polygon, np.roll(polygon, -1, axis=0)
+    ab = b - a
+    rel = points[:, None, :].astype(np.float64) - a[None]
+    t = np.clip((rel * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-12), 0.0, 1.0)
+    return np.linalg.norm(rel - t[..., None] * ab, axis=-1).min(axis=1)
+
+
+def _own_outline(e: Element, wide: np.ndarray):
+    """The outer outline of ``e`` (x, y in box coordinates) and which points are its own
+    (not along the cover); (None, None) if too little or all of it is its own."""
+    y0, _, x0, _ = e.box
+    contours, _ = cv2.findContours(e.mask.astype(np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_NONE)
+    if not contours:
+        return None, None
+    contour = max(contours, key=len)[:, 0]
+    own = ~wide[contour[:, 1] + y0, contour[:, 0] + x0]
+    if own.sum() < 12 or own.all():
+        return None, None
+    return contour, own
+
+
+def _straight_sides(contour: np.ndarray, own: np.ndarray, inside: np.ndarray):
+    """(outward normal angle, offset) of each long straight run of own outline points."""
+    corners = cv2.approxPolyDP(contour.reshape(-1, 1, 2), _STRAIGHT, True)[:, 0]
+    index = {(int(x), int(y)): i for i, (x, y) in enumerate(contour)}
+    at = sorted(index[(int(x), int(y))] for x, y in corners)
+    sides = []
+    for a, b in zip(at, at[1:] + [at[0] + len(contour)], strict=True):
+        run = np.arange(a, b + 1) % len(contour)
+        # Leave out the ends: the corner pixels bend towards the next side.
+        run = run[2:-2]
+        if len(run) < _MIN_SIDE or own[run].mean() < 0.9:
+            continue
+        pts = contour[run[own[run]]].astype(np.float32)
+        vx, vy, px, py = cv2.fitLine(pts, cv2.DIST_L2, 0, 0.01, 0.01).ravel()
+        normal = np.array([vy, -vx])
+        if normal @ (np.array([px, py]) - inside) < 0:
+            normal = -normal
+        sides.append((float(np.arctan2(normal[1], normal[0])), float(normal @ (px, py))))
+    return sides
+
+
+def _fit_regular(sides: list[tuple[float, float]]) -> np.ndarray | None:
+    """Vertices (x, y) of the regular polygon with these sides among its own, or None.
+
+    Side normals of a regular n-gon are 360/n degrees apart, and every side lies at the
+    same distance (the inradius) from the centre: ``n_i . c + r = d_i``.
+    """
+    angles = np.array([a for a, _ in sides])
+    offsets = np.array([d for _, d in sides])
+    for n in range(3, _MAX_SIDES + 1):
+        step = 2 * np.pi / n
+        turns = np.rint((angles - angles[0]) / step)
+        error = angles - angles[0] - turns * step
+        error = (error + np.pi) % (2 * np.pi) - np.pi
+        if np.abs(error).max() > np.radians(_ANGLE_TOL):
+            continue
+        base = angles[0] + np.angle(np.exp(1j * error).mean())
+        normals = np.stack([np.cos(base + turns * step), np.sin(base + turns * step)], 1)
+        system = np.column_stack([normals, np.ones(len(sides))])
+        if np.linalg.matrix_rank(system, tol=1e-3) < 3:
+            return None
+        solution = np.linalg.lstsq(system, offsets, rcond=None)[0]
+        centre, inradius = solution[:2], solution[2]
+        if inradius <= 0 or np.abs(system @ solution - offsets).max() > _ON_OUTLINE:
+            return None
+        corner = base + step * (np.arange(n) + 0.5)
+        radius = inradius / np.cos(step / 2)
+        return centre + radius * np.stack([np.cos(corner), np.sin(corner)], 1)
+    return None
+
+
+def _accept(e: Element, full: np.ndarray, wide: np.ndarray):
+    """(mask, box) of the completion ``full`` (full frame) if it holds the visible part and
+    adds only pixels under the cover, else None."""
+    h, w = wide.shape
+    y0, y1, x0, x1 = e.box
     ys, xs = np.nonzero(full)
     if len(ys) == 0:
         return None
-    box = (int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1)
     visible = e.full_mask(h, w)
     if (visible & full).sum() < 0.97 * e.area:
         return None
     added = full & ~cv2.dilate(visible.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     if added.sum() < 0.02 * e.area or (added & wide).sum() < _UNDER * added.sum():
         return None
-    box = (min(box[0], y0), max(box[1], y1), min(box[2], x0), max(box[3], x1))
+    box = (min(int(ys.min()), y0), max(int(ys.max()) + 1, y1),
+           min(int(xs.min()), x0), max(int(xs.max()) + 1, x1))
     mask = (full | visible)[box[0]:box[1], box[2]:box[3]]
     return mask, box
+
+
+def _ellipse(e: Element, wide: np.ndarray):
+    y0, y1, x0, x1 = e.box
+    h, w = wide.shape
+    contour, own = _own_outline(e, wide)
+    if contour is None:
+        return None
+    (cx, cy), (aw, ah), angle = cv2.fitEllipse(contour[own].astype(np.float32))
+    if not (np.isfinite([cx, cy, aw, ah]).all() and 0 < aw < 4 * w and 0 < ah < 4 * h):
+        return None
+    full = np.zeros((h, w), np.uint8)
+    cv2.ellipse(full, ((cx + x0, cy + y0), (aw, ah), angle), 1, -1)
+    return _accept(e, full.astype(bool), wide)

@@ -188,8 +188,11 @@ def _peel_one(image: np.ndarray, scene: Scene, k: int, hulls) -> np.ndarray:
     """Peel element ``k`` off ``image`` in place; return its full-frame float RGBA layer."""
     h, w = image.shape[:2]
     e = scene.elements[k]
-    y0, y1 = max(e.box[0] - _BAND, 0), min(e.box[1] + _BAND, h)
-    x0, x1 = max(e.box[2] - _BAND, 0), min(e.box[3] + _BAND, w)
+    # The completed shape's box: an element that continues under the ones above it
+    # reaches past its visible part.
+    whole = hulls[k][1]
+    y0, y1 = max(min(e.box[0], whole[0]) - _BAND, 0), min(max(e.box[1], whole[1]) + _BAND, h)
+    x0, x1 = max(min(e.box[2], whole[2]) - _BAND, 0), min(max(e.box[3], whole[3]) + _BAND, w)
     box = (y0, y1, x0, x1)
     core = _crop(e.mask, e.box, box)
     if k in scene.hidden:
