@@ -289,6 +289,13 @@ def selected_layer(image, drawables):
     return layer
 
 
+def text_argument(config, key):
+    """A string argument, "" where GIMP hands over None: GIMP 3.0 reads the "" default of a
+    string argument back from its plug-in cache (pluginrc) as NULL, so once GIMP has started
+    before, a caller that leaves the prompt or the server out passes None."""
+    return config.get_property(key) or ""
+
+
 def build_job(name, image, drawables, config, interactive):
     """The request and the host for one run, captured now: document size, the selected
     layer and its bounds, the selection."""
@@ -306,15 +313,16 @@ def build_job(name, image, drawables, config, interactive):
             if interactive:
                 Gimp.Display.new(image)
         request = core.generate_request(
-            arg("prompt"), width, height, arg("layers"), arg("seed"), **tuning
+            text_argument(config, "prompt"), width, height, arg("layers"), arg("seed"), **tuning
         )
         return request, GimpHost(image, title=request.title)
     if image.get_base_type() != Gimp.ImageBaseType.RGB:
         raise core.JobFailed("LayerBridge works on RGB images: use Image > Mode > RGB first.")
     width, height = image.get_width(), image.get_height()
     if name == DECOMPOSE:
+        caption = text_argument(config, "prompt")
         request = core.decompose_request(
-            composite(image), width, height, arg("layers"), arg("seed"), arg("prompt"), **tuning
+            composite(image), width, height, arg("layers"), arg("seed"), caption, **tuning
         )
         return request, GimpHost(image, title=request.title)
     layer = selected_layer(image, drawables)
@@ -327,7 +335,7 @@ def build_job(name, image, drawables, config, interactive):
         host = GimpHost(image, layer.get_parent(), image.get_item_position(layer), request.title)
         return request, host
     request = core.regenerate_request(
-        arg("prompt"),
+        text_argument(config, "prompt"),
         arg("seed"),
         pixels,
         bounds,
@@ -343,10 +351,10 @@ def run_procedure(procedure, run_mode, image, drawables, config, data):
     interactive = run_mode == Gimp.RunMode.INTERACTIVE
     if interactive and not show_dialog(procedure, config, PROCEDURES[name][0].rstrip(".")):
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
-    settings = core.Settings.load(Gimp.directory()).with_server(config.get_property("server"))
+    settings = core.Settings.load(Gimp.directory()).with_server(text_argument(config, "server"))
     host = None
     try:
-        if name in (GENERATE, REGENERATE) and not config.get_property("prompt").strip():
+        if name in (GENERATE, REGENERATE) and not text_argument(config, "prompt").strip():
             raise core.JobFailed("Type a prompt: it says what to paint.")
         request, host = build_job(name, image, drawables, config, interactive)
         Gimp.progress_init(f"LayerBridge: connecting to {settings.server}")
