@@ -1,13 +1,17 @@
-"""Runs inside a real GIMP 3 (gimp-console, python-fu-eval): drives the plug-in through the PDB.
+"""Runs inside a real GIMP 3 (python-fu-eval): drives the plug-in through the PDB.
 
 ``run_gimp_test.py`` writes a JSON config and starts GIMP with a one-line batch script that
-runs this file. Two modes:
+runs this file. Three modes:
 
 - ``drive``: build images from the raw RGBA bytes the host wrote, call every LayerBridge
   procedure non-interactively (server address as an argument), record each call's status and
   message, the layer tree after it, and save the images as XCF and OpenRaster.
 - ``readback``: load the saved XCF files in a fresh GIMP and dump every layer's name, offsets,
   size, place in the tree and pixels (read through GIMP's API), and the job parasites.
+- ``undo`` (in the GUI binary ``gimp-3.0`` on a virtual X display): show each image in a
+  window, run decompose and split (and regenerate where the engine has it), then press
+  Ctrl+Z and Ctrl+Y in that window as a user would, recording the image's state after every
+  step. GIMP's PDB has no undo, so a real keystroke is the only way to perform one.
 
 It writes JSON (and raw pixel files) for the host to check; it asserts nothing itself except
 that GIMP calls work, so a failure in the product shows up as data the host reports on.
@@ -16,6 +20,8 @@ that GIMP calls work, so a failure in the product shows up as data the host repo
 import hashlib
 import json
 import os
+import subprocess
+import time
 
 import gi
 
@@ -85,12 +91,15 @@ def call(name, image, drawables, **arguments):
     config.set_core_object_array("drawables", drawables)
     for key, value in arguments.items():
         config.set_property(key, value)
+    started = time.monotonic()
     result = procedure.run(config)
+    seconds = time.monotonic() - started
     status = result.index(0)
     message = None
     if status != Gimp.PDBStatusType.SUCCESS and result.length() > 1:
         message = str(result.index(1))
-    return {"status": status.value_nick.upper().replace("-", "_"), "message": message}
+    status = status.value_nick.upper().replace("-", "_")
+    return {"status": status, "message": message, "seconds": seconds}
 
 
 def record(results, label, outcome, image):
@@ -209,10 +218,129 @@ def readback(config):
     return results
 
 
+# --- undo and redo with real keystrokes --------------------------------------------------
+
+UNDO, REDO = "ctrl+z", "ctrl+y"  # GIMP 3.0's default shortcuts for edit-undo and edit-redo
+KEY_WAIT_S = 15.0  # how long a keystroke may take to show in the image
+
+
+def xdotool(*arguments: str) -> list[str]:
+    result = subprocess.run(
+        ["xdotool", *arguments], capture_output=True, text=True, timeout=60, check=True
+    )
+    return result.stdout.split()
+
+
+def image_window(image: Gimp.Image) -> str:
+    """The X window showing the image, focused so that keystrokes reach it. Its title holds
+    "<name>-<image id>.<display id> (", GIMP's default title format."""
+    pattern = rf".-{image.get_id()}\.[0-9]+ \("  # a leading "-" would read as an option
+    window = xdotool("search", "--sync", "--onlyvisible", "--name", pattern)[0]
+    # No window manager runs: focus the window directly; keystrokes sent with XTEST then go
+    # through GTK's normal path (GTK ignores synthetic XSendEvent keys).
+    xdotool("windowfocus", "--sync", window)
+    return window
+
+
+def state(image: Gimp.Image) -> dict:
+    """What an undo must restore: the layer tree with each layer's pixel digest, and the job
+    record the plug-in attaches."""
+    return {"layers": tree(image.get_layers()), "parasite": parasite(image)}
+
+
+def press(window: str, keys: str, image: Gimp.Image) -> dict:
+    """Press keys in the image's window and wait until the image changes (an undo or redo
+    is applied in GIMP's main loop, after xdotool returns)."""
+    before = state(image)
+    xdotool("windowfocus", "--sync", window)
+    xdotool("key", "--clearmodifiers", keys)
+    started = time.monotonic()
+    while time.monotonic() - started < KEY_WAIT_S:
+        after = state(image)
+        if after != before:
+            return {"keys": keys, "changed": True, "seconds": time.monotonic() - started} | after
+        time.sleep(0.1)
+    return {"keys": keys, "changed": False, "seconds": KEY_WAIT_S} | before
+
+
+def shown(image: Gimp.Image) -> tuple[Gimp.Display, str]:
+    """A display (window) for the image, and that window's X id. The undo history starts
+    empty (disabling undo frees it): building the image left steps that an extra Ctrl+Z
+    would undo, which would hide a procedure that leaves two steps instead of one."""
+    image.undo_disable()
+    image.undo_enable()
+    display = Gimp.Display.new(image)
+    Gimp.displays_flush()
+    return display, image_window(image)
+
+
+def close(display: Gimp.Display, image: Gimp.Image) -> None:
+    display.delete()  # the next image's window is then the only one
+    image.delete()
+
+
+def undo_decompose_and_split(config: dict, source: bytes) -> dict:
+    """decompose, split one of its layers, then undo both and redo both."""
+    url, seed, fast = config["url"], config["seed"], config["tuning"]
+    image, layer = new_image(config["width"], config["height"], source)
+    display, window = shown(image)
+    steps = {"before": state(image)}
+    steps["decompose"] = call(
+        "layerbridge-decompose", image, [layer], server=url, **fast, seed=seed, layers=0
+    ) | state(image)
+    group = next((item for item in image.get_layers() if item.is_group()), None)
+    children = group.get_children() if group else []
+    if len(children) >= 2:
+        steps["split"] = call(
+            "layerbridge-split", image, [children[-2]], server=url, **fast, seed=seed, layers=0
+        ) | state(image)
+        steps["undo_split"] = press(window, UNDO, image)
+    steps["undo_decompose"] = press(window, UNDO, image)
+    steps["redo_decompose"] = press(window, REDO, image)
+    if "split" in steps:
+        steps["redo_split"] = press(window, REDO, image)
+    close(display, image)
+    return steps
+
+
+def undo_regenerate(config: dict, source: bytes) -> dict:
+    """regenerate the only layer in place (inside a selection), undo it, redo it."""
+    image, layer = new_image(config["width"], config["height"], source)
+    x, y, w, h = config["selection"]
+    image.select_rectangle(Gimp.ChannelOps.REPLACE, x, y, w, h)
+    display, window = shown(image)
+    steps = {"before": state(image)}
+    steps["regenerate"] = call(
+        "layerbridge-regenerate",
+        image,
+        [layer],
+        server=config["url"],
+        **config["tuning"],
+        seed=config["seed"],
+        prompt=config["prompt"],
+    ) | state(image)
+    steps["undo_regenerate"] = press(window, UNDO, image)
+    steps["redo_regenerate"] = press(window, REDO, image)
+    close(display, image)
+    return steps
+
+
+def undo(config: dict) -> dict:
+    with open(config["source"], "rb") as file:
+        source = file.read()
+    results = {"decompose": undo_decompose_and_split(config, source)}
+    if config["regenerate"]:
+        results["regenerate"] = undo_regenerate(config, source)
+    return results
+
+
+MODES = {"drive": drive, "readback": readback, "undo": undo}
+
+
 def main():
     with open(os.environ["LAYERBRIDGE_GIMP_TEST"]) as file:
         config = json.load(file)
-    results = drive(config) if config["mode"] == "drive" else readback(config)
+    results = MODES[config["mode"]](config)
     with open(config["results"], "w") as file:
         json.dump(results, file, indent=1)
 

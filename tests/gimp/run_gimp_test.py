@@ -9,18 +9,23 @@ Run by ``tests/gimp/run.sh`` (``make test-gimp``) with the root that ``gimp-root
 3. runs ``gimp_batch.py`` in ``gimp-console-3.0``: each procedure through the PDB,
    non-interactively, the server's address as an argument; saves XCF and OpenRaster;
 4. loads the XCF files in a second GIMP run and dumps every layer through GIMP's API;
-5. checks from outside: layer tree, names, offsets, order and pixel bytes against what a
+5. runs the GUI binary ``gimp-3.0`` on a virtual X display (Xvfb in the root): each procedure
+   on an image shown in a window, then Ctrl+Z and Ctrl+Y pressed in that window (xdotool);
+6. checks from outside: layer tree, names, offsets, order and pixel bytes against what a
    host-side client gets from the same server for the same inputs and seed, the OpenRaster
-   stack, the error messages, and that every undo group was closed.
+   stack, the error messages, and that one undo brings back exactly the image before each
+   procedure (one redo: exactly the image after it).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
 import re
+import select
 import shutil
 import socket
 import subprocess
@@ -28,6 +33,7 @@ import sys
 import threading
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -43,6 +49,8 @@ WIDTH, HEIGHT, SEED = 160, 120, 7
 PROMPT = "a red kite over green hills"
 SELECTION = (20, 16, 64, 48)  # x, y, width, height
 GIMP = ["gimp-console-3.0", "-idf", "--batch-interpreter", "python-fu-eval", "-b", "-", "--quit"]
+# The GUI binary (no splash): undo needs an image window to press Ctrl+Z in.
+GIMP_GUI = ["gimp-3.0", "-dfs", "--batch-interpreter", "python-fu-eval", "-b", "-", "--quit"]
 
 
 # --- inputs -----------------------------------------------------------------------------
@@ -131,8 +139,15 @@ def closed_port_url() -> str:
 # --- GIMP -------------------------------------------------------------------------------
 
 
-def run_gimp(root: Path, work: str, config: dict, label: str) -> str:
-    """One gimp-console run of gimp_batch.py; returns its output (stdout and stderr)."""
+def run_gimp(
+    root: Path,
+    work: str,
+    config: dict,
+    label: str,
+    gimp: list[str] = GIMP,
+    environment: tuple[str, ...] = (),
+) -> str:
+    """One GIMP run of gimp_batch.py (gimp-console unless told); returns its output."""
     host_work = root / work.lstrip("/")
     (host_work / f"{label}.json").write_text(json.dumps(config))
     command = [
@@ -142,7 +157,8 @@ def run_gimp(root: Path, work: str, config: dict, label: str) -> str:
         f"GIMP3_DIRECTORY={work}/profile",
         "HOME=/root",
         f"LAYERBRIDGE_GIMP_TEST={work}/{label}.json",
-        *GIMP,
+        *environment,
+        *gimp,
     ]
     script = f"import runpy; runpy.run_path({work + '/gimp_batch.py'!r}, run_name='batch')\n"
     started = time.monotonic()
@@ -153,6 +169,42 @@ def run_gimp(root: Path, work: str, config: dict, label: str) -> str:
     if result.returncode != 0:
         raise SystemExit(f"GIMP {label} run failed (exit {result.returncode}):\n{output[-4000:]}")
     return output
+
+
+@contextlib.contextmanager
+def virtual_display(root: Path, log: Path) -> Iterator[str]:
+    """Xvfb inside the root on a free display number (Xvfb picks it and reports it through
+    -displayfd, so parallel runs in one root do not collide); yields DISPLAY."""
+    read_end, write_end = os.pipe()
+    command = ["chroot", str(root), "Xvfb", "-displayfd", str(write_end), "-nolisten", "tcp"]
+    command += ["-screen", "0", "1280x1024x24"]
+    server = subprocess.Popen(
+        command, pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=log.open("w")
+    )
+    os.close(write_end)
+    try:
+        ready, _, _ = select.select([read_end], [], [], 30)
+        number = os.read(read_end, 16).decode().strip() if ready else ""
+        if not number.isdigit():
+            raise SystemExit(f"Xvfb did not start:\n{log.read_text()[-2000:]}")
+        yield f":{number}"
+    finally:
+        os.close(read_end)
+        server.terminate()
+        server.wait(30)
+
+
+def run_gimp_gui(root: Path, work: str, config: dict, label: str) -> str:
+    """gimp_batch.py in the GUI binary on a virtual display, with the drive run's profile:
+    its plug-ins are registered already, which saves GIMP's start-up query, and their
+    arguments come from GIMP's plug-in cache as in a user's GIMP after its first start
+    (where a string argument left out arrives as None, not "")."""
+    host_work = root / work.lstrip("/")
+    # A first start of a GIMP release opens a welcome dialog; keystrokes belong to the image.
+    with (host_work / "profile" / "gimprc").open("a") as gimprc:
+        gimprc.write("(show-welcome-dialog no)\n")
+    with virtual_display(root, host_work / f"{label}-xvfb.log") as display:
+        return run_gimp(root, work, config, label, GIMP_GUI, (f"DISPLAY={display}",))
 
 
 def install_plugin(root: Path, work: str) -> None:
@@ -346,6 +398,13 @@ def check_engine(args, root: Path, engine: str, out_dir: Path) -> Checks:
         back = json.loads((host_work / "out" / "readback.json").read_text())
         out = host_work / "out"
         verify(check, drive, back, out, url, ops, source, log, config["tuning"])
+        undo_config = config | {
+            "mode": "undo",
+            "results": f"{work}/out/undo.json",
+            "regenerate": "regenerate" in ops,
+        }
+        undo_log = run_gimp_gui(root, work, undo_config, "undo")
+        verify_undo(check, out / "undo.json", undo_log, "regenerate" in ops)
         if out_dir:
             shutil.copytree(out, out_dir / engine, dirs_exist_ok=True)
     finally:
@@ -361,8 +420,8 @@ def verify(check, drive, back, out, url, ops, source, gimp_log, tuning) -> None:
     source_sha = hashlib.sha256(source).hexdigest()
     check(drive["undo_enabled"] is True, "undo is enabled on the images the test makes")
     # GIMP 3.0.4's PDB cannot perform an undo (it has only undo-group-start/-end, -enable,
-    # -disable, -freeze, -thaw, -is-enabled), so one undo step per command is checked in
-    # tests/test_gimp_adapter.py; here: the plug-in ran without a traceback or critical.
+    # -disable, -freeze, -thaw, -is-enabled): undo and redo are checked with keystrokes in
+    # the GUI run (verify_undo). Here: the plug-in ran without a traceback or critical.
     problems = [
         line
         for line in gimp_log.splitlines()
@@ -523,6 +582,98 @@ def verify(check, drive, back, out, url, ops, source, gimp_log, tuning) -> None:
     check(
         [n["name"] for n in drive["mismatch"]["layers"]] == ["source"],
         "failed connections leave the image unchanged",
+    )
+
+
+def image_state(step: dict) -> dict:
+    """The part of a recorded step an undo or redo must bring back."""
+    return {"layers": step["layers"], "parasite": step["parasite"]}
+
+
+def layer_summary(nodes: list[dict]) -> list:
+    """Names, places and digest prefixes: enough to see how two states differ."""
+    return [
+        (n["name"], layer_summary(n["children"]))
+        if n["group"]
+        else (n["name"], n["x"], n["y"], n["width"], n["height"], n["sha256"][:8])
+        for n in nodes
+    ]
+
+
+def same_state(check: Checks, what: str, step: dict | None, want: dict | None) -> None:
+    """One keystroke's step: it changed the image, and to exactly the wanted state."""
+    if step is None or want is None:
+        check(False, f"{what}: the step ran")
+        return
+    check(step["changed"], f"{what}: {step['keys']} changed the image in the window")
+    got = image_state(step)
+    check(
+        got == image_state(want),
+        what,
+        (layer_summary(got["layers"]), layer_summary(want["layers"])),
+    )
+
+
+def verify_undo(check: Checks, results: Path, gimp_log: str, regenerate: bool) -> None:
+    """Ctrl+Z and Ctrl+Y pressed in the GUI's image window: each undo brings back exactly the
+    image before the procedure (layers, names, offsets, sizes, pixels, job record), and
+    each redo exactly the image after it."""
+    if not check(results.exists(), "undo: the GUI run wrote its results", gimp_log[-3000:]):
+        return
+    undo = json.loads(results.read_text())
+    check("Traceback" not in gimp_log, "undo: the GUI run ran cleanly", gimp_log[-3000:])
+
+    steps = undo["decompose"]
+    check(
+        steps["decompose"]["status"] == "SUCCESS"
+        and steps.get("split", {}).get("status") == "SUCCESS",
+        "undo: decompose and split succeeded in the GUI",
+        (steps["decompose"]["status"], steps.get("split", {}).get("status")),
+    )
+    same_state(
+        check,
+        "undo of split (one Ctrl+Z): the image is exactly as after decompose",
+        steps.get("undo_split"),
+        steps["decompose"],
+    )
+    same_state(
+        check,
+        "undo of decompose (one Ctrl+Z): exactly the layers before, no job record",
+        steps["undo_decompose"],
+        steps["before"],
+    )
+    same_state(
+        check,
+        "redo of decompose (Ctrl+Y): exactly the image after decompose",
+        steps["redo_decompose"],
+        steps["decompose"],
+    )
+    same_state(
+        check,
+        "redo of split (Ctrl+Y): exactly the image after split",
+        steps.get("redo_split"),
+        steps.get("split"),
+    )
+    if not regenerate:
+        return  # the engine has no regenerate: its failure changes nothing to undo
+    steps = undo["regenerate"]
+    check(
+        steps["regenerate"]["status"] == "SUCCESS"
+        and image_state(steps["regenerate"]) != image_state(steps["before"]),
+        "undo: regenerate succeeded in the GUI and changed the layer",
+        steps["regenerate"]["status"],
+    )
+    same_state(
+        check,
+        "undo of regenerate (one Ctrl+Z): the layer's pixels, place and size as before",
+        steps["undo_regenerate"],
+        steps["before"],
+    )
+    same_state(
+        check,
+        "redo of regenerate (Ctrl+Y): the regenerated pixels again",
+        steps["redo_regenerate"],
+        steps["regenerate"],
     )
 
 
