@@ -191,6 +191,17 @@ def test_decompose_is_one_undo_step_with_a_group_of_layers(adapter, classic_serv
     assert all(entry[2:] == ("Decomposed", 0) for entry in inserts[1:])  # each on top
 
 
+def test_a_text_argument_gimp_hands_over_as_none_counts_as_empty(adapter, classic_server):
+    """GIMP 3.0 reads a "" string default back from its plug-in cache as NULL."""
+    image = FakeImage(120, 90, design())
+    cfg = config(server=classic_server.url, prompt=None)
+    status, error = adapter.run_procedure(
+        procedure(adapter.DECOMPOSE), "NONINTERACTIVE", image, [image.source], cfg, None
+    )
+    assert status is adapter.Gimp.PDBStatusType.SUCCESS, error
+    assert [entry for entry in image.log if entry[0] == "insert"][0][1] == "Decomposed"
+
+
 def test_a_failed_job_leaves_no_undo_step(adapter, classic_server) -> None:
     image = FakeImage(120, 90, design())
     cfg = config(server=classic_server.url, prompt="a kite")
