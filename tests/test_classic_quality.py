@@ -18,7 +18,6 @@ def test_print_quality_table() -> None:
     print("\n" + table())
 
 
-@pytest.mark.xfail(reason=NOT_YET, strict=False)
 def test_psd_mean_iou_without_merges() -> None:
     assert np.mean([psd_scores(n)[0][0].iou for n in HELD]) >= 0.90
 

@@ -29,6 +29,7 @@ from layerbridge.engines.classic.regions import (
     link_components,
 )
 from layerbridge.engines.classic.stack import apply_input_alpha, merge_to_count
+from layerbridge.engines.classic.strokes import attach, faint_strokes
 
 Progress = Callable[[float, str], None]
 Check = Callable[[], None]
@@ -95,10 +96,11 @@ def analyse(rgb: np.ndarray, progress: Progress, check: Check) -> Scene:
                         np.random.default_rng(0))
     found = None
     if bg.ok:
+        is_bg = background_mask(rgb, bg)
         # Relabel with background/foreground cut apart, so a panel a few levels off the
         # background does not leak into it through a soft shadow.
-        comp = link_components(rgb8, background_mask(rgb, bg))
-        found = _flat_elements(comp, rgb, bg)
+        comp = link_components(rgb8, is_bg)
+        found = _flat_elements(comp, is_bg)
     if found is None or len(found[0]) > MAX_ELEMENTS:
         return _photo_scene(rgb, rgb8)
     check()
@@ -107,6 +109,10 @@ def analyse(rgb: np.ndarray, progress: Progress, check: Check) -> Scene:
     # A thin piece that joined no text line is a seam after all: drop it.
     elements = [e for e in elements if e.kind == "text" or not set(e.members) <= thin]
     elements = absorb_pieces(elements)
+    strokes = text_lines(faint_strokes(elements, rgb, is_bg), h)
+    if strokes:
+        # Strokes may be the thin parts of a line found in pieces: join the line again.
+        elements = absorb_pieces(text_lines(attach(strokes, elements), h))
     check()
     progress(0.4, "order")
     return Scene(bg, z_order(elements), {})
@@ -117,14 +123,13 @@ def _largest_border_label(labels: np.ndarray, area: np.ndarray) -> int:
     return int(border[np.argmax(area[border])])
 
 
-def _flat_elements(comp, rgb: np.ndarray, bg: Background) -> tuple[list[Element], set[int]]:
+def _flat_elements(comp, is_bg: np.ndarray) -> tuple[list[Element], set[int]]:
     """One element per component that is big enough, not a seam, and not background.
 
     Also returns the labels of the thin ones kept: small text has strokes two pixels wide
     that look like seams, but their colour is no blend of their neighbours'; they are kept
     only if they join a text line.
     """
-    is_bg = background_mask(rgb, bg)
     bg_share = np.bincount(comp.labels.ravel(), is_bg.ravel(), comp.count + 1)
     bg_share /= np.maximum(comp.area, 1)
     out, thin = [], set()
@@ -253,7 +258,8 @@ def _element_alpha(crop, plate, core, e: Element, soft, box) -> np.ndarray:
     if e.color is None:
         return core.astype(np.float64)
     alpha = unmix_alpha(crop, plate, e.color)
-    alpha[core] = 1.0
+    if not e.unmixed:
+        alpha[core] = 1.0
     return alpha
 
 

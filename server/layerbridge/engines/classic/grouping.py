@@ -54,14 +54,15 @@ def text_lines(elements: list[Element], height: int) -> list[Element]:
     out = [e for i, e in enumerate(elements) if i not in set(small)]
     for g, e in merged.items():
         if sizes[g] >= 2:
-            e = Element(e.box, e.mask, e.color, "text", e.members)
+            e = Element(e.box, e.mask, e.color, "text", e.members, e.unmixed)
         out.append(e)
     return out
 
 
 def _glyph_like(e: Element, max_h: int) -> bool:
+    """A glyph, or a piece of a line already (a later pass joins the pieces of one line)."""
     h, w = e.box[1] - e.box[0], e.box[3] - e.box[2]
-    return h <= max_h and w <= 3 * max_h
+    return h <= max_h and (w <= 3 * max_h or e.kind == "text")
 
 
 def absorb_pieces(elements: list[Element]) -> list[Element]:
@@ -80,6 +81,8 @@ def absorb_pieces(elements: list[Element]) -> list[Element]:
             inside = boxes_meet(e.box, big.box) and fraction_inside(e, big, hulls[k]) >= 0.5
             if inside or _sliver(e, big):
                 kept[k] = union(big, e)
+                if kept[k].box != big.box:
+                    hulls[k] = hull_mask(kept[k])  # a piece outside the box grew it
                 break
         else:
             kept.append(e)

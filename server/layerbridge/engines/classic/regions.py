@@ -32,6 +32,9 @@ class Element:
     color: np.ndarray | None  # (3,) float in [0, 1] for flat elements, else None
     kind: str = "shape"  # shape | text | texture
     members: list[int] = field(default_factory=list)
+    #: Alpha from colour unmixing alone, nowhere forced opaque: faint strokes whose pixels
+    #: are all part-covered.
+    unmixed: bool = False
 
     @property
     def area(self) -> int:
@@ -155,4 +158,5 @@ def union(a: Element, b: Element) -> Element:
     for e in (a, b):
         mask[e.box[0] - y0 : e.box[1] - y0, e.box[2] - x0 : e.box[3] - x0] |= e.mask
     big = a if a.area >= b.area else b
-    return Element((y0, y1, x0, x1), mask, big.color, big.kind, a.members + b.members)
+    return Element((y0, y1, x0, x1), mask, big.color, big.kind, a.members + b.members,
+                   a.unmixed and b.unmixed)

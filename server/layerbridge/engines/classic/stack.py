@@ -19,32 +19,49 @@ def apply_input_alpha(layers: list[np.ndarray], rgba: np.ndarray) -> list[np.nda
 
     Upper layers keep their colour and get alpha ``a * T`` (rounded to 8 bits); the exact
     remainder ``(P - a F) / (1 - a)`` of the premultiplied target is carried down, and the
-    bottom layer takes what is left, so rounding never accumulates.
+    bottom layer takes what is left, so rounding never accumulates. The layers are full
+    frames and many, so they are rewritten in place, each only over its own alpha's box
+    (outside it nothing changes).
     """
     target = rgba.astype(np.float64) / 255.0
-    alpha = target[..., 3]
+    alpha = target[..., 3].copy()
     pre = target[..., :3] * alpha[..., None]
-    out = [layer.copy() for layer in layers]
     # Under a fully opaque layer nothing below shows: the lower layers keep their own alpha
     # and colour there (an occluded shape stays whole) instead of being cut to zero.
     hidden = np.zeros(alpha.shape, bool)
-    for layer in reversed(out[1:]):
-        a = np.rint(layer[..., 3] * alpha * 255.0) / 255.0
-        keep = 1.0 - a
-        seen = keep > 1e-9
-        safe = np.maximum(keep, 1e-12)[..., None]
-        pre = np.where(seen[..., None], (pre - a[..., None] * layer[..., :3]) / safe,
-                       layer[..., :3])
-        alpha = np.where(seen, (alpha - a) / safe[..., 0], 1.0)
-        hidden |= ~seen
-        pre = np.clip(pre, 0.0, None)
-        alpha = np.clip(alpha, 0.0, 1.0)
-        layer[..., 3] = a
-    base = out[0]
+    for layer in reversed(layers[1:]):
+        box = _alpha_box(layer[..., 3])
+        if box is not None:
+            _carry_down(layer[box], alpha[box], pre[box], hidden[box])
+    base = layers[0]
     color = np.divide(pre, alpha[..., None], out=base[..., :3].copy(), where=alpha[..., None] > 0)
     base[..., :3] = np.where(hidden[..., None], base[..., :3], np.clip(color, 0.0, 1.0))
     base[..., 3] = np.where(hidden, 1.0, alpha)
-    return out
+    return layers
+
+
+def _alpha_box(alpha: np.ndarray) -> tuple[slice, slice] | None:
+    rows = np.flatnonzero((alpha > 0).any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero((alpha[rows[0]:rows[-1] + 1] > 0).any(axis=0))
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def _carry_down(layer: np.ndarray, alpha: np.ndarray, pre: np.ndarray, hidden: np.ndarray
+                ) -> None:
+    """One layer's step, in place on views of one box: scale its alpha by the opacity left
+    to explain, and leave in ``alpha`` and ``pre`` what the layers under it must explain."""
+    a = np.rint(layer[..., 3] * alpha * 255.0) / 255.0
+    keep = 1.0 - a
+    seen = keep > 1e-9
+    safe = np.maximum(keep, 1e-12)[..., None]
+    below = np.where(seen[..., None], (pre - a[..., None] * layer[..., :3]) / safe,
+                     layer[..., :3])
+    pre[:] = np.clip(below, 0.0, None)
+    alpha[:] = np.clip(np.where(seen, (alpha - a) / safe[..., 0], 1.0), 0.0, 1.0)
+    hidden |= ~seen
+    layer[..., 3] = a
 
 
 def merge_to_count(elements: list[Element], count: int) -> list[Element]:

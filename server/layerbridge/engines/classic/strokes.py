@@ -1,0 +1,175 @@
+"""Faint strokes: thin text or line art drawn on a flat shape, found where no component is.
+
+Small text one pixel wide is never covered fully by its own colour: each stroke pixel is a
+part-opaque mix of the ink and the shape under it, so the strokes break into tiny pieces
+of many shades that look like anti-aliasing and are dropped. What gives them away is where
+they lie: in holes of a flat shape, away from every other element, and all their shades on
+one line from the shape's colour to a single ink colour. Those holes become an element of
+that ink whose alpha comes from unmixing alone.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from layerbridge.engines.classic.grouping import SAME_COLOR
+from layerbridge.engines.classic.hulls import boxes_meet, grow
+from layerbridge.engines.classic.regions import MIN_AREA, Element, union
+
+#: A hole pixel at least this far (max channel) from its shape's colour carries ink.
+INK_STEP = 0.08
+#: Ink and shape colours closer than this are noise in the shape, not strokes.
+MIN_INK_CONTRAST = 0.2
+#: How far (max channel) a shade may miss the line from shape colour to ink.
+ON_LINE = 0.05
+#: Pixels this close to another element or the background are its anti-aliasing.
+_CLEARANCE = 5
+#: Ink pixels this close together are one cluster (one glyph or word).
+_JOIN = 3
+#: Cosine above which two pieces' shades run in one direction: one ink.
+_SAME_INK = 0.98
+
+
+def faint_strokes(elements: list[Element], rgb: np.ndarray, background: np.ndarray
+                  ) -> list[Element]:
+    """Stroke elements found in the holes of the flat shapes among ``elements``.
+
+    ``background`` is the full-frame mask of pixels the background field explains.
+    """
+    h, w = rgb.shape[:2]
+    claimed = background.copy()
+    for e in elements:
+        y0, y1, x0, x1 = e.box
+        claimed[y0:y1, x0:x1] |= e.mask
+    out = []
+    for host in elements:
+        if host.color is None or host.kind != "shape" or host.area < 50 * MIN_AREA:
+            continue
+        out += _strokes_in(host, elements, rgb, claimed)
+    return out
+
+
+def attach(strokes: list[Element], elements: list[Element]) -> list[Element]:
+    """``elements`` with each stroke element joined to the nearest element of its ink, or
+    added as one of its own: thin parts of a text whose thicker glyphs were found already
+    (the dot of an i, a thin serif) are that text, not a second layer over it."""
+    out = list(elements)
+    for stroke in strokes:
+        reach = stroke.box[1] - stroke.box[0]
+        gaps = [_gap(e.box, stroke.box) if _same_ink(e, stroke) else np.inf for e in elements]
+        k = int(np.argmin(gaps)) if gaps else 0
+        if gaps and gaps[k] <= reach:
+            out[k] = union(out[k], stroke)
+        else:
+            out.append(stroke)
+    return out
+
+
+def _gap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Pixels between two boxes (0 where they meet)."""
+    dy = max(a[0] - b[1], b[0] - a[1], 0)
+    dx = max(a[2] - b[3], b[2] - a[3], 0)
+    return float(max(dy, dx))
+
+
+def _same_ink(a: Element, b: Element) -> bool:
+    return (a.color is not None and b.color is not None
+            and float(np.abs(a.color - b.color).max()) <= SAME_COLOR)
+
+
+def _strokes_in(host: Element, elements: list[Element], rgb: np.ndarray,
+                claimed: np.ndarray) -> list[Element]:
+    y0, y1, x0, x1 = host.box
+    holes = ndimage.binary_fill_holes(host.mask) & ~host.mask
+    if holes.sum() < MIN_AREA:
+        return []
+    # Whatever else is claimed in the box (other elements, background seen through the
+    # shape) keeps a margin: its anti-aliased rim is a mix too, but of its own colour.
+    others = _drop_specks(claimed[y0:y1, x0:x1] & ~host.mask)
+    kernel = np.ones((_CLEARANCE, _CLEARANCE), np.uint8)
+    near_others = cv2.dilate(others.astype(np.uint8), kernel).astype(bool)
+    crop = rgb[y0:y1, x0:x1]
+    ink = holes & ~near_others & (np.abs(crop - host.color).max(-1) > INK_STEP)
+    if ink.sum() < MIN_AREA:
+        return []
+    joined = cv2.dilate(ink.astype(np.uint8), np.ones((_JOIN, _JOIN), np.uint8))
+    labels, _ = ndimage.label(joined, structure=np.ones((3, 3)))
+    pieces = []
+    for index, window in enumerate(ndimage.find_objects(labels), start=1):
+        piece = ink[window] & (labels[window] == index)
+        offset = _ink_offset(crop[window][piece], host.color)
+        if offset is not None:
+            box = (y0 + window[0].start, y0 + window[0].stop, x0 + window[1].start,
+                   x0 + window[1].stop)
+            pieces.append((box, piece, offset))
+    return [union_all(group) for group in _by_ink(pieces, host.color)]
+
+
+def _drop_specks(mask: np.ndarray) -> np.ndarray:
+    """``mask`` without its pieces smaller than an element: a stroke pixel that happens to
+    match the background's colour is no background seen through the shape."""
+    labels, count = ndimage.label(mask)
+    big = np.bincount(labels.ravel(), minlength=count + 1) >= MIN_AREA
+    big[0] = False
+    return big[labels]
+
+
+def _by_ink(pieces, under: np.ndarray) -> list[list[Element]]:
+    """Pieces grouped by ink: one text in one colour has its shades on one line, reaching
+    furthest in the glyphs that are covered fully, so the strongest piece names the ink.
+    Within a group, pieces whose boxes meet are one (a dot, an accent, a broken stroke)."""
+    groups: list[tuple[np.ndarray, list]] = []
+    for box, piece, offset in sorted(pieces, key=lambda p: -np.linalg.norm(p[2])):
+        unit = offset / np.linalg.norm(offset)
+        for strongest, members in groups:
+            if unit @ strongest / np.linalg.norm(strongest) >= _SAME_INK:
+                members.append((box, piece))
+                break
+        else:
+            groups.append((offset, [(box, piece)]))
+    out = []
+    for strongest, members in groups:
+        ink = np.clip(under + strongest, 0.0, 1.0)
+        elements = [Element(box, piece, ink, "text", [], unmixed=True) for box, piece in members]
+        out += _touching(elements)
+    return out
+
+
+def _touching(elements: list[Element]) -> list[list[Element]]:
+    """Elements joined where their boxes, grown by a pixel, overlap."""
+    n = len(elements)
+    near = np.zeros((n, n), bool)
+    for i in range(n):
+        for j in range(i + 1, n):
+            near[i, j] = boxes_meet(grow(elements[i].box, 1), elements[j].box)
+    count, label = connected_components(coo_matrix(near), directed=False)
+    return [[e for e, g in zip(elements, label, strict=True) if g == k] for k in range(count)]
+
+
+def union_all(elements: list[Element]) -> Element:
+    out = elements[0]
+    for e in elements[1:]:
+        out = union(out, e)
+    return out
+
+
+def _ink_offset(shades: np.ndarray, under: np.ndarray) -> np.ndarray | None:
+    """How far the strongest shades lie from ``under`` (ink minus shape colour, when the ink
+    covers some pixels fully), if every shade is that ink laid at part opacity over
+    ``under``; None when the shades are too few, too faint, or not on one line."""
+    if len(shades) < MIN_AREA:
+        return None
+    offset = shades - under
+    strength = np.linalg.norm(offset, axis=1)
+    strongest = offset[strength >= np.quantile(strength, 0.9)].mean(0)
+    if np.abs(strongest).max() < MIN_INK_CONTRAST:
+        return None
+    t = np.clip(offset @ strongest / float(strongest @ strongest), 0.0, 1.0)
+    miss = np.abs(offset - t[:, None] * strongest).max(-1)
+    if np.quantile(miss, 0.9) > ON_LINE:
+        return None
+    return strongest
