@@ -29,7 +29,7 @@ from layerbridge.engines.classic.regions import (
     link_components,
 )
 from layerbridge.engines.classic.stack import apply_input_alpha, merge_to_count
-from layerbridge.engines.classic.strokes import attach, faint_strokes
+from layerbridge.engines.classic.strokes import attach, faint_strokes, glyph_remnants
 
 Progress = Callable[[float, str], None]
 Check = Callable[[], None]
@@ -110,9 +110,9 @@ def analyse(rgb: np.ndarray, progress: Progress, check: Check) -> Scene:
     elements = [e for e in elements if e.kind == "text" or not set(e.members) <= thin]
     elements = absorb_pieces(elements)
     strokes = text_lines(faint_strokes(elements, rgb, is_bg), h)
-    if strokes:
-        # Strokes may be the thin parts of a line found in pieces: join the line again.
-        elements = absorb_pieces(text_lines(attach(strokes, elements), h))
+    elements = glyph_remnants(attach(strokes, elements), rgb, is_bg, bg)
+    # Strokes and remnants may be the thin parts of a line found in pieces: join it again.
+    elements = absorb_pieces(text_lines(elements, h))
     check()
     progress(0.4, "order")
     return Scene(bg, z_order(elements), {})

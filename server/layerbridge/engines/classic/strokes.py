@@ -16,6 +16,7 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from layerbridge.engines.classic.background import Background
 from layerbridge.engines.classic.grouping import SAME_COLOR
 from layerbridge.engines.classic.hulls import boxes_meet, grow
 from layerbridge.engines.classic.regions import MIN_AREA, Element, union
@@ -32,6 +33,8 @@ _CLEARANCE = 5
 _JOIN = 3
 #: Cosine above which two pieces' shades run in one direction: one ink.
 _SAME_INK = 0.98
+#: Coverage from which a stroke pixel belongs to the stroke's mask.
+_CORE = 0.4
 
 
 def faint_strokes(elements: list[Element], rgb: np.ndarray, background: np.ndarray
@@ -51,6 +54,60 @@ def faint_strokes(elements: list[Element], rgb: np.ndarray, background: np.ndarr
             continue
         out += _strokes_in(host, elements, rgb, claimed)
     return out
+
+
+def glyph_remnants(elements: list[Element], rgb: np.ndarray, background: np.ndarray,
+                   field: Background) -> list[Element]:
+    """Elements grown by the thin parts of their glyphs that lie on the background.
+
+    A light typeface has strokes so thin that whole glyphs are only anti-aliasing, left in
+    the background; a cluster of them right next to a flat element, all of their shades
+    mixes of the background and that element's colour, is a part of that element.
+    """
+    claimed = np.zeros(background.shape, bool)
+    for e in elements:
+        y0, y1, x0, x1 = e.box
+        claimed[y0:y1, x0:x1] |= e.mask
+    kernel = np.ones((_CLEARANCE, _CLEARANCE), np.uint8)
+    free = ~cv2.dilate(claimed.astype(np.uint8), kernel).astype(bool) & ~_drop_specks(background)
+    if not free.any():
+        return elements
+    ys, xs = np.nonzero(free)
+    far = np.zeros(background.shape, bool)
+    far[ys, xs] = np.abs(rgb[ys, xs] - field.render(ys, xs)).max(-1) > INK_STEP
+    out = list(elements)
+    for window, piece in _clusters(far):
+        box = _box_of(window, (0, 0))
+        k = _nearest_same_ink(out, box, rgb[window][piece], field.render_box(*box)[piece])
+        if k is not None:
+            under = field.render_box(*box)
+            color = out[k].color
+            offset = color - under[piece].mean(0)
+            core = _core(rgb[window], under, offset, piece)
+            if core is not None:
+                out[k] = union(out[k], Element(box, core, color, "text"))
+    return out
+
+
+def _nearest_same_ink(elements: list[Element], box, shades: np.ndarray, under: np.ndarray
+                      ) -> int | None:
+    """The nearest flat element within a glyph's height of ``box`` whose colour, laid at
+    part opacity over ``under``, gives ``shades``; None if there is none."""
+    reach = box[1] - box[0]
+    best, best_gap = None, np.inf
+    for k, e in enumerate(elements):
+        gap = _gap(e.box, box)
+        if e.color is None or gap > min(reach, e.box[1] - e.box[0]) or gap >= best_gap:
+            continue
+        d = e.color - under
+        norm = (d * d).sum(-1)
+        if np.any(norm < MIN_INK_CONTRAST**2):
+            continue
+        t = np.clip(((shades - under) * d).sum(-1) / norm, 0.0, 1.0)
+        miss = np.abs(shades - under - t[:, None] * d).max(-1)
+        if np.quantile(miss, 0.9) <= ON_LINE:
+            best, best_gap = k, gap
+    return best
 
 
 def attach(strokes: list[Element], elements: list[Element]) -> list[Element]:
@@ -99,14 +156,39 @@ def _strokes_in(host: Element, elements: list[Element], rgb: np.ndarray,
     joined = cv2.dilate(ink.astype(np.uint8), np.ones((_JOIN, _JOIN), np.uint8))
     labels, _ = ndimage.label(joined, structure=np.ones((3, 3)))
     pieces = []
-    for index, window in enumerate(ndimage.find_objects(labels), start=1):
-        piece = ink[window] & (labels[window] == index)
-        offset = _ink_offset(crop[window][piece], host.color)
+    for window, piece in _clusters(ink):
+        shades = crop[window]
+        offset = _ink_offset(shades[piece], host.color)
         if offset is not None:
-            box = (y0 + window[0].start, y0 + window[0].stop, x0 + window[1].start,
-                   x0 + window[1].stop)
-            pieces.append((box, piece, offset))
+            core = _core(shades, host.color, offset, piece)
+            if core is not None:
+                pieces.append((_box_of(window, (y0, x0)), core, offset))
     return [union_all(group) for group in _by_ink(pieces, host.color)]
+
+
+def _clusters(ink: np.ndarray):
+    """(window, mask in the window) per cluster of ink pixels near one another."""
+    joined = cv2.dilate(ink.astype(np.uint8), np.ones((_JOIN, _JOIN), np.uint8))
+    labels, _ = ndimage.label(joined, structure=np.ones((3, 3)))
+    for index, window in enumerate(ndimage.find_objects(labels), start=1):
+        yield window, ink[window] & (labels[window] == index)
+
+
+def _box_of(window: tuple[slice, slice], origin: tuple[int, int]) -> tuple[int, int, int, int]:
+    return (origin[0] + window[0].start, origin[0] + window[0].stop,
+            origin[1] + window[1].start, origin[1] + window[1].stop)
+
+
+def _core(shades: np.ndarray, under: np.ndarray, offset: np.ndarray, piece: np.ndarray
+          ) -> np.ndarray | None:
+    """The pixels of ``piece`` at least half covered by the ink (``under + offset``).
+
+    The faintest fringe is left out of the mask: the peel unmixes a band around the mask,
+    which gives the fringe its own small alpha, while pixels in the mask of an element
+    joined to a solid one are taken as opaque."""
+    t = ((shades - under) * offset).sum(-1) / float(offset @ offset)
+    core = piece & (t >= _CORE)
+    return core if core.sum() >= 3 else None
 
 
 def _drop_specks(mask: np.ndarray) -> np.ndarray:
