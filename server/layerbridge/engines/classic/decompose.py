@@ -15,6 +15,7 @@ import numpy as np
 from layerbridge.engines.classic import photo
 from layerbridge.engines.classic.amodal import complete
 from layerbridge.engines.classic.background import Background, background_mask, fit_background
+from layerbridge.engines.classic.clipping import join_clipped
 from layerbridge.engines.classic.fill import fill_plate, push_pull
 from layerbridge.engines.classic.grouping import absorb_pieces, text_lines
 from layerbridge.engines.classic.hulls import hull_mask
@@ -41,6 +42,11 @@ MAX_ELEMENTS = 400
 _BAND = 2
 #: How closely (max channel) a colour must match a black or white veil over its plate.
 VEIL_TOL = 0.012
+#: How closely (max channel) a pixel in an element's band must be a mix of the element's
+#: colour and the plate to belong to the element.
+UNMIX_TOL = 0.03
+#: Below this difference (max channel) from its plate a pixel is the plate.
+PLATE_TOL = 2.5 / 255
 
 
 @dataclass
@@ -115,7 +121,7 @@ def analyse(rgb: np.ndarray, progress: Progress, check: Check) -> Scene:
     elements = absorb_pieces(text_lines(elements, h))
     check()
     progress(0.4, "order")
-    return Scene(bg, z_order(elements), {})
+    return Scene(bg, join_clipped(z_order(elements)), {})
 
 
 def _largest_border_label(labels: np.ndarray, area: np.ndarray) -> int:
@@ -223,6 +229,14 @@ def _peel_one(image: np.ndarray, scene: Scene, k: int, hulls) -> np.ndarray:
     else:
         alpha = _element_alpha(crop, plate, core, e, scene.soft_alpha.get(k), box)
     color = veil if veil is not None else e.color
+    # Pixels the plate matches already are not this element's: the plate (a fitted field)
+    # may miss the image by a level, and a speck of alpha there would put the layer over
+    # its neighbours.
+    region &= core | (np.abs(crop - plate).max(-1) > PLATE_TOL)
+    if color is not None:
+        # The band around the element may hold the anti-aliased rim of a lower element
+        # that only meets it: no mix of this colour over the plate, so not this layer's.
+        region &= core | _explained(crop, plate, alpha, color)
     alpha[~region] = 0.0
     plate[~region] = crop[~region]
     layer, under = split_layer(crop, plate, alpha, color)
@@ -231,6 +245,13 @@ def _peel_one(image: np.ndarray, scene: Scene, k: int, hulls) -> np.ndarray:
     out[..., :3] = color if color is not None else 0.0
     out[y0:y1, x0:x1] = layer
     return out
+
+
+def _explained(image: np.ndarray, plate: np.ndarray, alpha: np.ndarray, color: np.ndarray
+               ) -> np.ndarray:
+    """Pixels that ``color`` at ``alpha`` over ``plate`` reproduces to within UNMIX_TOL."""
+    mix = plate + alpha[..., None] * (color - plate)
+    return np.abs(image - mix).max(-1) <= UNMIX_TOL
 
 
 def _veil(under: np.ndarray, color: np.ndarray | None) -> np.ndarray | None:
