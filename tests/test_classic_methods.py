@@ -1,0 +1,92 @@
+"""The classic engine's design rules, each on a hand-drawn case: hidden regular polygons are
+completed, faint thin strokes on a panel get their own layer, and a shape clipped to a
+container joins the container's layer while one laid over its edge does not."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from layerbridge.engines.base import Layer
+from layerbridge.engines.classic.decompose import decompose
+from layerbridge.imaging import composite, resize_premultiplied
+
+W, H = 240, 180
+_SS = 4
+
+
+def _canvas(color: tuple[int, int, int]) -> np.ndarray:
+    out = np.zeros((H, W, 4), np.uint8)
+    out[..., :3] = color
+    out[..., 3] = 255
+    return out
+
+
+def _drawn(color: tuple[int, int, int], draw) -> np.ndarray:
+    """A layer drawn 4x supersampled and shrunk, so its edges are anti-aliased."""
+    big = Image.new("RGBA", (W * _SS, H * _SS), (*color, 0))
+    draw(ImageDraw.Draw(big), (*color, 255))
+    return resize_premultiplied(np.asarray(big), (W, H))
+
+
+def _rect(color, x0, y0, x1, y1) -> np.ndarray:
+    return _drawn(color, lambda d, fill: d.rectangle(
+        [x0 * _SS, y0 * _SS, x1 * _SS - 1, y1 * _SS - 1], fill=fill))
+
+
+def _flat(layers: list[np.ndarray]) -> np.ndarray:
+    return composite([Layer("l", layer) for layer in layers], W, H)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.minimum(a, b).sum() / np.maximum(a, b).sum())
+
+
+def _layer_of(out, color) -> np.ndarray:
+    """Alpha of the output layer whose opaque pixels are nearest ``color``."""
+    def distance(layer: np.ndarray) -> float:
+        solid = layer[..., 3] > 0.9
+        if not solid.any():
+            return np.inf
+        return float(np.abs(layer[..., :3][solid].mean(0) - np.array(color) / 255).max())
+    return min((layer for _, layer in out[1:]), key=distance)[..., 3]
+
+
+def test_a_regular_pentagon_hidden_under_a_panel_comes_back_whole() -> None:
+    cx, cy, r = 120, 100, 50
+    corners = [(cx + r * np.cos(a), cy + r * np.sin(a))
+               for a in np.linspace(0, 2 * np.pi, 6)[:-1] + 0.3]
+    pentagon = _drawn((200, 40, 90), lambda d, fill: d.polygon(
+        [(x * _SS, y * _SS) for x, y in corners], fill=fill))
+    panel = _rect((30, 90, 200), 40, 20, 200, 95)
+    out = decompose(_flat([_canvas((240, 235, 220)), pentagon, panel]))
+    assert _iou(_layer_of(out, (200, 40, 90)), pentagon[..., 3] / 255) >= 0.95
+
+
+def test_faint_thin_strokes_on_a_panel_are_their_own_layer() -> None:
+    panel = _rect((40, 40, 40), 30, 40, 210, 140)
+
+    def strokes(d, fill):
+        for k in range(6):  # one-pixel diagonal strokes, like small glyphs: all shades
+            x, y = (50 + 25 * k) * _SS, 70 * _SS
+            d.line([x, y, x + 8 * _SS, y + 10 * _SS], fill=fill, width=_SS)
+            d.line([x + 8 * _SS, y, x, y + 10 * _SS], fill=fill, width=_SS)
+    ink = _drawn((255, 255, 255), strokes)
+    out = decompose(_flat([_canvas((230, 230, 230)), panel, ink]))
+    assert len(out) == 3
+    assert _iou(out[2][1][..., 3], ink[..., 3] / 255) >= 0.9
+
+
+def test_a_shape_clipped_to_its_container_joins_its_layer() -> None:
+    card = _rect((120, 120, 250), 60, 40, 180, 150)
+    corner = _rect((130, 0, 130), 60, 40, 120, 100)  # cut off exactly at the card's edge
+    out = decompose(_flat([_canvas((255, 255, 255)), card, corner]))
+    assert len(out) == 2
+    assert _iou(out[1][1][..., 3], card[..., 3] / 255) >= 0.97
+
+
+def test_a_shape_laid_over_a_container_edge_stays_apart() -> None:
+    card = _rect((120, 120, 250), 60, 40, 180, 150)
+    sticker = _rect((130, 0, 130), 40, 20, 100, 80)  # runs past the card's corner
+    out = decompose(_flat([_canvas((255, 255, 255)), card, sticker]))
+    assert len(out) == 3
