@@ -90,3 +90,18 @@ def test_a_shape_laid_over_a_container_edge_stays_apart() -> None:
     sticker = _rect((130, 0, 130), 40, 20, 100, 80)  # runs past the card's corner
     out = decompose(_flat([_canvas((255, 255, 255)), card, sticker]))
     assert len(out) == 3
+
+
+def test_a_row_of_translucent_discs_is_no_text_but_veils() -> None:
+    footer = _rect((82, 83, 84), 0, 90, W, H)
+
+    def discs(d, fill):
+        for k in range(4):  # a row of social-media buttons
+            x = (60 + 20 * k) * _SS  # glyph-sized, spaced like letters
+            d.ellipse([x, 120 * _SS, x + 12 * _SS, 132 * _SS], fill=fill)
+    buttons = _drawn((255, 255, 255), discs)
+    buttons[..., 3] = np.rint(buttons[..., 3] * 0.4).astype(np.uint8)
+    out = decompose(_flat([_canvas((247, 247, 247)), footer, buttons]))
+    upper = sum(layer[..., 3] for _, layer in out[2:])
+    assert len(out) == 6
+    assert _iou(upper, buttons[..., 3] / 255) >= 0.9

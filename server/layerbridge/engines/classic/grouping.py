@@ -8,6 +8,7 @@ layer. Both are recovered from colour, size and position alone.
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -18,6 +19,8 @@ from layerbridge.engines.classic.regions import Element, union
 SAME_COLOR = 0.08
 #: Glyphs this many glyph heights apart still belong to one line (word spaces included).
 WORD_GAP = 1.6
+#: Share of its convex hull that a blob's filled outline covers to be solid (not a glyph).
+SOLID = 0.9
 #: A same-coloured piece this small next to a big element is a part of it seen through a gap
 #: (a glyph counter, a sliver between glyphs), even outside its hull.
 SLIVER = 0.03
@@ -47,16 +50,33 @@ def text_lines(elements: list[Element], height: int) -> list[Element]:
     near &= np.abs(col[:, None] - col[None, :]).max(-1) <= SAME_COLOR
     near &= (h[:, None] <= 2.5 * h[None, :]) & (h[None, :] <= 2.5 * h[:, None])
     n, lab = connected_components(coo_matrix(near), directed=False)
+    # A row of solid blobs (icons on discs, bullets) is no text: each keeps its own layer.
+    solid = np.array([_solid(elements[i]) for i in small])
+    icons = np.bincount(lab, ~solid, minlength=n) == 0
     merged: dict[int, Element] = {}
-    for k, i in enumerate(small):
-        merged[lab[k]] = union(merged[lab[k]], elements[i]) if lab[k] in merged else elements[i]
-    sizes = np.bincount(lab, minlength=n)
     out = [e for i, e in enumerate(elements) if i not in set(small)]
+    for k, i in enumerate(small):
+        if icons[lab[k]]:
+            out.append(elements[i])
+        else:
+            merged[lab[k]] = union(merged[lab[k]], elements[i]) if lab[k] in merged else elements[i]
+    sizes = np.bincount(lab, minlength=n)
     for g, e in merged.items():
         if sizes[g] >= 2:
             e = Element(e.box, e.mask, e.color, "text", e.members, e.unmixed)
         out.append(e)
     return out
+
+
+def _solid(e: Element) -> bool:
+    """Whether ``e`` is a disc or a square: about as wide as high, not small, and its
+    outline, holes filled, convex; unlike the glyphs of a word or the stems of a letter cut
+    apart (a word of only o's is rare)."""
+    h, w = e.box[1] - e.box[0], e.box[3] - e.box[2]
+    if e.kind == "text" or min(h, w) < 8 or not 0.5 <= w / h <= 2.0:
+        return False
+    filled = ndimage.binary_fill_holes(e.mask)
+    return bool(filled.sum() >= SOLID * hull_mask(e).sum())
 
 
 def _glyph_like(e: Element, max_h: int) -> bool:
