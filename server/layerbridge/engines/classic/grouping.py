@@ -92,6 +92,7 @@ def absorb_pieces(elements: list[Element]) -> list[Element]:
     hull of what is left of the shape.
     """
     order = sorted(elements, key=lambda e: -e.area)
+    texts = [e for e in elements if e.kind == "text"]
     kept: list[Element] = []
     hulls: list[np.ndarray] = []
     for e in order:
@@ -99,7 +100,7 @@ def absorb_pieces(elements: list[Element]) -> list[Element]:
             if not _same_color(e, big):
                 continue
             inside = boxes_meet(e.box, big.box) and fraction_inside(e, big, hulls[k]) >= 0.5
-            if inside or _sliver(e, big):
+            if inside or _sliver(e, big, texts):
                 kept[k] = union(big, e)
                 if kept[k].box != big.box:
                     hulls[k] = hull_mask(kept[k])  # a piece outside the box grew it
@@ -110,10 +111,24 @@ def absorb_pieces(elements: list[Element]) -> list[Element]:
     return kept
 
 
-def _sliver(piece: Element, big: Element) -> bool:
+def _box_share(inner: tuple[int, int, int, int], outer: tuple[int, int, int, int]) -> float:
+    """Share of box ``inner`` that lies inside box ``outer``."""
+    dy = min(inner[1], outer[1]) - max(inner[0], outer[0])
+    dx = min(inner[3], outer[3]) - max(inner[2], outer[2])
+    area = (inner[1] - inner[0]) * (inner[3] - inner[2])
+    return max(dy, 0) * max(dx, 0) / max(area, 1)
+
+
+def _sliver(piece: Element, big: Element, texts: list[Element]) -> bool:
     """A piece much smaller than ``big`` whose box lies within ``big``'s box, grown by a
-    quarter of its size: a part of it showing between the glyphs laid over it."""
-    if piece.kind == "text" and len(piece.members) >= 3 or piece.area > SLIVER * big.area:
+    quarter of its size: a part of it showing between the glyphs laid over it.
+
+    Several such parts in a row look like a line of text themselves; they are parts only
+    if they lie in the box of a line of another colour, the text they show through."""
+    if piece.area > SLIVER * big.area:
+        return False
+    if piece.kind == "text" and len(piece.members) >= 3 and not any(
+            not _same_color(piece, t) and _box_share(piece.box, t.box) >= 0.5 for t in texts):
         return False
     r = (max(big.box[1] - big.box[0], big.box[3] - big.box[2])) // 4
     return (piece.box[0] >= big.box[0] - r and piece.box[1] <= big.box[1] + r
