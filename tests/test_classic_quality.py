@@ -1,7 +1,8 @@
 """Decomposition quality of the classic engine, by the LayerD metric (run with -s to see it).
 
-The bars are the product's targets. Those the engine does not reach yet are marked xfail with
-the measured value, so they show in every run and turn into passes (XPASS) when it does.
+The bars are the product's targets; all of them hold. A bar the engine falls short of again
+is marked xfail with the measured value, so it shows in every run and turns into a pass
+(XPASS) when it is reached.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import pytest
 from quality import AMBIGUOUS, psd_names, psd_scores, synthetic_scores, table
 
 HELD = [n for n in psd_names() if n not in AMBIGUOUS]
-NOT_YET = "below the target in this version; see the printed quality table"
 
 
 def test_print_quality_table() -> None:
