@@ -5,7 +5,8 @@ part-opaque mix of the ink and the shape under it, so the strokes break into tin
 of many shades that look like anti-aliasing and are dropped. What gives them away is where
 they lie: in holes of a flat shape, away from every other element, and all their shades on
 one line from the shape's colour to a single ink colour. Those holes become an element of
-that ink whose alpha comes from unmixing alone.
+that ink whose alpha comes from unmixing alone. The same holds for the hairline parts of a
+light typeface on the background, which join the text beside them.
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ def faint_strokes(elements: list[Element], rgb: np.ndarray, background: np.ndarr
 
     ``background`` is the full-frame mask of pixels the background field explains.
     """
-    h, w = rgb.shape[:2]
     claimed = background.copy()
     for e in elements:
         y0, y1, x0, x1 = e.box
@@ -52,7 +52,7 @@ def faint_strokes(elements: list[Element], rgb: np.ndarray, background: np.ndarr
     for host in elements:
         if host.color is None or host.kind != "shape" or host.area < 50 * MIN_AREA:
             continue
-        out += _strokes_in(host, elements, rgb, claimed)
+        out += _strokes_in(host, rgb, claimed)
     return out
 
 
@@ -78,9 +78,9 @@ def glyph_remnants(elements: list[Element], rgb: np.ndarray, background: np.ndar
     out = list(elements)
     for window, piece in _clusters(far):
         box = _box_of(window, (0, 0))
-        k = _nearest_same_ink(out, box, rgb[window][piece], field.render_box(*box)[piece])
+        under = field.render_box(*box)
+        k = _nearest_same_ink(out, box, rgb[window][piece], under[piece])
         if k is not None:
-            under = field.render_box(*box)
             color = out[k].color
             offset = color - under[piece].mean(0)
             core = _core(rgb[window], under, offset, piece)
@@ -138,8 +138,8 @@ def _same_ink(a: Element, b: Element) -> bool:
             and float(np.abs(a.color - b.color).max()) <= SAME_COLOR)
 
 
-def _strokes_in(host: Element, elements: list[Element], rgb: np.ndarray,
-                claimed: np.ndarray) -> list[Element]:
+def _strokes_in(host: Element, rgb: np.ndarray, claimed: np.ndarray) -> list[Element]:
+    """Stroke elements in the holes of ``host`` that nothing in ``claimed`` explains."""
     y0, y1, x0, x1 = host.box
     holes = ndimage.binary_fill_holes(host.mask) & ~host.mask
     if holes.sum() < MIN_AREA:
@@ -153,8 +153,6 @@ def _strokes_in(host: Element, elements: list[Element], rgb: np.ndarray,
     ink = holes & ~near_others & (np.abs(crop - host.color).max(-1) > INK_STEP)
     if ink.sum() < MIN_AREA:
         return []
-    joined = cv2.dilate(ink.astype(np.uint8), np.ones((_JOIN, _JOIN), np.uint8))
-    labels, _ = ndimage.label(joined, structure=np.ones((3, 3)))
     pieces = []
     for window, piece in _clusters(ink):
         shades = crop[window]
@@ -163,7 +161,7 @@ def _strokes_in(host: Element, elements: list[Element], rgb: np.ndarray,
             core = _core(shades, host.color, offset, piece)
             if core is not None:
                 pieces.append((_box_of(window, (y0, x0)), core, offset))
-    return [union_all(group) for group in _by_ink(pieces, host.color)]
+    return [_union_all(group) for group in _by_ink(pieces, host.color)]
 
 
 def _clusters(ink: np.ndarray):
@@ -181,7 +179,7 @@ def _box_of(window: tuple[slice, slice], origin: tuple[int, int]) -> tuple[int, 
 
 def _core(shades: np.ndarray, under: np.ndarray, offset: np.ndarray, piece: np.ndarray
           ) -> np.ndarray | None:
-    """The pixels of ``piece`` at least half covered by the ink (``under + offset``).
+    """The pixels of ``piece`` covered by the ink (``under + offset``) to at least _CORE.
 
     The faintest fringe is left out of the mask: the peel unmixes a band around the mask,
     which gives the fringe its own small alpha, while pixels in the mask of an element
@@ -232,7 +230,7 @@ def _touching(elements: list[Element]) -> list[list[Element]]:
     return [[e for e, g in zip(elements, label, strict=True) if g == k] for k in range(count)]
 
 
-def union_all(elements: list[Element]) -> Element:
+def _union_all(elements: list[Element]) -> Element:
     out = elements[0]
     for e in elements[1:]:
         out = union(out, e)
