@@ -92,7 +92,6 @@ def _opaque_rgb(rgba: np.ndarray) -> np.ndarray:
 
 def analyse(rgb: np.ndarray, progress: Progress, check: Check) -> Scene:
     """Background field, elements and their z-order."""
-    h, w = rgb.shape[:2]
     rgb8 = np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8)
     progress(0.05, "regions")
     comp = link_components(rgb8)
@@ -111,17 +110,24 @@ def analyse(rgb: np.ndarray, progress: Progress, check: Check) -> Scene:
         return _photo_scene(rgb, rgb8)
     check()
     progress(0.3, "regions")
-    elements, thin = text_lines(found[0], h), found[1]
+    elements = _group(*found, rgb, is_bg, bg)
+    check()
+    progress(0.4, "order")
+    return Scene(bg, join_clipped(z_order(elements)), {})
+
+
+def _group(elements: list[Element], thin: set[int], rgb: np.ndarray, is_bg: np.ndarray,
+           bg: Background) -> list[Element]:
+    """Components into elements: text lines, shapes whole again, faint strokes found."""
+    h = rgb.shape[0]
+    elements = text_lines(elements, h)
     # A thin piece that joined no text line is a seam after all: drop it.
     elements = [e for e in elements if e.kind == "text" or not set(e.members) <= thin]
     elements = absorb_pieces(elements)
     strokes = text_lines(faint_strokes(elements, rgb, is_bg), h)
     elements = glyph_remnants(attach(strokes, elements), rgb, is_bg, bg)
     # Strokes and remnants may be the thin parts of a line found in pieces: join it again.
-    elements = absorb_pieces(text_lines(elements, h))
-    check()
-    progress(0.4, "order")
-    return Scene(bg, join_clipped(z_order(elements)), {})
+    return absorb_pieces(text_lines(elements, h))
 
 
 def _largest_border_label(labels: np.ndarray, area: np.ndarray) -> int:
