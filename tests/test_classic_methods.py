@@ -105,3 +105,16 @@ def test_a_row_of_translucent_discs_is_no_text_but_veils() -> None:
     upper = sum(layer[..., 3] for _, layer in out[2:])
     assert len(out) == 6
     assert _iou(upper, buttons[..., 3] / 255) >= 0.9
+
+
+def test_hairline_glyph_parts_on_the_background_join_their_text() -> None:
+    def glyphs(d, fill):
+        for k in range(5):  # a stem each, and a hairline no pixel of which is fully inked
+            x = (40 + 20 * k) * _SS
+            d.rectangle([x, 60 * _SS, x + 3 * _SS - 1, 74 * _SS - 1], fill=fill)
+            d.line([x + 5 * _SS, 60 * _SS + 2, x + 14 * _SS, 74 * _SS - 2], fill=fill,
+                   width=_SS // 2)
+    text = _drawn((30, 60, 160), glyphs)
+    out = decompose(_flat([_canvas((245, 240, 230)), text]))
+    assert len(out) == 2
+    assert _iou(out[1][1][..., 3], text[..., 3] / 255) >= 0.9
