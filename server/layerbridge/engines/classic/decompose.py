@@ -105,7 +105,7 @@ def analyse(rgb: np.ndarray, progress: Progress, check: Check) -> Scene:
         # Relabel with background/foreground cut apart, so a panel a few levels off the
         # background does not leak into it through a soft shadow.
         comp = link_components(rgb8, is_bg)
-        found = _flat_elements(comp, is_bg)
+        found = _flat_elements(comp, rgb, is_bg)
     if found is None or len(found[0]) > MAX_ELEMENTS:
         return _photo_scene(rgb, rgb8)
     check()
@@ -135,7 +135,8 @@ def _largest_border_label(labels: np.ndarray, area: np.ndarray) -> int:
     return int(border[np.argmax(area[border])])
 
 
-def _flat_elements(comp, is_bg: np.ndarray) -> tuple[list[Element], set[int]]:
+def _flat_elements(comp, rgb: np.ndarray, is_bg: np.ndarray
+                   ) -> tuple[list[Element], set[int]]:
     """One element per component that is big enough, not a seam, and not background.
 
     Also returns the labels of the thin ones kept: small text has strokes two pixels wide
@@ -149,7 +150,7 @@ def _flat_elements(comp, is_bg: np.ndarray) -> tuple[list[Element], set[int]]:
         if label == 0:
             continue
         if is_thin(comp, int(label)):
-            if is_mix(comp, int(label)):
+            if is_mix(comp, int(label), rgb):
                 continue
             thin.add(int(label))
         out.append(element_of(comp, int(label), FLAT_STD))

@@ -105,9 +105,12 @@ def is_thin(comp: Components, label: int) -> bool:
     return not cv2.erode(mask, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT).any()
 
 
-def is_mix(comp: Components, label: int) -> bool:
+def is_mix(comp: Components, label: int, rgb: np.ndarray | None = None) -> bool:
     """True for anti-aliasing seams: at most two pixels wide and coloured as a blend of two
-    neighbouring components. Thin strokes of small text are thin too but not a blend."""
+    neighbouring components. Thin strokes of small text are thin too but not a blend.
+
+    With the image ``rgb`` the neighbours' colours are taken where they touch the seam, not
+    averaged over them: a gradient background's mean is far from its colour here."""
     y0, y1, x0, x1 = comp.boxes[label - 1]
     mask = (comp.labels[y0:y1, x0:x1] == label).astype(np.uint8)
     kernel = np.ones((3, 3), np.uint8)
@@ -121,7 +124,11 @@ def is_mix(comp: Components, label: int) -> bool:
     near = np.unique(labels[ring])
     near = near[comp.area[near] >= MIN_AREA]
     near = near[np.argsort(-comp.area[near])][:6]
-    return _is_blend(comp.mean[label], comp.mean[near])
+    if rgb is None:
+        return _is_blend(comp.mean[label], comp.mean[near])
+    window = rgb[ya:yb, xa:xb]
+    local = np.array([window[ring & (labels == n)].mean(0) for n in near]).reshape(-1, 3)
+    return _is_blend(window[own].mean(0), local)
 
 
 def _is_blend(color: np.ndarray, others: np.ndarray, tol: float = 0.04) -> bool:
