@@ -118,3 +118,12 @@ def test_hairline_glyph_parts_on_the_background_join_their_text() -> None:
     out = decompose(_flat([_canvas((245, 240, 230)), text]))
     assert len(out) == 2
     assert _iou(out[1][1][..., 3], text[..., 3] / 255) >= 0.9
+
+
+def test_a_disc_cut_in_two_by_a_band_across_it_stays_one_layer() -> None:
+    disc = _drawn((220, 120, 20), lambda d, fill: d.ellipse(
+        [70 * _SS, 40 * _SS, 170 * _SS, 140 * _SS], fill=fill))
+    band = _rect((40, 40, 90), 20, 80, 220, 100)
+    out = decompose(_flat([_canvas((250, 250, 250)), disc, band]))
+    assert len(out) == 3
+    assert _iou(_layer_of(out, (220, 120, 20)), disc[..., 3] / 255) >= 0.95

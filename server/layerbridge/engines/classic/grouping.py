@@ -7,6 +7,7 @@ layer. Both are recovered from colour, size and position alone.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from scipy import ndimage
 from scipy.sparse import coo_matrix
@@ -19,6 +20,8 @@ from layerbridge.engines.classic.regions import Element, union
 SAME_COLOR = 0.08
 #: Glyphs this many glyph heights apart still belong to one line (word spaces included).
 WORD_GAP = 1.6
+#: Share of the space between two pieces that other elements must cover to join them.
+_UNDER_COVER = 0.9
 #: Share of its convex hull that a blob's filled outline covers to be solid (not a glyph).
 SOLID = 0.9
 #: A same-coloured piece this small next to a big element is a part of it seen through a gap
@@ -93,6 +96,7 @@ def absorb_pieces(elements: list[Element]) -> list[Element]:
     """
     order = sorted(elements, key=lambda e: -e.area)
     texts = [e for e in elements if e.kind == "text"]
+    occupied = _occupied(elements)
     kept: list[Element] = []
     hulls: list[np.ndarray] = []
     for e in order:
@@ -100,7 +104,7 @@ def absorb_pieces(elements: list[Element]) -> list[Element]:
             if not _same_color(e, big):
                 continue
             inside = boxes_meet(e.box, big.box) and fraction_inside(e, big, hulls[k]) >= 0.5
-            if inside or _sliver(e, big, texts):
+            if inside or _sliver(e, big, texts) or _split_by_cover(e, big, occupied, elements):
                 kept[k] = union(big, e)
                 if kept[k].box != big.box:
                     hulls[k] = hull_mask(kept[k])  # a piece outside the box grew it
@@ -109,6 +113,49 @@ def absorb_pieces(elements: list[Element]) -> list[Element]:
             kept.append(e)
             hulls.append(hull_mask(e))
     return kept
+
+
+def _occupied(elements: list[Element]) -> np.ndarray:
+    """Which element (index + 1, 0 for none) lies at each pixel, in a frame as big as the
+    elements' boxes reach."""
+    h = max((e.box[1] for e in elements), default=0)
+    w = max((e.box[3] for e in elements), default=0)
+    out = np.zeros((h, w), np.int32)
+    for k, e in enumerate(elements, start=1):
+        out[e.box[0]:e.box[1], e.box[2]:e.box[3]][e.mask] = k
+    return out
+
+
+def _split_by_cover(piece: Element, big: Element, occupied: np.ndarray,
+                    elements: list[Element]) -> bool:
+    """Two shape pieces of one colour that something laid across cuts apart: whatever
+    lies between them, within the hull of the two, belongs to other elements, and none
+    of those is the ground they both stand on (icons in a row on a panel are apart)."""
+    if piece.kind != "shape" or big.kind != "shape" or piece.area > big.area:
+        return False
+    joined = union(big, piece)
+    y0, y1, x0, x1 = joined.box
+    between = hull_mask(joined) & ~joined.mask
+    if not between.any():
+        return False
+    owners = occupied[y0:y1, x0:x1] * ~joined.mask
+    if any(_encloses(elements[k - 1], joined) for k in np.unique(owners[between]) if k):
+        return False
+    # The anti-aliased seams along the cover belong to no element: grow it by a pixel.
+    others = cv2.dilate((owners > 0).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    return bool((between & others).sum() >= _UNDER_COVER * between.sum())
+
+
+def _encloses(ground: Element, e: Element) -> bool:
+    """Whether ``e`` lies in the holes of ``ground``'s mask (stands on it)."""
+    if not boxes_meet(ground.box, e.box):
+        return False
+    filled = ndimage.binary_fill_holes(ground.mask)
+    y0, y1 = max(ground.box[0], e.box[0]), min(ground.box[1], e.box[1])
+    x0, x1 = max(ground.box[2], e.box[2]), min(ground.box[3], e.box[3])
+    inside = filled[y0 - ground.box[0]:y1 - ground.box[0], x0 - ground.box[2]:x1 - ground.box[2]]
+    part = e.mask[y0 - e.box[0]:y1 - e.box[0], x0 - e.box[2]:x1 - e.box[2]]
+    return bool((inside & part).sum() >= 0.5 * e.area)
 
 
 def _box_share(inner: tuple[int, int, int, int], outer: tuple[int, int, int, int]) -> float:
