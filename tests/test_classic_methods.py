@@ -127,3 +127,13 @@ def test_a_disc_cut_in_two_by_a_band_across_it_stays_one_layer() -> None:
     out = decompose(_flat([_canvas((250, 250, 250)), disc, band]))
     assert len(out) == 3
     assert _iou(_layer_of(out, (220, 120, 20)), disc[..., 3] / 255) >= 0.95
+
+
+def test_an_ellipse_overlapping_a_panel_edge_a_little_lies_above_it() -> None:
+    panel = _rect((170, 70, 20), 100, 100, 220, 160)
+    ellipse = _drawn((20, 10, 50), lambda d, fill: d.ellipse(
+        [20 * _SS, 40 * _SS, 160 * _SS, 108 * _SS], fill=fill))
+    out = decompose(_flat([_canvas((30, 200, 140)), panel, ellipse]))
+    assert len(out) == 3
+    assert _iou(out[2][1][..., 3], ellipse[..., 3] / 255) >= 0.95
+    assert _iou(out[1][1][..., 3], panel[..., 3] / 255) >= 0.95

@@ -22,6 +22,8 @@ _SPAN = 0.95
 #: Share of an added region that must lie under the cover.
 _UNDER = 0.95
 _MIN_AREA = 200
+#: Share of its area a completion must add to be worth a whole-shape layer.
+_MIN_ADDED = 0.02
 #: Largest deviation (pixels) of an outline from a straight side, or from a fitted polygon.
 _STRAIGHT = 1.5
 _ON_OUTLINE = 1.5
@@ -34,19 +36,54 @@ _ANGLE_TOL = 4.0
 
 def complete(e: Element, cover: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
     """(mask, box) of ``e`` completed under full-frame ``cover``, or None if nothing hides it."""
-    if e.color is None or e.kind != "shape" or e.area < _MIN_AREA:
-        return None
-    h, w = cover.shape
-    y0, y1, x0, x1 = e.box
-    wide = cv2.dilate(cover.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-    near = wide[max(y0 - 1, 0):y1 + 1, max(x0 - 1, 0):x1 + 1]
-    if not near.any():
+    wide = _cover_near(e, cover)
+    if wide is None:
         return None
     for shape in (_rectangle, _regular_polygon, _ellipse):
         whole = shape(e, wide)
         if whole is not None:
             return whole
     return None
+
+
+def _cover_near(e: Element, cover: np.ndarray) -> np.ndarray | None:
+    """The cover grown by two pixels (it hides the element's anti-aliased rim too), or
+    None if ``e`` is no flat shape or the cover is nowhere near it."""
+    if e.color is None or e.kind != "shape" or e.area < _MIN_AREA:
+        return None
+    y0, y1, x0, x1 = e.box
+    wide = cv2.dilate(cover.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    if not wide[max(y0 - 1, 0):y1 + 1, max(x0 - 1, 0):x1 + 1].any():
+        return None
+    return wide
+
+
+def hidden_under(e: Element, cover: np.ndarray, others: np.ndarray) -> tuple[str, int] | None:
+    """How many pixels of ``e``'s whole shape lie under ``cover``, and what says so: "box"
+    for a rectangle (whose box is filled, whichever of two overlapping ones is on top) or
+    "outline" for a polygon or an ellipse fitted to its own outline (about 0 when that
+    outline is whole: nothing of it is hidden). None when its shape is none of these.
+    ``others`` (full frame, holding ``cover``) is all that may hide parts of ``e``."""
+    wide = _cover_near(e, others)
+    if wide is None:
+        return None
+    rect = _rectangle(e, wide)
+    if rect is not None:
+        return "box", _under(rect, cover)
+    for full in (_polygon_fit(e, wide), _ellipse_fit(e, wide, strict=True)):
+        if full is None:
+            continue
+        visible = e.full_mask(*cover.shape)
+        if (visible & full).sum() < 0.97 * e.area:
+            continue
+        grown = cv2.dilate(visible.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        return "outline", int((full & ~grown & cover).sum())
+    return None
+
+
+def _under(whole: tuple[np.ndarray, tuple[int, int, int, int]], cover: np.ndarray) -> int:
+    mask, (y0, y1, x0, x1) = whole
+    return int((mask & cover[y0:y1, x0:x1]).sum())
 
 
 def _rectangle(e: Element, wide: np.ndarray):
@@ -72,8 +109,14 @@ def _rectangle(e: Element, wide: np.ndarray):
     return mask, box
 
 
-def _regular_polygon(e: Element, wide: np.ndarray):
+def _regular_polygon(e: Element, wide: np.ndarray, min_added: float = _MIN_ADDED):
     """A regular polygon through the visible straight sides of ``e``, or None."""
+    full = _polygon_fit(e, wide)
+    return None if full is None else _accept(e, full, wide, min_added)
+
+
+def _polygon_fit(e: Element, wide: np.ndarray) -> np.ndarray | None:
+    """The full-frame regular polygon that ``e``'s own straight sides lie on, or None."""
     y0, y1, x0, x1 = e.box
     contour, own = _own_outline(e, wide)
     if contour is None:
@@ -93,7 +136,7 @@ def _regular_polygon(e: Element, wide: np.ndarray):
     h, w = wide.shape
     full = np.zeros((h, w), np.uint8)
     cv2.fillPoly(full, [np.rint(polygon + (x0, y0)).astype(np.int32)], 1)
-    return _accept(e, full.astype(bool), wide)
+    return full.astype(bool)
 
 
 def _outline_distance(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
@@ -171,7 +214,7 @@ def _fit_regular(sides: list[tuple[float, float]]) -> np.ndarray | None:
     return None
 
 
-def _accept(e: Element, full: np.ndarray, wide: np.ndarray):
+def _accept(e: Element, full: np.ndarray, wide: np.ndarray, min_added: float):
     """(mask, box) of the completion ``full`` (full frame) if it holds the visible part and
     adds only pixels under the cover, else None."""
     h, w = wide.shape
@@ -183,7 +226,7 @@ def _accept(e: Element, full: np.ndarray, wide: np.ndarray):
     if (visible & full).sum() < 0.97 * e.area:
         return None
     added = full & ~cv2.dilate(visible.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    if added.sum() < 0.02 * e.area or (added & wide).sum() < _UNDER * added.sum():
+    if added.sum() <= min_added * e.area or (added & wide).sum() < _UNDER * added.sum():
         return None
     box = (min(int(ys.min()), y0), max(int(ys.max()) + 1, y1),
            min(int(xs.min()), x0), max(int(xs.max()) + 1, x1))
@@ -191,7 +234,14 @@ def _accept(e: Element, full: np.ndarray, wide: np.ndarray):
     return mask, box
 
 
-def _ellipse(e: Element, wide: np.ndarray):
+def _ellipse(e: Element, wide: np.ndarray, min_added: float = _MIN_ADDED):
+    full = _ellipse_fit(e, wide)
+    return None if full is None else _accept(e, full, wide, min_added)
+
+
+def _ellipse_fit(e: Element, wide: np.ndarray, strict: bool = False) -> np.ndarray | None:
+    """The full-frame ellipse fitted to ``e``'s own outline, or None; ``strict`` also
+    asks that outline to lie on it (a rectangle's outline fits an ellipse badly)."""
     y0, y1, x0, x1 = e.box
     h, w = wide.shape
     contour, own = _own_outline(e, wide)
@@ -200,6 +250,14 @@ def _ellipse(e: Element, wide: np.ndarray):
     (cx, cy), (aw, ah), angle = cv2.fitEllipse(contour[own].astype(np.float32))
     if not (np.isfinite([cx, cy, aw, ah]).all() and 0 < aw < 4 * w and 0 < ah < 4 * h):
         return None
+    if strict:
+        t = np.radians(angle)
+        d = contour[own] - (cx, cy)
+        u = d[:, 0] * np.cos(t) + d[:, 1] * np.sin(t)
+        v = -d[:, 0] * np.sin(t) + d[:, 1] * np.cos(t)
+        r = np.sqrt((2 * u / aw) ** 2 + (2 * v / ah) ** 2)
+        if np.quantile(np.abs(r - 1) * min(aw, ah) / 2, 0.9) > _ON_OUTLINE:
+            return None
     full = np.zeros((h, w), np.uint8)
     cv2.ellipse(full, ((cx + x0, cy + y0), (aw, ah), angle), 1, -1)
-    return _accept(e, full.astype(bool), wide)
+    return full.astype(bool)

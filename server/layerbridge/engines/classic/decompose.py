@@ -113,7 +113,7 @@ def analyse(rgb: np.ndarray, progress: Progress, check: Check) -> Scene:
     elements = _group(*found, rgb, is_bg, bg)
     check()
     progress(0.4, "order")
-    return Scene(bg, join_clipped(z_order(elements)), {})
+    return Scene(bg, join_clipped(z_order(elements, rgb.shape[:2])), {})
 
 
 def _group(elements: list[Element], thin: set[int], rgb: np.ndarray, is_bg: np.ndarray,

@@ -2,13 +2,16 @@
 
 An occluded element loses pixels where the upper one covers it, but its convex hull still
 spans them: so A is above B when more of A lies inside B's hull than of B inside A's. Text
-goes above the shapes it touches. The relation is sorted topologically, bigger ones lower.
+goes above the shapes it touches. Of two shapes that only touch, one whose outline is a
+whole ellipse or polygon hides nothing, so the other, cut by it, is the lower one. The
+relation is sorted topologically, bigger ones lower.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from layerbridge.engines.classic.amodal import hidden_under
 from layerbridge.engines.classic.hulls import (
     boxes_meet,
     contact_depths,
@@ -24,13 +27,17 @@ _MIN_OVERLAP = 0.02
 _MIN_BITE = 1.0
 #: Margin by which a contact must span more of one element than of the other.
 _MIN_SPAN = 0.2
+#: Pixels a whole shape must hide under the other to call it the lower one.
+_MIN_HIDDEN = 20
 
 
-def z_order(elements: list[Element]) -> list[Element]:
-    """Return ``elements`` bottom first."""
+def z_order(elements: list[Element], frame: tuple[int, int] | None = None) -> list[Element]:
+    """Return ``elements`` bottom first (``frame``: the image's height and width, which
+    lets touching shapes be completed under each other)."""
     n = len(elements)
     hulls = [hull_mask(e) for e in elements]
     above = np.zeros((n, n), bool)  # above[i, j]: i lies above j
+    owner = _owners(elements, frame) if frame is not None else None
     for i in range(n):
         for j in range(i + 1, n):
             a, b = elements[i], elements[j]
@@ -43,7 +50,10 @@ def z_order(elements: list[Element]) -> list[Element]:
                 depths = contact_depths(a, b, hulls[i], hulls[j])
                 if depths is None:
                     continue
-                if abs(depths[0] - depths[1]) >= _MIN_BITE:
+                hidden = _hidden_parts(a, b, owner, i, j) if owner is not None else None
+                if hidden is not None:
+                    fa, fb = float(hidden[1] > hidden[0]), float(hidden[0] > hidden[1])
+                elif abs(depths[0] - depths[1]) >= _MIN_BITE:
                     fa, fb = float(depths[1] > depths[0]), float(depths[0] > depths[1])
                 else:
                     # Both convex there: the one cut from side to side is the lower one.
@@ -56,6 +66,28 @@ def z_order(elements: list[Element]) -> list[Element]:
             elif fa != fb:
                 above[i, j], above[j, i] = fa > fb, fb > fa
     return [elements[i] for i in _topological(above, [e.area for e in elements])]
+
+
+def _owners(elements: list[Element], frame: tuple[int, int]) -> np.ndarray:
+    out = np.zeros(frame, np.int32)
+    for k, e in enumerate(elements, start=1):
+        out[e.box[0]:e.box[1], e.box[2]:e.box[3]][e.mask] = k
+    return out
+
+
+def _hidden_parts(a: Element, b: Element, owner: np.ndarray, ia: int, ib: int
+                  ) -> tuple[int, int] | None:
+    """Pixels of each one's whole shape under the other, when that tells which is lower:
+    one of them fitted from its own outline, and one hiding clearly more than the other.
+    ``owner`` holds, per pixel, 1 + the index of the element there (0: none)."""
+    ha = hidden_under(a, owner == ib + 1, (owner > 0) & (owner != ia + 1))
+    hb = hidden_under(b, owner == ia + 1, (owner > 0) & (owner != ib + 1))
+    if ha is None or hb is None or "outline" not in (ha[0], hb[0]):
+        return None
+    low, high = sorted((ha[1], hb[1]))
+    if high < _MIN_HIDDEN or low * 3 > high:
+        return None
+    return ha[1], hb[1]
 
 
 def _topological(above: np.ndarray, areas: list[int]) -> list[int]:
