@@ -37,7 +37,7 @@ def z_order(elements: list[Element], frame: tuple[int, int] | None = None) -> li
     n = len(elements)
     hulls = [hull_mask(e) for e in elements]
     above = np.zeros((n, n), bool)  # above[i, j]: i lies above j
-    owner = _owners(elements, frame) if frame is not None else None
+    owner = None  # made when first needed: most pairs never need it
     for i in range(n):
         for j in range(i + 1, n):
             a, b = elements[i], elements[j]
@@ -50,17 +50,15 @@ def z_order(elements: list[Element], frame: tuple[int, int] | None = None) -> li
                 depths = contact_depths(a, b, hulls[i], hulls[j])
                 if depths is None:
                     continue
-                hidden = _hidden_parts(a, b, owner, i, j) if owner is not None else None
-                if hidden is not None:
-                    fa, fb = float(hidden[1] > hidden[0]), float(hidden[0] > hidden[1])
-                elif abs(depths[0] - depths[1]) >= _MIN_BITE:
+                if abs(depths[0] - depths[1]) >= _MIN_BITE:
                     fa, fb = float(depths[1] > depths[0]), float(depths[0] > depths[1])
                 else:
-                    # Both convex there: the one cut from side to side is the lower one.
-                    spans = contact_spans(a, b)
-                    if spans is None or abs(spans[0] - spans[1]) < _MIN_SPAN:
+                    if owner is None and frame is not None:
+                        owner = _owners(elements, frame)
+                    lower = _lower_of_touching(a, b, owner, i, j)
+                    if lower is None:
                         continue
-                    fa, fb = float(spans[1] > spans[0]), float(spans[0] > spans[1])
+                    fa, fb = float(lower == 1), float(lower == 0)
             if (a.kind == "text") != (b.kind == "text"):
                 above[i, j], above[j, i] = a.kind == "text", b.kind == "text"
             elif fa != fb:
@@ -75,11 +73,27 @@ def _owners(elements: list[Element], frame: tuple[int, int]) -> np.ndarray:
     return out
 
 
+def _lower_of_touching(a: Element, b: Element, owner: np.ndarray | None, ia: int, ib: int
+                       ) -> int | None:
+    """0 if ``a`` is the lower of two shapes whose outlines are both convex where they
+    touch, 1 if ``b`` is, None if unknown."""
+    hidden = _hidden_parts(a, b, owner, ia, ib) if owner is not None else None
+    if hidden is not None:
+        return int(hidden[1] > hidden[0])
+    # The one cut from side to side is the lower one.
+    spans = contact_spans(a, b)
+    if spans is None or abs(spans[0] - spans[1]) < _MIN_SPAN:
+        return None
+    return int(spans[1] > spans[0])
+
+
 def _hidden_parts(a: Element, b: Element, owner: np.ndarray, ia: int, ib: int
                   ) -> tuple[int, int] | None:
     """Pixels of each one's whole shape under the other, when that tells which is lower:
     one of them fitted from its own outline, and one hiding clearly more than the other.
     ``owner`` holds, per pixel, 1 + the index of the element there (0: none)."""
+    if a.kind != "shape" or b.kind != "shape":
+        return None
     ha = hidden_under(a, owner == ib + 1, (owner > 0) & (owner != ia + 1))
     hb = hidden_under(b, owner == ia + 1, (owner > 0) & (owner != ib + 1))
     if ha is None or hb is None or "outline" not in (ha[0], hb[0]):
