@@ -312,17 +312,14 @@ class LayerBridgeServer:
 
     async def _replay(self, client: Client, job: Job) -> None:
         """Stream a job to a client from its start, if the client has room for one more."""
-        if len(client.streams) < self.config.max_streams_per_client:
+        limit = self.config.max_streams_per_client
+        if len(client.streams) < limit:
             self._stream(client, job, replay=True)
-        else:
-            await client.send_message(self._too_many_fetches(job.id))
-
-    def _too_many_fetches(self, job_id: str) -> dict:
-        return protocol.error_message(
-            protocol.TOO_MANY_FETCHES,
-            f"this connection is already receiving {self.config.max_streams_per_client} jobs: "
-            "read them and wait for their 'done' before fetching more",
-            job_id,
+            return
+        message = f"this connection is already receiving {limit} jobs: read them and wait for "
+        message += "their 'done' before fetching more"
+        await client.send_message(
+            protocol.error_message(protocol.TOO_MANY_FETCHES, message, job.id)
         )
 
     def _unknown_job(self, job_id: str) -> dict:
