@@ -15,7 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from layerbridge.engines.classic.hulls import boxes_meet, grow
-from layerbridge.engines.classic.regions import Element, union
+from layerbridge.engines.classic.regions import Element, rewindow, union
 
 #: Share of the content's area that the container's notch must be (a corner square
 #: leaves a triangle, half of it, outside the hull of the rest).
@@ -47,8 +47,8 @@ def _clipped_by(content: Element, container: Element) -> bool:
         return False
     y0, y1 = min(content.box[0], container.box[0]), max(content.box[1], container.box[1])
     x0, x1 = min(content.box[2], container.box[2]), max(content.box[3], container.box[3])
-    outer = _place(container, (y0, y1, x0, x1))
-    inner = _place(content, (y0, y1, x0, x1))
+    outer = rewindow(container.mask, container.box, (y0, y1, x0, x1))
+    inner = rewindow(content.mask, content.box, (y0, y1, x0, x1))
     outer = ndimage.binary_fill_holes(outer)
     if _notch(outer) < _NOTCH * content.area:
         return False
@@ -57,12 +57,6 @@ def _clipped_by(content: Element, container: Element) -> bool:
                              np.ones((3, 3), np.uint8)).astype(bool)
     joint = ndimage.binary_fill_holes(joint)
     return _notch(joint) <= _CONVEX * joint.sum()
-
-
-def _place(e: Element, box: tuple[int, int, int, int]) -> np.ndarray:
-    out = np.zeros((box[1] - box[0], box[3] - box[2]), bool)
-    out[e.box[0] - box[0]:e.box[1] - box[0], e.box[2] - box[2]:e.box[3] - box[2]] = e.mask
-    return out
 
 
 def _notch(mask: np.ndarray) -> int:

@@ -28,6 +28,7 @@ from layerbridge.engines.classic.regions import (
     is_mix,
     is_thin,
     link_components,
+    rewindow,
 )
 from layerbridge.engines.classic.stack import apply_input_alpha, merge_to_count
 from layerbridge.engines.classic.strokes import attach, faint_strokes, glyph_remnants
@@ -212,7 +213,7 @@ def _peel_one(image: np.ndarray, scene: Scene, k: int, hulls) -> np.ndarray:
     y0, y1 = max(min(e.box[0], whole[0]) - _BAND, 0), min(max(e.box[1], whole[1]) + _BAND, h)
     x0, x1 = max(min(e.box[2], whole[2]) - _BAND, 0), min(max(e.box[3], whole[3]) + _BAND, w)
     box = (y0, y1, x0, x1)
-    core = _crop(e.mask, e.box, box)
+    core = rewindow(e.mask, e.box, box)
     if k in scene.hidden:
         # The plate under upper elements was filled with this element's colour: it continues
         # there, so its layer covers it (a whole shape, not only its visible part).
@@ -282,7 +283,7 @@ def _veil(under: np.ndarray, color: np.ndarray | None) -> np.ndarray | None:
 
 def _element_alpha(crop, plate, core, e: Element, soft, box) -> np.ndarray:
     if soft is not None:
-        return _crop(soft, e.box, box)
+        return rewindow(soft, e.box, box)
     if e.color is None:
         return core.astype(np.float64)
     alpha = unmix_alpha(crop, plate, e.color)
@@ -300,18 +301,6 @@ def _lower_covers(scene: Scene, k: int, hulls, box):
         sb = hulls[j][1]
         if not (sb[0] < box[1] and box[0] < sb[1] and sb[2] < box[3] and box[2] < sb[3]):
             continue
-        covers.append((_crop(hulls[j][0], hulls[j][1], box), e.color, j))
-        cores |= _crop(e.mask, e.box, box)
+        covers.append((rewindow(hulls[j][0], hulls[j][1], box), e.color, j))
+        cores |= rewindow(e.mask, e.box, box)
     return covers, cores
-
-
-def _crop(mask: np.ndarray, src, dst) -> np.ndarray:
-    """Re-window a box-sized array from box ``src`` to box ``dst`` (zero outside)."""
-    out = np.zeros((dst[1] - dst[0], dst[3] - dst[2]) + mask.shape[2:], mask.dtype)
-    y0, y1 = max(src[0], dst[0]), min(src[1], dst[1])
-    x0, x1 = max(src[2], dst[2]), min(src[3], dst[3])
-    if y0 < y1 and x0 < x1:
-        out[y0 - dst[0] : y1 - dst[0], x0 - dst[2] : x1 - dst[2]] = mask[
-            y0 - src[0] : y1 - src[0], x0 - src[2] : x1 - src[2]
-        ]
-    return out

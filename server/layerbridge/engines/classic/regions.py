@@ -167,3 +167,15 @@ def union(a: Element, b: Element) -> Element:
     big = a if a.area >= b.area else b
     return Element((y0, y1, x0, x1), mask, big.color, big.kind, a.members + b.members,
                    a.unmixed and b.unmixed)
+
+
+def rewindow(mask: np.ndarray, src, dst) -> np.ndarray:
+    """Re-window a box-sized array from box ``src`` to box ``dst`` (zero outside)."""
+    out = np.zeros((dst[1] - dst[0], dst[3] - dst[2]) + mask.shape[2:], mask.dtype)
+    y0, y1 = max(src[0], dst[0]), min(src[1], dst[1])
+    x0, x1 = max(src[2], dst[2]), min(src[3], dst[3])
+    if y0 < y1 and x0 < x1:
+        out[y0 - dst[0] : y1 - dst[0], x0 - dst[2] : x1 - dst[2]] = mask[
+            y0 - src[0] : y1 - src[0], x0 - src[2] : x1 - src[2]
+        ]
+    return out

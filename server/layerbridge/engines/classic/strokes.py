@@ -11,6 +11,8 @@ light typeface on the background, which join the text beside them.
 
 from __future__ import annotations
 
+from functools import reduce
+
 import cv2
 import numpy as np
 from scipy import ndimage
@@ -44,10 +46,7 @@ def faint_strokes(elements: list[Element], rgb: np.ndarray, background: np.ndarr
 
     ``background`` is the full-frame mask of pixels the background field explains.
     """
-    claimed = background.copy()
-    for e in elements:
-        y0, y1, x0, x1 = e.box
-        claimed[y0:y1, x0:x1] |= e.mask
+    claimed = _paint(elements, background.copy())
     out = []
     for host in elements:
         if host.color is None or host.kind != "shape" or host.area < 50 * MIN_AREA:
@@ -64,10 +63,7 @@ def glyph_remnants(elements: list[Element], rgb: np.ndarray, background: np.ndar
     the background; a cluster of them right next to a flat element, all of their shades
     mixes of the background and that element's colour, is a part of that element.
     """
-    claimed = np.zeros(background.shape, bool)
-    for e in elements:
-        y0, y1, x0, x1 = e.box
-        claimed[y0:y1, x0:x1] |= e.mask
+    claimed = _paint(elements, np.zeros(background.shape, bool))
     kernel = np.ones((_CLEARANCE, _CLEARANCE), np.uint8)
     free = ~cv2.dilate(claimed.astype(np.uint8), kernel).astype(bool) & ~_drop_specks(background)
     if not free.any():
@@ -87,6 +83,14 @@ def glyph_remnants(elements: list[Element], rgb: np.ndarray, background: np.ndar
             if core is not None:
                 out[k] = union(out[k], Element(box, core, color, "text"))
     return out
+
+
+def _paint(elements: list[Element], canvas: np.ndarray) -> np.ndarray:
+    """``canvas`` (full frame) with every element's mask set on it."""
+    for e in elements:
+        y0, y1, x0, x1 = e.box
+        canvas[y0:y1, x0:x1] |= e.mask
+    return canvas
 
 
 def _nearest_same_ink(elements: list[Element], box, shades: np.ndarray, under: np.ndarray
@@ -161,7 +165,7 @@ def _strokes_in(host: Element, rgb: np.ndarray, claimed: np.ndarray) -> list[Ele
             core = _core(shades, host.color, offset, piece)
             if core is not None:
                 pieces.append((_box_of(window, (y0, x0)), core, offset))
-    return [_union_all(group) for group in _by_ink(pieces, host.color)]
+    return [reduce(union, group) for group in _by_ink(pieces, host.color)]
 
 
 def _clusters(ink: np.ndarray):
@@ -228,13 +232,6 @@ def _touching(elements: list[Element]) -> list[list[Element]]:
             near[i, j] = boxes_meet(grow(elements[i].box, 1), elements[j].box)
     count, label = connected_components(coo_matrix(near), directed=False)
     return [[e for e, g in zip(elements, label, strict=True) if g == k] for k in range(count)]
-
-
-def _union_all(elements: list[Element]) -> Element:
-    out = elements[0]
-    for e in elements[1:]:
-        out = union(out, e)
-    return out
 
 
 def _ink_offset(shades: np.ndarray, under: np.ndarray) -> np.ndarray | None:
