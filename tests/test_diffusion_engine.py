@@ -6,6 +6,7 @@ quirks of the pipelines (RGBA input, batch 1, buckets), seeds, progress and canc
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +22,7 @@ from layerbridge.engines.base import (
     JobRequest,
     Layer,
 )
-from layerbridge.engines.diffusion import DiffusionEngine, auto_layer_count
+from layerbridge.engines.diffusion import DiffusionEngine, auto_layer_count, generation_size
 
 STEPS = 2
 
@@ -33,19 +34,23 @@ def engine() -> DiffusionEngine:
     return tiny
 
 
-@pytest.fixture
-def layered_calls(engine, monkeypatch) -> list[dict[str, Any]]:
-    """The keyword arguments of every layered pipeline call (the real call still runs)."""
-    pipe_class = type(engine._pipeline("layered"))
+def record_calls(pipe_class: type, monkeypatch) -> list[dict[str, Any]]:
+    """The keyword arguments of every call of ``pipe_class`` (the real call still runs)."""
     original = pipe_class.__call__
     calls: list[dict[str, Any]] = []
 
+    @functools.wraps(original)  # the engine reads the call's signature
     def recording(self, *args, **kwargs):
         calls.append(kwargs)
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(pipe_class, "__call__", recording)
     return calls
+
+
+@pytest.fixture
+def layered_calls(engine, monkeypatch) -> list[dict[str, Any]]:
+    return record_calls(type(engine._pipeline("layered")), monkeypatch)
 
 
 def document(width: int = 72, height: int = 40) -> np.ndarray:
@@ -174,9 +179,17 @@ class TestSplit:
 
 
 class TestGenerate:
-    def test_preview_then_layers_at_the_requested_size(self, engine):
+    def test_preview_then_layers_at_the_requested_size(self, engine, monkeypatch):
+        from diffusers import QwenImagePipeline
+
+        calls = record_calls(QwenImagePipeline, monkeypatch)
         layers, events, _ = run(engine, "generate",
                                 {"prompt": "a red kite", "layers": 1, "width": 70, "height": 41})
+        # generated at the (tiny engine's quarter of the) trained size nearest 70:41, never
+        # at the document's own 70 x 41, then resized to it
+        (call,) = calls
+        assert (call["width"], call["height"]) == generation_size(70, 41, engine.generate_sizes)
+        assert (call["width"], call["height"]) == (416, 224)
         (preview,) = [event["preview"] for event in events if "preview" in event]
         assert preview.shape == (41, 70, 4) and (preview[..., 3] == 255).all()
         assert [layer.pixels.shape for layer in layers] == [(41, 70, 4)]
@@ -187,7 +200,13 @@ class TestGenerate:
 
 
 class TestRegenerate:
-    def test_one_layer_in_place_with_its_own_alpha(self, engine):
+    def test_one_layer_in_place_with_a_new_alpha_cut_from_the_edit(self, engine, monkeypatch,
+                                                                    layered_calls):
+        """The edit may change the shape ("a bigger hat"): the layer's alpha is cut again from
+        the edited picture by the layered model, not copied from the old silhouette."""
+        from diffusers import QwenImageEditPlusPipeline
+
+        edit_calls = record_calls(QwenImageEditPlusPipeline, monkeypatch)
         layer = np.zeros((16, 24, 4), np.uint8)
         layer[..., :3] = (30, 200, 30)
         yy, xx = np.mgrid[:16, :24]
@@ -198,8 +217,16 @@ class TestRegenerate:
         assert ctx.layer_count == 1
         assert (result.name, result.x, result.y) == ("Leaf", 9, 4)
         assert result.pixels.shape == layer.shape
-        assert np.array_equal(result.pixels[..., 3], layer[..., 3])
-        assert [e["stage"] for e in progress_of(events)][-1] == "decode"
+        (cut,) = layered_calls
+        assert cut["layers"] == 2 and cut["image"].size == (24, 16)
+        assert not np.array_equal(result.pixels[..., 3], layer[..., 3])
+        (edit,) = edit_calls  # the edit models' recommended settings
+        assert edit["guidance_scale"] == 1.0 and edit["true_cfg_scale"] == 4.0
+        assert edit["negative_prompt"] == " " and edit["num_inference_steps"] == STEPS
+        stages = [e["stage"] for e in progress_of(events)]
+        assert stages.count("decode") == 2 and stages[-1] == "decode"
+        fractions = [e["fraction"] for e in progress_of(events)]
+        assert fractions == sorted(fractions)
 
 
 class TestCancel:
@@ -259,3 +286,55 @@ def test_capabilities(engine) -> None:
     assert set(engine.ops) == {"decompose", "generate", "regenerate", "split"}
     assert engine.resolutions == (640, 1024)
     assert (engine.min_layers, engine.max_layers) == (1, 10)
+
+
+def test_forwards_are_counted_for_done_timings(two_layer_job) -> None:
+    """Two steps with true CFG: four transformer forwards, none skipped without a cache."""
+    stats = two_layer_job["ctx"].stats
+    assert stats == {"forwards_computed": 2 * STEPS, "forwards_skipped": 0}
+
+
+def decompose_bytes(engine: DiffusionEngine, image: np.ndarray, **params: Any) -> list[bytes]:
+    layers, _, ctx = run(engine, "decompose", {"layers": 2, "seed": 5, **params},
+                         {"image": InputImage("image", image)})
+    return [layer.pixels.tobytes() for layer in layers]
+
+
+class TestMemoryOptions:
+    """Each memory option gives the bytes the plain engine gives (the same weights, the
+    same seed): they move weights, they must not change results."""
+
+    def test_group_offload_runs_and_changes_nothing(self, two_layer_job):
+        """``--offload sequential`` crashed inside accelerate on the Qwen2.5-VL embedding;
+        it is now served by block-level group offload, which runs and changes nothing."""
+        grouped = DiffusionEngine.tiny(steps=STEPS, offload="sequential")
+        assert grouped.memory.offload == "group"
+        again = decompose_bytes(grouped, two_layer_job["image"], seed=11)
+        assert again == [layer.pixels.tobytes() for layer in two_layer_job["layers"]]
+
+    def test_vae_tiling_changes_nothing_at_640(self, two_layer_job):
+        """Diffusers tiles above 256 px by default, which changed the 640 bucket's bytes;
+        tiling now starts above the 640 bucket."""
+        tiled = DiffusionEngine.tiny(steps=STEPS, vae_tiling=True)
+        again = decompose_bytes(tiled, two_layer_job["image"], seed=11)
+        assert again == [layer.pixels.tobytes() for layer in two_layer_job["layers"]]
+
+
+def test_idle_pipelines_step_aside_whole() -> None:
+    """Without offload, every module of an idle pipeline that the active one does not share
+    leaves the GPU: the transformer, and the text encoder and VAE when their files differ
+    (here the text encoders differ, as two different checkpoints' would)."""
+    from diffusers import QwenImageLayeredPipeline, QwenImagePipeline
+
+    from layerbridge.engines.diffusion.memory import MemoryOptions, step_aside
+    from layerbridge.engines.tiny import build_tiny_components
+
+    first, second = build_tiny_components(0), build_tiny_components(1)
+    idle = QwenImagePipeline(**second.text_to_image)  # its own text encoder
+    active = QwenImageLayeredPipeline(**{**first.layered, "tokenizer": idle.tokenizer})
+    shared_vae = active.vae
+    idle.vae = shared_vae  # one module both use stays where it is
+    step_aside(idle, active, MemoryOptions(device="cuda", dtype="bfloat16"), home="meta")
+    assert next(idle.transformer.parameters()).device.type == "meta"
+    assert next(idle.text_encoder.parameters()).device.type == "meta"
+    assert next(shared_vae.parameters()).device.type == "cpu"

@@ -9,7 +9,8 @@ from layerbridge.engines.base import EngineError, InputImage, JobCancelled, JobC
 from layerbridge.engines.diffusion import (
     AUTO_MAX_LAYERS,
     AUTO_MIN_LAYERS,
-    GENERATE_MAX_PIXELS,
+    PHOTO_LAYERS,
+    TRAINED_SIZES,
     DiffusionEngine,
     MemoryOptions,
     StageProgress,
@@ -53,10 +54,27 @@ class TestAutoLayerCount:
         image[:2, :2, :3] = (0, 250, 0)  # far below the 20 % the rule ignores
         assert auto_layer_count(image) == 2
 
-    def test_noise_is_clamped_to_the_maximum(self) -> None:
+    def test_a_photo_gets_the_model_cards_four_layers(self) -> None:
+        """A photo (here noise: more colour bins than any flat graphic) gets 4 layers, the
+        recommended count, not the maximum of 8 (twice the compute for nothing)."""
         noise = np.random.default_rng(0).integers(0, 256, (64, 64, 4), dtype=np.uint8)
         noise[..., 3] = 255
-        assert auto_layer_count(noise) == AUTO_MAX_LAYERS
+        assert auto_layer_count(noise) == PHOTO_LAYERS == 4
+
+    def test_a_smooth_gradient_photo_gets_four_layers(self) -> None:
+        y, x = np.mgrid[0:96, 0:128]
+        image = np.zeros((96, 128, 4), np.uint8)
+        image[..., 0] = x * 2
+        image[..., 1] = y * 2
+        image[..., 2] = (x + y) % 256
+        image[..., 3] = 255
+        assert auto_layer_count(image) == 4
+
+    def test_a_busy_flat_graphic_is_not_taken_for_a_photo(self) -> None:
+        colours = [(250, 0, 0), (0, 250, 0), (0, 0, 250), (250, 250, 0), (0, 250, 250),
+                   (250, 0, 250), (120, 120, 120), (250, 250, 250)]
+        # eight equal stripes: seven of them cover the 80 % the rule counts
+        assert auto_layer_count(flat_image(colours, width=160)) == 7 <= AUTO_MAX_LAYERS
 
     def test_fully_transparent_image(self) -> None:
         assert auto_layer_count(np.zeros((16, 16, 4), np.uint8)) == AUTO_MIN_LAYERS
@@ -100,12 +118,16 @@ class TestImages:
         image = Image.fromarray(flat_image([(9, 9, 9)], 64, 32), "RGBA")
         assert pil_to_rgba(image, (1000, 3)).shape == (3, 1000, 4)
 
-    @pytest.mark.parametrize("size", [(1024, 1024), (70, 41), (8000, 2000), (64, 64)])
-    def test_generation_size(self, size) -> None:
-        width, height = generation_size(*size)
-        assert width % 16 == 0 and height % 16 == 0
-        assert width * height <= GENERATE_MAX_PIXELS
-        assert abs(width / height - size[0] / size[1]) / (size[0] / size[1]) < 0.25
+    @pytest.mark.parametrize("size, trained", [
+        ((64, 64), (1328, 1328)), ((1024, 1024), (1328, 1328)), ((300, 200), (1584, 1056)),
+        ((1920, 1080), (1664, 928)), ((8000, 2000), (1664, 928)), ((41, 70), (928, 1664)),
+        ((1000, 1500), (1056, 1584)), ((800, 1000), (1140, 1472)),
+    ])
+    def test_generation_uses_the_nearest_trained_size(self, size, trained) -> None:
+        """Small documents are generated at a trained size too (then resized), never at
+        their own size far below what the model was trained on."""
+        assert generation_size(*size) == trained
+        assert trained in TRAINED_SIZES
 
     def test_layer_over_neutral_grey(self) -> None:
         layer = np.zeros((2, 2, 4), np.uint8)
@@ -123,25 +145,26 @@ class TestImages:
         assert selected[5:, :].max() == 0.0 and selected[:, 5:].max() == 0.0
 
 
-class TestRegeneratedAlpha:
+class TestRegeneratedLayer:
     def source(self) -> InputImage:
         pixels = np.zeros((4, 4, 4), np.uint8)
         pixels[..., 0] = 10
         pixels[1:3, 1:3, 3] = 255
         return InputImage("layer", pixels, x=2, y=3)
 
-    def test_keeps_the_input_alpha(self) -> None:
-        edited = np.full((4, 4, 4), 200, np.uint8)
-        result = DiffusionEngine._keep_alpha(self.source(), edited, None)
-        assert np.array_equal(result[..., 3], self.source().pixels[..., 3])
-        assert (result[..., :3] == 200).all()
+    def test_without_a_selection_the_new_shape_is_kept_whole(self) -> None:
+        edited = np.full((4, 4, 4), 200, np.uint8)  # a bigger shape than the source's
+        result = DiffusionEngine._within_selection(self.source(), edited, None)
+        assert np.array_equal(result, edited)
 
-    def test_mask_limits_the_change(self) -> None:
+    def test_a_selection_limits_colour_and_alpha(self) -> None:
         edited = np.full((4, 4, 4), 200, np.uint8)
         mask = np.zeros((4, 4, 4), np.uint8)
         mask[:2, :, 3] = 255
-        result = DiffusionEngine._keep_alpha(self.source(), edited, InputImage("mask", mask, 2, 3))
-        assert (result[:2, :, 0] == 200).all() and (result[2:, :, 0] == 10).all()
+        result = DiffusionEngine._within_selection(self.source(), edited,
+                                                   InputImage("mask", mask, 2, 3))
+        assert (result[:2] == 200).all()
+        assert np.array_equal(result[2:], self.source().pixels[2:])
 
 
 class TestProgress:
@@ -176,6 +199,15 @@ class TestOptions:
         assert bad_dtype.value.code == "bad_params"
         with pytest.raises(EngineError):
             memory_options("cpu", "float32", "disk", False)
+
+    def test_float16_is_refused_with_the_reason_and_the_fix(self) -> None:
+        with pytest.raises(EngineError) as error:
+            memory_options("cuda", "float16", "none", False)
+        assert error.value.code == "bad_params"
+        assert "bfloat16" in error.value.message and "NaN" in error.value.message
+
+    def test_sequential_offload_is_served_by_group_offload(self) -> None:
+        assert memory_options("cuda", "bfloat16", "sequential", False).offload == "group"
 
     def test_layer_count_and_resolution_are_checked_before_any_model_runs(self) -> None:
         def never() -> None:

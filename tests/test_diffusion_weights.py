@@ -20,7 +20,8 @@ import pytest
 from layerbridge import weights
 from layerbridge.doctor import run_doctor
 from layerbridge.engines.base import EngineError, InputImage, JobContext, JobRequest
-from layerbridge.engines.diffusion import DiffusionEngine
+from layerbridge.engines.diffusion import DiffusionEngine, loading
+from layerbridge.engines.diffusion.planner import folder_sizes, plan_for
 from layerbridge.engines.tiny import save_pipeline
 
 COMMIT = "3f1c2a7d9e8b6c5a4f3e2d1c0b9a8f7e6d5c4b3a"
@@ -137,12 +138,13 @@ class TestFinding:
         assert "missing  Qwen/Qwen-Image-Layered" in capsys.readouterr().out
 
     def test_doctor_reports_without_loading(self, hub_cache, capsys):
-        code = run_doctor(argparse.Namespace(model_dir=hub_cache))
+        code = run_doctor(argparse.Namespace(model_dir=hub_cache, engine="qwen"))
         out = capsys.readouterr().out
         assert "diffusers" in out and "Qwen/Qwen-Image-Layered" in out
         import torch
 
         assert code == (0 if torch.cuda.is_available() else 1)
+        assert run_doctor(argparse.Namespace(model_dir=hub_cache)) == 0  # classic is ready
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +210,7 @@ class TestChecks:
         if importlib.util.find_spec(package) or importlib.util.find_spec("bitsandbytes"):
             pytest.skip(f"{package} is installed")
         with pytest.raises(EngineError) as error:
-            weights.quantization_config(quantize, None)
+            loading.quantization_config(quantize, None)
         assert error.value.code == "bad_params" and package in error.value.message
 
     @pytest.mark.parametrize("options, words", [
@@ -225,8 +227,36 @@ class TestChecks:
             DiffusionEngine.from_pretrained(model_dir=hub_cache, device="cpu", **options)
         assert error.value.code == "bad_params" and words in error.value.message
 
-    def test_memory_need_follows_the_options(self, hub_cache):
+    def test_the_plan_counts_the_models_found(self, hub_cache):
+        """A folder's components are counted from its own configs on the meta device."""
         folder = weights.find_model(weights.LAYERED_MODEL, hub_cache)
-        full = weights.needed_gib(folder, "bfloat16", "none", None)
-        assert weights.needed_gib(folder, "float32", "none", None) > full
-        assert weights.needed_gib(folder, "bfloat16", "sequential", None) < full
+        sizes = folder_sizes(folder)
+        assert set(sizes) == {"transformer", "text_encoder", "vae"}
+        assert 0 < sizes["transformer"].total < 10_000_000  # the tiny model, not 20B
+        plan = plan_for(8, 16, sizes={"layered": sizes})
+        assert plan.fits and plan.placement == "resident"
+
+    def test_a_plan_that_cannot_fit_is_refused_with_one_that_does(self):
+        plan = plan_for(24, 64, offload="none")
+        with pytest.raises(EngineError) as error:
+            loading.check_memory_plan(plan, "cuda")
+        assert error.value.code == "out_of_memory"
+        assert "--offload model --quantize int8" in error.value.message
+
+    def test_a_one_picture_edit_model_is_refused_clearly(self, hub_cache, tmp_path):
+        """The first Qwen-Image-Edit is a QwenImageEditPipeline (one picture): regenerate
+        refuses it by its model_index.json, naming the models that work."""
+        cache = copy_models(hub_cache, tmp_path, weights.LAYERED_MODEL, weights.EDIT_MODEL)
+        snapshot = weights.find_model(weights.EDIT_MODEL, cache)
+        index_file = snapshot / "model_index.json"
+        index = json.loads(index_file.read_text())
+        index["_class_name"] = "QwenImageEditPipeline"
+        index_file.unlink()  # a link into the blobs: replace it, leave the blob alone
+        index_file.write_text(json.dumps(index))
+        engine = DiffusionEngine.from_pretrained(model_dir=cache, device="cpu", steps=2)
+        layer = InputImage("layer", document())
+        request = JobRequest("job", "regenerate", {"prompt": "a hat"}, {"layer": layer})
+        with pytest.raises(EngineError) as error:
+            list(engine.run(request, JobContext()))
+        assert "QwenImageEditPipeline" in error.value.message
+        assert "Qwen-Image-Edit-2509" in error.value.message

@@ -107,17 +107,24 @@ def test_generate_previews_then_streams_layers(server) -> None:
     assert (result.done["width"], result.done["height"]) == (96, 64)
 
 
-def test_regenerate_replaces_one_layer_in_place(server) -> None:
+def test_regenerate_replaces_one_layer_in_place(server, engine) -> None:
+    """One layer back inside the source layer's box, the engine's bytes: its colour edited
+    and its alpha cut again from the edit (a changed shape gets a new silhouette)."""
     document = picture(64, 48)
     layer = np.zeros((20, 24, 4), np.uint8)
     layer[2:18, 3:21] = (40, 160, 40, 255)
     inputs = [image_input(layer, "layer", 30, 10), image_input(document, "document")]
+    params = {"prompt": "make it blue", "seed": 8, "resolution": 640}
     with server.client() as client:
-        result = client.run("regenerate", {"prompt": "make it blue", "seed": 8,
-                                           "resolution": 640}, inputs)
+        result = client.run("regenerate", params, inputs)
     (message,) = result.layers
-    assert (message["x"], message["y"], message["width"], message["height"]) == (33, 12, 18, 16)
-    assert (layer_pixels(message)[..., 3] == 255).all()  # the layer's own alpha
+    direct = list(engine.run(JobRequest("direct", "regenerate", {**PARAMS, **params}, {
+        "layer": InputImage("layer", layer, 30, 10),
+        "document": InputImage("document", document)}), JobContext()))
+    (sent,) = placed(result.layers, 24, 20, 30, 10)
+    assert np.array_equal(sent, visible(direct[0]))
+    assert message["x"] >= 30 and message["x"] + message["width"] <= 54
+    assert message["y"] >= 10 and message["y"] + message["height"] <= 30
 
 
 def test_cancel_stops_a_running_job(server) -> None:

@@ -73,22 +73,37 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     gpu.add_argument(
         "--dtype",
         default=None,
-        choices=("bfloat16", "float16", "float32"),
-        help="weights' precision (default: bfloat16 on a GPU)",
+        choices=("bfloat16", "float32"),
+        help="weights' precision (default: bfloat16 on a GPU, float32 on a CPU; float16 "
+        "overflows in the Qwen models)",
     )
     gpu.add_argument(
         "--offload",
-        default="none",
-        choices=("none", "model", "sequential"),
-        help="move weights to the CPU between uses, for smaller GPUs",
+        default="auto",
+        choices=("auto", "none", "model", "group", "sequential"),
+        help="where weights wait between uses: auto (the memory plan for this GPU, see "
+        "`layerbridge doctor`), none, model, group (any card, slowest); sequential means group",
     )
     gpu.add_argument("--vae-tiling", action="store_true", help="decode large images in tiles")
     gpu.add_argument(
         "--quantize",
         default=None,
-        choices=("int8", "nf4"),
-        help="quantise the transformer (needs torchao or bitsandbytes)",
+        choices=("fp8", "int8", "nf4"),
+        help="quantise the transformer (fp8, int8: torchao; nf4, with the text encoder: "
+        "bitsandbytes)",
     )
+    gpu.add_argument(
+        "--cache",
+        default="none",
+        choices=("none", "fbcache", "dbcache"),
+        help="reuse transformer steps that change little (cache-dit): fbcache or dbcache",
+    )
+    gpu.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the transformer's repeated block (slow first job)",
+    )
+    gpu.add_argument("--gpus", type=int, default=1, help="GPUs for one job (1 for now)")
     gpu.add_argument("--device", default=None, help="torch device (default: cuda if present)")
     gpu.add_argument("--model", default=None, help="layered model id (Qwen/Qwen-Image-Layered)")
     gpu.add_argument(
@@ -113,8 +128,14 @@ def engine_options(args: argparse.Namespace) -> dict[str, Any]:
         "vae_tiling": args.vae_tiling,
         "quantize": args.quantize,
         "device": args.device,
+        "cache": args.cache,
+        "compile": args.compile,
     }
-    return {key: value for key, value in options.items() if value not in (None, False, "none")}
+    if args.gpus != 1:
+        options["gpus"] = args.gpus
+    if args.engine == "tiny" and args.offload == "auto":
+        options["offload"] = None  # nothing to plan for random weights on a CPU
+    return {key: value for key, value in options.items() if value not in (None, False)}
 
 
 def load_engine(args: argparse.Namespace) -> Any:
@@ -291,8 +312,12 @@ def add_models(commands: Any) -> None:
 
 
 def add_doctor(commands: Any) -> None:
-    doctor = commands.add_parser("doctor", help="check torch, the GPU, diffusers and the models")
-    doctor.add_argument("--model-dir", type=Path, default=None)
+    from layerbridge.doctor import add_arguments
+
+    doctor = commands.add_parser(
+        "doctor", help="which engines can run here; the GPU memory plan for any card"
+    )
+    add_arguments(doctor)
     doctor.set_defaults(run=lambda args: _call("layerbridge.doctor", "run_doctor", args))
 
 

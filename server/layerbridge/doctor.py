@@ -1,7 +1,11 @@
-"""``layerbridge doctor``: can this machine run the qwen engine, and if not, what to fix.
+"""``layerbridge doctor``: can this machine run each engine, and if not, what to fix.
 
-Each check prints one line (ok / warn / fail) and, where something is wrong, the fix. It loads
-no model, so it answers in seconds even where a model load would take minutes or crash.
+Each engine gets its own checks, one line each (ok / warn / fail) with the fix where something
+is wrong. The exit code answers for the engine asked for (``--engine``, default classic), so a
+machine where classic works is "ready" even without a GPU; the other engines' problems are
+shown as ``[ no ]``, information rather than failure. For the qwen engine it prints the memory
+plan for this machine, or with ``--vram-gib N --ram-gib M`` for any machine, so a user can ask
+before buying a card or downloading 60 GB. It loads no model: it answers in seconds.
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ from layerbridge.weights import (
     MODEL_ROLES,
     diffusers_version_problem,
     find_model,
-    needed_gib,
     weights_size,
 )
+
+ENGINES = ("classic", "qwen", "tiny")
+#: What the classic engine imports (pyproject's core dependencies it runs on).
+CLASSIC_MODULES = ("numpy", "cv2", "scipy", "pymatting", "PIL")
 
 
 @dataclass
@@ -34,6 +41,13 @@ class Check:
     level: str
     detail: str
     fix: str = ""
+
+
+def check_modules(modules: tuple[str, ...], fix: str) -> Check:
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        return Check("packages", "fail", f"missing: {', '.join(missing)}", fix)
+    return Check("packages", "ok", ", ".join(modules))
 
 
 def check_torch() -> Check:
@@ -56,7 +70,7 @@ def check_cuda() -> Check:
     build = "a CPU-only torch build" if torch.version.cuda is None else "no CUDA device visible"
     return Check("GPU", "fail", build,
                  "the qwen engine needs an NVIDIA GPU: install the CUDA torch build and a driver "
-                 "(nvidia-smi must list the card), or use --engine classic")
+                 "(nvidia-smi must list the card)")
 
 
 def check_diffusers() -> Check:
@@ -66,29 +80,6 @@ def check_diffusers() -> Check:
     import diffusers
 
     return Check("diffusers", "ok", diffusers.__version__)
-
-
-def check_vram(model_dir: Path | None) -> Check:
-    """Free GPU memory against what each offload mode needs for the layered model found."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return Check("GPU memory", "warn", "no CUDA GPU to measure")
-    free, total = torch.cuda.mem_get_info()
-    try:
-        folder = find_model(LAYERED_MODEL, model_dir)
-    except EngineError:
-        return Check("GPU memory", "warn", f"{free / GIB:.1f} of {total / GIB:.1f} GB free; "
-                     "the model is missing, so the need is unknown")
-    for offload in ("none", "model", "sequential"):
-        need = needed_gib(folder, "bfloat16", offload, None)
-        if free / GIB >= need:
-            level = "ok" if offload == "none" else "warn"
-            fix = "" if offload == "none" else f"start with --offload {offload} (slower)"
-            return Check("GPU memory", level,
-                         f"{free / GIB:.1f} GB free; about {need:.0f} GB needed with "
-                         f"offload={offload}", fix)
-    return Check("GPU memory", "fail", f"{free / GIB:.1f} GB free", "free the GPU (nvidia-smi)")
 
 
 def check_models(model_dir: Path | None) -> list[Check]:
@@ -107,14 +98,52 @@ def check_models(model_dir: Path | None) -> list[Check]:
     return checks
 
 
-def run_checks(model_dir: Path | None) -> list[Check]:
-    """Every check in order; later ones are skipped where an earlier one makes them moot."""
+def check_plan(args: argparse.Namespace) -> Check:
+    """The memory plan for the ops asked, on the memory given or this machine's."""
+    from layerbridge.engines.diffusion.planner import (
+        OP_PIPELINES,
+        gpu_free_gib,
+        host_ram_gib,
+        plan_for,
+    )
+
+    vram = args.vram_gib if args.vram_gib is not None else gpu_free_gib("cuda")
+    ram = args.ram_gib if args.ram_gib is not None else host_ram_gib()
+    if vram is None:
+        return Check("memory plan", "warn", "no CUDA GPU to plan for",
+                     "ask for any card: layerbridge doctor --vram-gib 24 --ram-gib 64")
+    ops = tuple(op.strip() for op in args.ops.split(",") if op.strip())
+    unknown = sorted(set(ops) - set(OP_PIPELINES))
+    if unknown or not ops:
+        return Check("memory plan", "fail", f"unknown ops {unknown}",
+                     f"--ops takes a comma-separated list of {', '.join(OP_PIPELINES)}")
+    plan = plan_for(vram, ram, ops=ops, resolution=args.resolution, quantize=args.quantize)
+    name = f"memory plan ({', '.join(ops)} at {args.resolution})"
+    if plan.fits:
+        return Check(name, "ok", plan.describe(), f"layerbridge serve --engine qwen {plan.flags}")
+    return Check(name, "fail", "nothing fits: the smallest plan " + plan.describe(),
+                 "a bigger GPU or more RAM, fewer ops (--ops decompose), or --engine classic")
+
+
+def classic_checks(args: argparse.Namespace) -> list[Check]:
+    return [check_modules(CLASSIC_MODULES, "pip install -e . (the core dependencies)")]
+
+
+def tiny_checks(args: argparse.Namespace) -> list[Check]:
     torch_check = check_torch()
     if torch_check.level == "fail":
         return [torch_check]
-    steps: list[Callable[[], Check | list[Check]]] = [
-        check_cuda, check_diffusers, lambda: check_vram(model_dir), lambda: check_models(model_dir)
-    ]
+    return [torch_check, check_diffusers(),
+            check_modules(("transformers", "accelerate"), "pip install -e '.[diffusion]'")]
+
+
+def qwen_checks(args: argparse.Namespace) -> list[Check]:
+    torch_check = check_torch()
+    if torch_check.level == "fail":
+        return [torch_check]
+    steps: list[Callable[[], Check | list[Check]]] = [check_diffusers, lambda: check_plan(args)]
+    if args.vram_gib is None:  # this machine, not a card asked about
+        steps = [check_cuda, *steps, lambda: check_models(args.model_dir)]
     checks = [torch_check]
     for step in steps:
         result = step()
@@ -122,15 +151,55 @@ def run_checks(model_dir: Path | None) -> list[Check]:
     return checks
 
 
-def run_doctor(args: argparse.Namespace) -> int:
-    """Print the checks; 0 when the qwen engine can run here, 1 otherwise."""
-    checks = run_checks(getattr(args, "model_dir", None))
+CHECKS: dict[str, Callable[[argparse.Namespace], list[Check]]] = {
+    "classic": classic_checks, "qwen": qwen_checks, "tiny": tiny_checks}
+
+
+def print_checks(engine: str, checks: list[Check], asked: bool) -> None:
+    print(f"{engine} engine:")
     for check in checks:
-        print(f"[{check.level:>4}] {check.name}: {check.detail}")
+        level = check.level if asked or check.level != "fail" else " no"
+        print(f"  [{level:>4}] {check.name}: {check.detail}")
         if check.fix:
-            print(f"       fix: {check.fix}")
-    failed = [check for check in checks if check.level == "fail"]
-    print("ready for --engine qwen" if not failed else
-          f"not ready for --engine qwen ({len(failed)} problem(s) above); "
-          "--engine classic runs anywhere")
-    return 1 if failed else 0
+            print(f"         {'fix' if check.level != 'ok' else 'run'}: {check.fix}")
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    """Print every engine's checks; 0 when the engine asked for can run here, 1 otherwise."""
+    args = with_defaults(args)
+    asked = args.engine
+    results = {engine: CHECKS[engine](args) for engine in ENGINES}
+    for engine in ENGINES:
+        print_checks(engine, results[engine], engine == asked)
+    failed = [check for check in results[asked] if check.level == "fail"]
+    others = [engine for engine in ENGINES if engine != asked
+              and not any(check.level == "fail" for check in results[engine])]
+    if failed:
+        print(f"not ready for --engine {asked} ({len(failed)} problem(s) above)"
+              + (f"; ready: --engine {', '.join(others)}" if others else ""))
+        return 1
+    print(f"ready for --engine {asked}")
+    return 0
+
+
+def with_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """The options a caller may leave out (tests call run_doctor with few)."""
+    defaults = {"engine": "classic", "model_dir": None, "vram_gib": None, "ram_gib": None,
+                "ops": "decompose", "resolution": 640, "quantize": None}
+    return argparse.Namespace(**{**defaults, **vars(args)})
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``layerbridge doctor``'s options."""
+    parser.add_argument("--engine", choices=ENGINES, default="classic",
+                        help="the engine whose readiness sets the exit code (default classic)")
+    parser.add_argument("--model-dir", type=Path, default=None)
+    parser.add_argument("--vram-gib", type=float, default=None,
+                        help="plan for a GPU with this much free memory instead of this one's")
+    parser.add_argument("--ram-gib", type=float, default=None,
+                        help="plan for this much free host memory instead of this machine's")
+    parser.add_argument("--ops", default="decompose",
+                        help="ops to plan for, comma-separated (decompose,generate,regenerate)")
+    parser.add_argument("--resolution", type=int, choices=(640, 1024), default=640)
+    parser.add_argument("--quantize", choices=("fp8", "int8", "nf4"), default=None,
+                        help="pin the transformer's precision in the plan")

@@ -388,6 +388,7 @@ class Worker:
                 "queued_s": round(started - job.submitted_at, 4),
                 "run_s": round(now - started, 4),
                 "total_s": round(now - job.submitted_at, 4),
+                **job.ctx.stats,
             },
         }
         if job.saved is not None:

@@ -12,15 +12,12 @@ import argparse
 import hashlib
 import importlib.util
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from layerbridge.engines.base import (
-    BAD_PARAMS,
     ENGINE_FAILED,
     MODEL_MISSING,
-    OUT_OF_MEMORY,
     EngineError,
 )
 
@@ -36,8 +33,6 @@ PIPELINE_CLASSES = {LAYERED_MODEL: "QwenImageLayeredPipeline", GENERATE_MODEL: "
 MIN_DIFFUSERS = (0, 37)
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
 GIB = 1024**3
-#: GPU memory for activations on top of the weights (measured figures: docs/gpu-engine.md).
-ACTIVATION_HEADROOM_GIB = 6.0
 
 
 def has_torchvision() -> bool:
@@ -243,194 +238,6 @@ def pick_device(device: str | None) -> str:
         "Use --engine classic (weight-free, CPU), or --device cpu to run on the CPU anyway "
         "(hours per job, about 80 GB of RAM).",
     )
-
-
-def needed_gib(folder: Path, dtype: str, offload: str, quantize: str | None) -> float:
-    """GPU memory a pipeline needs under the memory options, from its weight files' sizes
-    (stored as bf16: float32 doubles them; int8 halves and nf4 about quarters the transformer)."""
-    scale = 2.0 if dtype == "float32" else 1.0
-    transformer = weights_size(folder / "transformer") * scale
-    transformer *= {"int8": 0.5, "nf4": 0.28}.get(quantize or "", 1.0)
-    others = [weights_size(folder / name) * scale for name in ("text_encoder", "vae")]
-    if offload == "sequential":
-        return ACTIVATION_HEADROOM_GIB / 2
-    if offload == "model":
-        return max([transformer, *others]) / GIB + ACTIVATION_HEADROOM_GIB
-    return (transformer + sum(others)) / GIB + ACTIVATION_HEADROOM_GIB
-
-
-def check_gpu_memory(folder: Path, device: str, dtype: str, offload: str,
-                     quantize: str | None) -> None:
-    """Refuse to load what cannot fit, before minutes of loading end in a crash."""
-    import torch
-
-    if not device.startswith("cuda") or not torch.cuda.is_available():
-        return
-    free, total = torch.cuda.mem_get_info(torch.device(device))
-    need = needed_gib(folder, dtype, offload, quantize)
-    if free / GIB >= need:
-        return
-    raise EngineError(
-        OUT_OF_MEMORY,
-        f"the GPU has {free / GIB:.1f} GB free of {total / GIB:.1f} GB; the layered model needs "
-        f"about {need:.0f} GB with offload={offload}, quantize={quantize}. Try --offload model "
-        "(about 24 GB), --offload sequential (any card, slow), --quantize int8 or nf4, or close "
-        "what else uses the GPU (nvidia-smi).",
-    )
-
-
-def quantization_config(quantize: str, dtype: Any) -> Any:
-    """diffusers' quantization config for the transformer: int8 through torchao (or
-    bitsandbytes), nf4 through bitsandbytes; a clear error when neither is installed."""
-    import diffusers
-
-    has_torchao = importlib.util.find_spec("torchao") is not None
-    has_bnb = importlib.util.find_spec("bitsandbytes") is not None
-    if quantize == "int8" and has_torchao:
-        from torchao.quantization import Int8WeightOnlyConfig
-
-        return diffusers.TorchAoConfig(Int8WeightOnlyConfig())
-    if quantize == "int8" and has_bnb:
-        return diffusers.BitsAndBytesConfig(load_in_8bit=True)
-    if quantize == "nf4" and has_bnb:
-        return diffusers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                            bnb_4bit_compute_dtype=dtype)
-    if quantize not in ("int8", "nf4"):
-        raise EngineError(BAD_PARAMS, f"quantize must be int8 or nf4, not {quantize!r}")
-    package = "torchao or bitsandbytes" if quantize == "int8" else "bitsandbytes"
-    raise EngineError(BAD_PARAMS, f"--quantize {quantize} needs {package}: pip install "
-                      f"{'torchao' if quantize == 'int8' else 'bitsandbytes'}")
-
-
-# --- loading ----------------------------------------------------------------------------------
-
-
-def load_processor(folder: Path) -> Any:
-    """The Qwen2-VL processor saved in ``folder``, image and text parts only when torchvision
-    (which transformers' video processor needs) is absent."""
-    from transformers import AutoTokenizer
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
-        Qwen2VLImageProcessorPil,
-    )
-
-    if has_torchvision():
-        from transformers import Qwen2VLProcessor
-
-        return Qwen2VLProcessor.from_pretrained(folder)
-    return qwen_vl_processor(Qwen2VLImageProcessorPil.from_pretrained(folder),
-                             AutoTokenizer.from_pretrained(folder))
-
-
-@dataclass
-class PipelineLoader:
-    """Loads the pipelines of one engine from folders, sharing identical components."""
-
-    dtype: str
-    quantize: str | None
-    loaded: dict[str, tuple[Path, Any]]
-
-    def load(self, role: str, folder: Path, pipeline_class: Any = None) -> Any:
-        """Load the pipeline in ``folder`` (its model_index.json class unless given), passing
-        in every component an already loaded pipeline has with the same files."""
-        import torch
-        from diffusers import DiffusionPipeline
-
-        from layerbridge.engines.diffusion import torch_dtype
-
-        dtype = torch_dtype(self.dtype)
-        kwargs: dict[str, Any] = {"dtype": dtype, **self._shared(folder)}
-        if self.quantize and "transformer" not in kwargs:
-            kwargs["transformer"] = self._quantized_transformer(folder, dtype)
-        if (folder / "processor").is_dir() and "processor" not in kwargs:
-            kwargs["processor"] = load_processor(folder / "processor")
-        pipeline_class = pipeline_class or DiffusionPipeline
-        try:
-            pipe = pipeline_class.from_pretrained(folder, **kwargs)
-        except torch.OutOfMemoryError as exc:
-            from layerbridge.engines.diffusion import OOM_ADVICE
-
-            raise EngineError(OUT_OF_MEMORY, OOM_ADVICE) from exc
-        self.loaded[role] = (folder, pipe)
-        return pipe
-
-    def _shared(self, folder: Path) -> dict[str, Any]:
-        shared: dict[str, Any] = {}
-        index = json.loads((folder / "model_index.json").read_text())
-        for other_folder, pipe in self.loaded.values():
-            for name, component in pipe.components.items():
-                if name in shared or name not in index or component is None:
-                    continue
-                if name == "transformer" and self.quantize:
-                    continue
-                if folder_fingerprint(folder / name) == folder_fingerprint(other_folder / name):
-                    shared[name] = component
-        return shared
-
-    def _quantized_transformer(self, folder: Path, dtype: Any) -> Any:
-        import diffusers
-
-        config = json.loads((folder / "transformer" / "config.json").read_text())
-        model_class = getattr(diffusers, config["_class_name"])
-        return model_class.from_pretrained(
-            folder, subfolder="transformer", dtype=dtype,
-            quantization_config=quantization_config(str(self.quantize), dtype),
-        )
-
-
-def open_pretrained(
-    engine_class: Any,
-    model_dir: Path | str | None = None,
-    model: str = LAYERED_MODEL,
-    generate_model: str = GENERATE_MODEL,
-    edit_model: str = EDIT_MODEL,
-    dtype: str | None = None,
-    offload: str = "none",
-    vae_tiling: bool = False,
-    quantize: str | None = None,
-    device: str | None = None,
-    steps: int = 50,
-    check_memory: bool = True,
-) -> Any:
-    """Build the real diffusion engine from weights found offline.
-
-    Options (each a ``DiffusionEngine.from_pretrained`` keyword): ``model_dir`` (a folder of
-    models or a Hugging Face cache; default the HF cache), ``model`` / ``generate_model`` /
-    ``edit_model`` (hub ids of the layered, text-to-image and edit pipelines), ``dtype``
-    (bfloat16 | float16 | float32; default bfloat16 on a GPU, float32 on a CPU), ``offload``
-    (none | model | sequential), ``vae_tiling``, ``quantize`` (int8 | nf4, the transformers
-    only), ``device`` (default cuda), ``steps`` (default step count), ``check_memory`` (refuse
-    to load what the free GPU memory cannot hold). The layered model must be present now; the
-    other two are looked up when their op first runs.
-    """
-    from layerbridge.engines.diffusion import memory_options
-
-    problem = diffusers_version_problem()
-    if problem:
-        raise EngineError(ENGINE_FAILED, problem)
-    root = Path(model_dir) if model_dir is not None else None
-    layered_folder = find_model(model, root)
-    device = pick_device(device)
-    dtype = dtype or ("float32" if device == "cpu" else "bfloat16")
-    memory = memory_options(device, dtype, offload, vae_tiling)
-    if quantize:
-        quantization_config(quantize, None)  # fail now, not after minutes of loading
-    if check_memory:
-        check_gpu_memory(layered_folder, device, dtype, offload, quantize)
-    loader = PipelineLoader(dtype, quantize, {})
-
-    def layered() -> Any:
-        from diffusers import QwenImageLayeredPipeline
-
-        return loader.load("layered", layered_folder, QwenImageLayeredPipeline)
-
-    def text_to_image() -> Any:
-        return loader.load("text_to_image", find_model(generate_model, root))
-
-    def edit() -> Any:
-        return loader.load("edit", find_model(edit_model, root))
-
-    return engine_class("qwen", layered=layered, text_to_image=text_to_image, edit=edit,
-                        memory=memory, default_steps=steps)
 
 
 # --- `layerbridge models` ---------------------------------------------------------------------

@@ -100,6 +100,9 @@ class JobContext:
         self._report = report or (lambda event: None)
         self._cancel = threading.Event()
         self.layer_count: int | None = None
+        #: Counts an engine reports for the job's ``done.timings`` (e.g. the diffusion
+        #: engine's ``forwards_computed`` and ``forwards_skipped``).
+        self.stats: dict[str, int] = {}
 
     def set_layer_count(self, count: int) -> None:
         """Announce how many layers ``run`` will yield, so each can be sent the moment it

@@ -230,3 +230,9 @@ def save_pipeline(pipe: Any, folder: Any) -> None:
     if "processor" in index:
         index["processor"] = ["transformers", "Qwen2VLProcessor"]
     index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+
+
+#: The step cache's knobs for the tiny engine: its random weights change a lot from step to
+#: step, so the published threshold (0.08) would never reuse a step; this one does after one
+#: computed step, which is what lets a CPU test see forwards skipped.
+TINY_CACHE_KNOBS = {"threshold": 10.0, "warmup_steps": 1}

@@ -9,10 +9,12 @@ Ops:
   document's size with premultiplied resampling (the model runs at a 640 or 1024 bucket).
 - ``split``: the same on one layer; the parts come back at the layer's position.
 - ``generate``: a text-to-image pipeline (Qwen-Image by default; any diffusers text-to-image
-  pipeline by ``generate_model``) at the requested size, previewed, then decomposed.
+  pipeline by ``generate_model``) at the trained size nearest the document's aspect, resized
+  to the document, previewed, then decomposed.
 - ``regenerate``: QwenImageEditPlusPipeline on the layer over neutral grey, with the document as
-  a second picture for context; the layer keeps its own alpha (the edit model makes RGB only),
-  and an optional selection mask limits where the new colour replaces the old.
+  a second picture for context, at the edit models' recommended settings; the edit model makes
+  RGB only, so the layered model cuts the edited object out again (a two-layer decompose of the
+  edited picture): a new shape gets a new alpha. An optional selection mask limits the change.
 
 Pipelines load once and stay warm; siblings are built from the same component objects so a
 shared text encoder, tokenizer, processor or VAE sits in memory once.
@@ -22,11 +24,9 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 import secrets
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,7 +44,30 @@ from layerbridge.engines.base import (
     Layer,
     required_input,
 )
-from layerbridge.imaging import resize_premultiplied
+from layerbridge.engines.diffusion.acceleration import Acceleration, accelerate, counter_for
+from layerbridge.engines.diffusion.images import (
+    TRAINED_SIZES,
+    auto_layer_count,
+    bucket_size,
+    generation_size,
+    mask_in_layer,
+    over_grey,
+    pil_to_rgba,
+    scaled_sizes,
+    to_rgba_pil,
+)
+from layerbridge.engines.diffusion.memory import (
+    OOM_ADVICE,
+    VAE_TILE,
+    VAE_TILE_STRIDE,
+    VAE_TILING_MIN_AREA,
+    MemoryOptions,
+    memory_options,
+    place_pipeline,
+    step_aside,
+    torch_dtype,
+)
+from layerbridge.engines.diffusion.progress import StageProgress
 
 log = logging.getLogger("layerbridge.diffusion")
 
@@ -55,143 +78,18 @@ EDIT_RESOLUTION = 1024
 DEFAULT_GUIDANCE = 4.0
 #: A single space, as the model card recommends: it switches true CFG on with an empty prompt.
 DEFAULT_NEGATIVE_PROMPT = " "
-NEUTRAL_GREY = 128
 MIN_STEPS = 2
-#: Qwen-Image's native area (1328 x 1328): larger documents are generated at this area, same
-#: aspect, and enlarged; generating 16 MP directly would take many times longer for no detail.
-GENERATE_MAX_PIXELS = 1328 * 1328
-AUTO_MIN_LAYERS, AUTO_MAX_LAYERS = 2, 8
-#: Share of the opaque pixels the counted colours must cover together (see auto_layer_count).
-AUTO_COVERAGE = 0.8
-#: Fractions of one pipeline run given to each stage, for progress reports.
-STAGE_SPANS = {"caption": (0.0, 0.05), "encode": (0.05, 0.1), "denoise": (0.1, 0.95),
-               "decode": (0.95, 1.0)}
-OOM_ADVICE = (
-    "the GPU ran out of memory: try --offload model (or sequential on cards under 24 GB), "
-    "--quantize int8 or nf4, a smaller resolution (640), fewer layers, or --vae-tiling"
-)
-
-
-# --- the auto layer count -------------------------------------------------------------------
-
-
-def auto_layer_count(rgba: np.ndarray) -> int:
-    """How many layers ``layers: "auto"`` asks for, from the image's colour complexity.
-
-    Rule: quantise colour to 2 bits per channel (64 bins) over the opaque pixels (alpha >= 128)
-    of a copy at most 128 px wide; take the fewest bins that together cover 80 % of those
-    pixels (specks and anti-aliasing do not count, busy images need many bins); add one when
-    at least 1 % of the image is transparent; clamp to 2..8. A four-colour flat graphic gets 4,
-    a logo on transparency one more, a photo or noise the maximum. Cheap and deterministic.
-    """
-    step = max(1, int(math.ceil(max(rgba.shape[:2]) / 128)))
-    small = rgba[::step, ::step]
-    opaque = small[..., 3] >= 128
-    count = 0
-    if opaque.any():
-        bins = small[opaque][:, :3].astype(np.int32) >> 6
-        codes = (bins[:, 0] << 4) | (bins[:, 1] << 2) | bins[:, 2]
-        shares = np.sort(np.bincount(codes, minlength=64))[::-1] / codes.size
-        count = int(np.searchsorted(np.cumsum(shares), AUTO_COVERAGE - 1e-9) + 1)
-    if (~opaque).mean() >= 0.01:
-        count += 1
-    return int(min(max(count, AUTO_MIN_LAYERS), AUTO_MAX_LAYERS))
-
-
-# --- small image helpers --------------------------------------------------------------------
-
-
-def to_rgba_pil(rgba: np.ndarray) -> Any:
-    """The layered pipeline needs RGBA PIL input: an RGB image crashes its 4-channel VAE."""
-    from PIL import Image
-
-    return Image.fromarray(np.ascontiguousarray(rgba, dtype=np.uint8), "RGBA")
-
-
-def over_grey(rgba: np.ndarray) -> Any:
-    """``rgba`` over neutral grey as an RGB PIL image (what an RGB edit model can see)."""
-    from PIL import Image
-
-    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
-    rgb = rgba[..., :3].astype(np.float32) * alpha + NEUTRAL_GREY * (1.0 - alpha)
-    return Image.fromarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8), "RGB")
-
-
-def pil_to_rgba(image: Any, size: tuple[int, int]) -> np.ndarray:
-    """A pipeline's PIL output as uint8 RGBA at ``size`` (width, height), resampled
-    premultiplied so that soft edges keep their colour."""
-    return resize_premultiplied(np.asarray(image.convert("RGBA")), size)
-
-
-def bucket_size(width: int, height: int, resolution: int) -> tuple[int, int]:
-    """The (width, height) of area ``resolution**2`` with the input's aspect, multiples of 32
-    (the same rule as the Qwen pipelines' ``calculate_dimensions``)."""
-    w = math.sqrt(resolution * resolution * width / height)
-    h = w * height / width
-    return max(32, round(w / 32) * 32), max(32, round(h / 32) * 32)
-
-
-def generation_size(width: int, height: int) -> tuple[int, int]:
-    """The size to generate a ``width`` x ``height`` document at: multiples of 16 (the
-    pipelines' latent patch), at most :data:`GENERATE_MAX_PIXELS`, same aspect."""
-    scale = min(1.0, math.sqrt(GENERATE_MAX_PIXELS / (width * height)))
-    return max(16, int(width * scale) // 16 * 16), max(16, int(height * scale) // 16 * 16)
-
-
-def mask_in_layer(mask: Any, layer: Any) -> np.ndarray:
-    """The selection (mask alpha, 0..1) over the layer's pixels, from document placement."""
-    selected = np.zeros((layer.height, layer.width), np.float32)
-    dx, dy = mask.x - layer.x, mask.y - layer.y
-    x0, y0 = max(dx, 0), max(dy, 0)
-    x1, y1 = min(dx + mask.width, layer.width), min(dy + mask.height, layer.height)
-    if x1 > x0 and y1 > y0:
-        crop = mask.pixels[y0 - dy:y1 - dy, x0 - dx:x1 - dx, 3]
-        selected[y0:y1, x0:x1] = crop.astype(np.float32) / 255.0
-    return selected
-
-
-# --- progress -------------------------------------------------------------------------------
-
-
-class StageProgress:
-    """Maps one pipeline run's stages and steps into ``[lo, hi]`` of the job's progress and
-    checks for cancel at every step (the pipeline's ``callback_on_step_end``)."""
-
-    def __init__(self, ctx: JobContext, lo: float, hi: float, steps: int) -> None:
-        self.ctx, self.lo, self.hi, self.steps = ctx, lo, hi, steps
-
-    def _at(self, fraction: float) -> float:
-        return self.lo + (self.hi - self.lo) * fraction
-
-    def stage(self, name: str) -> None:
-        """Announce the start of a stage (caption, encode, denoise, decode), then check cancel."""
-        self.ctx.check_cancelled()
-        self.ctx.progress(self._at(STAGE_SPANS[name][0]), name)
-
-    def on_step_end(self, pipe: Any, step: int, timestep: Any, tensors: dict) -> dict:
-        """Report the finished step; raise JobCancelled out of the pipeline on cancel, so the
-        job stops within one step and skips the decode."""
-        lo, hi = STAGE_SPANS["denoise"]
-        done = step + 1
-        self.ctx.progress(self._at(lo + (hi - lo) * done / self.steps), "denoise", done,
-                          self.steps)
-        self.ctx.check_cancelled()
-        if done == self.steps:
-            self.stage("decode")
-        return {}
+#: The edit models' recommended settings (Qwen-Image-Edit-2509/2511 model cards): 40 steps,
+#: true CFG 4 with negative " ", and guidance_scale 1.0 (the distilled-guidance input unused).
+EDIT_STEPS = 40
+EDIT_GUIDANCE_SCALE = 1.0
+#: What the layered model is told when it cuts an edited layer out again.
+MATTE_PROMPT = "one object on a plain grey background"
+#: Share of a regenerate job's progress given to the edit; the cut-out takes the rest.
+EDIT_SHARE = 0.7
 
 
 # --- the engine -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MemoryOptions:
-    """How pipelines are placed: the options for smaller GPUs (see docs/gpu-engine.md)."""
-
-    device: str = "cpu"
-    dtype: str = "float32"
-    offload: str = "none"  # none | model | sequential
-    vae_tiling: bool = False
 
 
 class PipelineSlot:
@@ -231,10 +129,14 @@ class DiffusionEngine(Engine):
         edit: Callable[[], Any],
         memory: MemoryOptions,
         default_steps: int = 50,
+        acceleration: Acceleration | None = None,
+        generate_sizes: tuple[tuple[int, int], ...] = TRAINED_SIZES,
     ) -> None:
         self.name = name
         self.memory = memory
         self.default_steps = default_steps
+        self.acceleration = acceleration or Acceleration()
+        self.generate_sizes = generate_sizes
         self.slots = {"layered": PipelineSlot(layered),
                       "text_to_image": PipelineSlot(text_to_image), "edit": PipelineSlot(edit)}
         self._active: str | None = None
@@ -242,16 +144,19 @@ class DiffusionEngine(Engine):
     # -- construction --
 
     @classmethod
-    def tiny(cls, steps: int = 2, weight_seed: int = 0, **memory: Any) -> DiffusionEngine:
+    def tiny(cls, steps: int = 2, weight_seed: int = 0, cache: str = "none",
+             compile: bool = False, **memory: Any) -> DiffusionEngine:
         """The qwen code path with tiny random weights (CPU, seconds, no files).
 
         ``steps`` is the default step count; ``weight_seed`` picks the random weights. Memory
-        options (``device``, ``dtype``, ``offload``, ``vae_tiling``) are accepted as for the
-        real engine so their code path is exercised too.
+        options (``device``, ``dtype``, ``offload``, ``vae_tiling``) and the speed options
+        (``cache``, ``compile``) are accepted as for the real engine so their code paths are
+        exercised too. Trained sizes for generate are a quarter of the real ones.
         """
         from diffusers import QwenImageEditPlusPipeline, QwenImageLayeredPipeline, QwenImagePipeline
 
-        from layerbridge.engines.tiny import build_tiny_components
+        from layerbridge.engines.diffusion.acceleration import acceleration_options
+        from layerbridge.engines.tiny import TINY_CACHE_KNOBS, build_tiny_components
 
         ignored = sorted(set(memory) - {"device", "dtype", "offload", "vae_tiling"})
         if ignored:
@@ -273,13 +178,15 @@ class DiffusionEngine(Engine):
             edit=build(QwenImageEditPlusPipeline, components.edit),
             memory=options,
             default_steps=steps,
+            acceleration=acceleration_options(cache, compile, **TINY_CACHE_KNOBS),
+            generate_sizes=scaled_sizes(TRAINED_SIZES, 0.25),
         )
 
     @classmethod
     def from_pretrained(cls, **options: Any) -> DiffusionEngine:
         """The real engine from weights found offline; the options are documented at
-        :func:`layerbridge.weights.open_pretrained`."""
-        from layerbridge.weights import open_pretrained
+        :func:`layerbridge.engines.diffusion.loading.open_pretrained`."""
+        from layerbridge.engines.diffusion.loading import open_pretrained
 
         return open_pretrained(cls, **options)
 
@@ -336,27 +243,31 @@ class DiffusionEngine(Engine):
     # -- pipeline runs --
 
     def _decompose(
-        self, rgba: np.ndarray, params: dict, ctx: JobContext, lo: float, hi: float
+        self, rgba: np.ndarray, params: dict, ctx: JobContext, lo: float, hi: float,
+        layers: int | None = None,
     ) -> list[np.ndarray]:
-        """The layered pipeline on ``rgba``: layers bottom first, at ``rgba``'s size."""
-        count = self._layer_count(params.get("layers", "auto"), rgba)
-        ctx.set_layer_count(count)
+        """The layered pipeline on ``rgba``: layers bottom first, at ``rgba``'s size
+        (``layers`` overrides the job's count, for the cut-out after an edit)."""
+        count = layers or self._layer_count(params.get("layers", "auto"), rgba)
+        if layers is None:
+            ctx.set_layer_count(count)
         resolution = self._resolution(params.get("resolution"), DEFAULT_RESOLUTION)
         steps = self._steps(params)
         seed = _seed(params.get("seed"))
         pipe = self._pipeline("layered")
         progress = StageProgress(ctx, lo, hi, steps)
         image = to_rgba_pil(rgba)
-        prompt = (params.get("prompt") or "").strip()
+        prompt = MATTE_PROMPT if layers else (params.get("prompt") or "").strip()
         if not prompt:
             progress.stage("caption")
             prompt = self._caption(pipe, image, resolution, seed)
         progress.stage("encode")
         output = self._call(
-            pipe, progress, image=image, prompt=prompt, layers=count, resolution=resolution,
-            num_inference_steps=steps, generator=_generator(seed),
-            negative_prompt=_negative(params), true_cfg_scale=_guidance(params),
-            cfg_normalize=True, use_en_prompt=True, num_images_per_prompt=1, output_type="pil",
+            pipe, progress, ctx, resolution * resolution, image=image, prompt=prompt,
+            layers=count, resolution=resolution, num_inference_steps=steps,
+            generator=_generator(seed), negative_prompt=_negative(params),
+            true_cfg_scale=_guidance(params), cfg_normalize=True, use_en_prompt=True,
+            num_images_per_prompt=1, output_type="pil",
         )
         size = (rgba.shape[1], rgba.shape[0])
         return [pil_to_rgba(layer, size) for layer in output.images[0]]
@@ -376,11 +287,12 @@ class DiffusionEngine(Engine):
         return caption.strip() or "an image"
 
     def _text_to_image(self, params: dict, size: tuple[int, int], ctx: JobContext) -> np.ndarray:
-        """Generate an opaque RGBA image of ``size`` (width, height) from the prompt."""
+        """Generate an opaque RGBA image of ``size`` (width, height) from the prompt, at the
+        trained size nearest its aspect (the model is sharp only there), then resized."""
         steps = self._steps(params)
         pipe = self._pipeline("text_to_image")
         progress = StageProgress(ctx, 0.0, 0.5, steps)
-        width, height = generation_size(*size)
+        width, height = generation_size(*size, sizes=self.generate_sizes)
         progress.stage("encode")
         kwargs = dict(prompt=params["prompt"], negative_prompt=_negative(params), width=width,
                       height=height, num_inference_steps=steps,
@@ -389,16 +301,17 @@ class DiffusionEngine(Engine):
         guidance_name = "true_cfg_scale" if "true_cfg_scale" in accepted else "guidance_scale"
         kwargs[guidance_name] = _guidance(params)
         kwargs = {key: value for key, value in kwargs.items() if key in accepted}
-        output = self._call(pipe, progress, **kwargs)
+        output = self._call(pipe, progress, ctx, width * height, **kwargs)
         return pil_to_rgba(output.images[0], size)
 
     def _edit(self, source: Any, request: JobRequest, ctx: JobContext) -> np.ndarray:
-        """Qwen-Image-Edit on the layer; the result keeps the layer's alpha (see module doc)."""
+        """Qwen-Image-Edit on the layer over grey, then the layered model cuts the edited
+        object out of the grey (see module doc); a selection mask limits the change."""
         params = request.params
-        steps = self._steps(params)
+        steps = self._steps(params, default=min(self.default_steps, EDIT_STEPS))
         resolution = self._resolution(params.get("resolution"), EDIT_RESOLUTION)
         pipe = self._pipeline("edit")
-        progress = StageProgress(ctx, 0.0, 1.0, steps)
+        progress = StageProgress(ctx, 0.0, EDIT_SHARE, steps)
         images = [over_grey(source.pixels)]
         document = request.inputs.get("document")
         prompt = params["prompt"]
@@ -408,30 +321,37 @@ class DiffusionEngine(Engine):
         width, height = bucket_size(source.width, source.height, resolution)
         progress.stage("encode")
         output = self._call(
-            pipe, progress, image=images, prompt=prompt, negative_prompt=_negative(params),
-            true_cfg_scale=_guidance(params), width=width, height=height,
+            pipe, progress, ctx, width * height, image=images, prompt=prompt,
+            negative_prompt=_negative(params), true_cfg_scale=_guidance(params),
+            guidance_scale=EDIT_GUIDANCE_SCALE, width=width, height=height,
             num_inference_steps=steps, generator=_generator(_seed(params.get("seed"))),
             num_images_per_prompt=1, output_type="pil",
         )
         edited = pil_to_rgba(output.images[0], (source.width, source.height))
-        return self._keep_alpha(source, edited, request.inputs.get("mask"))
+        matte_params = {**params, "resolution": None}
+        cut = self._decompose(edited, matte_params, ctx, EDIT_SHARE, 1.0, layers=2)[-1]
+        return self._within_selection(source, cut, request.inputs.get("mask"))
 
     @staticmethod
-    def _keep_alpha(source: Any, edited: np.ndarray, mask: Any) -> np.ndarray:
-        """New colour inside the selection (all of it without a mask), the input's alpha."""
-        result = source.pixels.copy()
+    def _within_selection(source: Any, edited: np.ndarray, mask: Any) -> np.ndarray:
+        """The edited layer (colour and alpha) inside the selection, all of it without a
+        mask; outside it the source stays as it was."""
         if mask is None:
-            result[..., :3] = edited[..., :3]
-            return result
+            return edited
         weight = mask_in_layer(mask, source)[..., None]
-        blended = edited[..., :3] * weight + source.pixels[..., :3] * (1.0 - weight)
-        result[..., :3] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-        return result
+        blended = edited.astype(np.float32) * weight + source.pixels * (1.0 - weight)
+        return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
 
-    def _call(self, pipe: Any, progress: StageProgress, **kwargs: Any) -> Any:
-        """Run a pipeline with per-step progress and cancel; free offload hooks either way."""
+    def _call(self, pipe: Any, progress: StageProgress, ctx: JobContext, area: int,
+              **kwargs: Any) -> Any:
+        """Run a pipeline with per-step progress and cancel; count the transformer's
+        forwards (computed, skipped by the step cache) into the job's stats; free offload
+        hooks either way. ``area`` is the decoded size in pixels (for VAE tiling)."""
         import torch
 
+        configure_vae_tiling(pipe, self.memory, area)
+        counter = counter_for(pipe)
+        forwards_before, computed_before = counter.totals()
         try:
             with torch.inference_mode():
                 return pipe(callback_on_step_end=progress.on_step_end,
@@ -439,28 +359,33 @@ class DiffusionEngine(Engine):
         except torch.OutOfMemoryError as exc:
             raise EngineError(OUT_OF_MEMORY, OOM_ADVICE) from exc
         finally:
+            forwards, computed = counter.totals()
+            ran, full = forwards - forwards_before, computed - computed_before
+            ctx.stats["forwards_computed"] = ctx.stats.get("forwards_computed", 0) + full
+            ctx.stats["forwards_skipped"] = ctx.stats.get("forwards_skipped", 0) + ran - full
             pipe.maybe_free_model_hooks()
 
     # -- helpers --
 
     def _pipeline(self, which: str) -> Any:
         """The pipeline ``which``, loaded (once) and placed on the device by the memory
-        options; without offload the other pipelines' transformers step aside to the CPU."""
+        options; without offload the other pipelines' modules step aside to the CPU."""
         slot = self.slots[which]
         first_use = slot.loaded is None
         pipe = slot.get()
         if first_use or self._active != which:
             for name, other in self.slots.items():
                 if name != which and other.loaded is not None:
-                    step_aside(other.loaded, self.memory)
+                    step_aside(other.loaded, pipe, self.memory)
             place_pipeline(pipe, self.memory)
+            accelerate(pipe, self.acceleration)
             self._active = which
         return pipe
 
-    def _steps(self, params: dict) -> int:
+    def _steps(self, params: dict, default: int | None = None) -> int:
         """The job's step count, at least :data:`MIN_STEPS`: with one step the Qwen scheduler's
         terminal shift divides by zero and the pipeline returns NaN (blank layers)."""
-        return max(MIN_STEPS, int(params.get("steps") or self.default_steps))
+        return max(MIN_STEPS, int(params.get("steps") or default or self.default_steps))
 
     def _layer_count(self, value: Any, rgba: np.ndarray) -> int:
         if value is None or value == "auto":
@@ -482,47 +407,17 @@ class DiffusionEngine(Engine):
 # --- module helpers -------------------------------------------------------------------------
 
 
-def memory_options(device: str, dtype: str, offload: str, vae_tiling: bool) -> MemoryOptions:
-    """Validated :class:`MemoryOptions` (a bad name is the user's to fix, not a crash)."""
-    if dtype not in ("bfloat16", "float16", "float32"):
-        raise EngineError(BAD_PARAMS, f"dtype must be bfloat16, float16 or float32, not {dtype!r}")
-    if offload not in ("none", "model", "sequential"):
-        raise EngineError(BAD_PARAMS, f"offload must be none, model or sequential, not {offload!r}")
-    return MemoryOptions(device=device, dtype=dtype, offload=offload, vae_tiling=vae_tiling)
-
-
-def torch_dtype(name: str) -> Any:
-    import torch
-
-    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
-
-
-def place_pipeline(pipe: Any, memory: MemoryOptions) -> None:
-    """Put ``pipe`` where the memory options say: all on the device, or offloaded to the CPU
-    model by model (``model``: a few GB extra, small slowdown) or layer by layer
-    (``sequential``: least memory, slowest). Hooks are set again each time a pipeline becomes
-    active, because siblings share modules and the last pipeline to set a hook owns it."""
-    try:
-        if memory.offload == "model":
-            pipe.enable_model_cpu_offload(device=memory.device)
-        elif memory.offload == "sequential":
-            pipe.enable_sequential_cpu_offload(device=memory.device)
-        else:
-            pipe.to(memory.device)
-    except (RuntimeError, ValueError) as exc:
-        if "out of memory" in str(exc).lower():
-            raise EngineError(OUT_OF_MEMORY, OOM_ADVICE) from exc
-        raise EngineError(ENGINE_FAILED, f"cannot place the pipeline on {memory.device} with "
-                          f"offload={memory.offload}: {exc}") from exc
-    if memory.vae_tiling and hasattr(pipe.vae, "enable_tiling"):
-        pipe.vae.enable_tiling()
-
-
-def step_aside(pipe: Any, memory: MemoryOptions) -> None:
-    """Move an idle pipeline's transformer (its largest part, never shared) to the CPU so the
-    active pipeline fits; offload modes already keep idle modules there."""
-    if memory.offload == "none" and memory.device != "cpu":
-        pipe.transformer.to("cpu")
+def configure_vae_tiling(pipe: Any, memory: MemoryOptions, area: int) -> None:
+    """Tile the VAE only above the 640 bucket's area: at or below it one tile covers the image
+    and tiling would only change the bytes (diffusers tiles above 256 px by default)."""
+    if not memory.vae_tiling or not hasattr(pipe.vae, "enable_tiling"):
+        return
+    if area > VAE_TILING_MIN_AREA:
+        pipe.vae.enable_tiling(tile_sample_min_height=VAE_TILE, tile_sample_min_width=VAE_TILE,
+                               tile_sample_stride_height=VAE_TILE_STRIDE,
+                               tile_sample_stride_width=VAE_TILE_STRIDE)
+    else:
+        pipe.vae.disable_tiling()
 
 
 def _seed(value: Any) -> int:
