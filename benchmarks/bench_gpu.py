@@ -126,12 +126,17 @@ def test_image(size: int) -> np.ndarray:
     return image
 
 
-def stock_call(pipe: Any, image: np.ndarray, args: argparse.Namespace, steps: int) -> list:
-    """The plain diffusers call with the model card's settings: what a user would write."""
+def stock_call(pipe: Any, image: np.ndarray, args: argparse.Namespace,
+               steps: int) -> tuple[list, dict]:
+    """The plain diffusers call with the model card's settings: what a user would write
+    (the forward counter's hooks only count)."""
     import torch
 
     from layerbridge.engines.diffusion import pil_to_rgba, to_rgba_pil
+    from layerbridge.engines.diffusion.acceleration import counter_for
 
+    counter = counter_for(pipe)
+    before = counter.totals()
     with torch.inference_mode():
         output = pipe(image=to_rgba_pil(image), prompt=PROMPT, negative_prompt=" ",
                       true_cfg_scale=4.0, layers=args.layers, resolution=args.resolution,
@@ -139,7 +144,10 @@ def stock_call(pipe: Any, image: np.ndarray, args: argparse.Namespace, steps: in
                       generator=torch.Generator("cpu").manual_seed(0), cfg_normalize=True,
                       use_en_prompt=True, num_images_per_prompt=1, output_type="pil")
     size = (image.shape[1], image.shape[0])
-    return [pil_to_rgba(layer, size) for layer in output.images[0]]
+    forwards, computed = (now - then for now, then in zip(counter.totals(), before,
+                                                          strict=True))
+    stats = {"forwards_computed": computed, "forwards_skipped": forwards - computed}
+    return [pil_to_rgba(layer, size) for layer in output.images[0]], stats
 
 
 def engine_call(engine: DiffusionEngine, image: np.ndarray, args: argparse.Namespace,
@@ -191,8 +199,9 @@ def measure(variant: str, build: Callable[[], Any], image: np.ndarray, reference
     if cuda:
         torch.cuda.empty_cache()
     pipe = build()
+    pipe.set_progress_bar_config(disable=True)
     if variant == "stock":
-        run = lambda steps: (stock_call(pipe, image, args, steps), {})  # noqa: E731
+        run = lambda steps: stock_call(pipe, image, args, steps)  # noqa: E731
     else:
         cache, compile_, fp8 = SETTINGS[variant]
         if fp8:

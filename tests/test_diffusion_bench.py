@@ -19,7 +19,7 @@ def test_dry_run_prints_the_table() -> None:
     assert "speed-up" in header and "alpha IoU" in header and "skipped" in header
     rows = {line.split()[0]: line.split() for line in lines[lines.index(header) + 1:]}
     assert set(rows) == {"stock", "fbcache", "dbcache", "compile", "fp8", "all"}
-    assert rows["stock"][2] == "1.00x"
+    assert rows["stock"][2] == "1.00x" and rows["stock"][4:6] == ["8", "0"]
     # the cached variants ran and skipped forwards (2 per step with true CFG)
     for variant in ("fbcache", "dbcache"):
         computed, skipped = int(rows[variant][4]), int(rows[variant][5])

@@ -87,3 +87,11 @@ def test_resolution_1024_needs_more() -> None:
     sizes = published_sizes("layered")
     assert needed_vram_gib("model", "bf16", "bf16", sizes, 1024) > needed_vram_gib(
         "model", "bf16", "bf16", sizes, 640)
+
+
+def test_a_pinned_placement_keeps_bf16_unless_quantisation_is_asked() -> None:
+    """--offload model on a 24 GB card without --quantize must not pass for fitting because
+    an int8 plan would: the engine would load bf16 and run out of memory."""
+    plan = plan_for(24, 64, offload="model")
+    assert not plan.fits and plan.transformer == "bf16"
+    assert plan_for(24, 64, offload="model", quantize="int8").fits

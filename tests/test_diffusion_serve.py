@@ -78,7 +78,7 @@ def test_every_op_runs_with_the_cache(cached_server) -> None:
     with Client(url, "cache-ops") as client:
         split = client.run("split", {**base, "layers": 2},
                            [image_input(layer, name="layer", x=4, y=2)])
-        generate = client.run("generate", {**base, "layers": 1, "width": 48, "height": 32})
+        generate = client.run("generate", {**base, "layers": 1, "width": 64, "height": 64})
         regenerate = client.run("regenerate", base, [image_input(layer, name="layer")])
     assert len(split.layers) == 2 and len(generate.layers) == 1 and len(regenerate.layers) == 1
     for result in (split, generate, regenerate):

@@ -13,6 +13,7 @@ First-Block Cache does; ``dbcache`` is F8B0 with TaylorSeer order 1.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -82,6 +83,7 @@ def enable_cache(pipe: Any, acceleration: Acceleration) -> None:
     except ImportError as exc:
         raise EngineError(BAD_PARAMS, f"--cache {acceleration.cache} needs cache-dit: "
                           "pip install cache-dit") from exc
+    route_cache_dit_logs()
     blocks = len(pipe.transformer.transformer_blocks)
     front = 1 if acceleration.cache == "fbcache" else DBCACHE_FRONT_BLOCKS
     config = cache_dit.DBCacheConfig(
@@ -92,6 +94,17 @@ def enable_cache(pipe: Any, acceleration: Acceleration) -> None:
     calibrator = (cache_dit.TaylorSeerCalibratorConfig(taylorseer_order=1)
                   if acceleration.cache == "dbcache" else None)
     cache_dit.enable_cache(pipe, cache_config=config, calibrator_config=calibrator)
+
+
+def route_cache_dit_logs() -> None:
+    """cache-dit logs to stdout through one shared handler, where ``layerbridge serve``
+    prints only its address (clients and scripts read that line): point it at stderr."""
+    from cache_dit import logger
+
+    handler = getattr(logger, "_default_handler", None)
+    if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+        handler.setStream(sys.stderr)
+        handler.__dict__.pop("flush", None)  # it was bound to stdout's flush
 
 
 class ForwardCounter:

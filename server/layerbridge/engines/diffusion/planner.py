@@ -267,8 +267,9 @@ def plan_for(vram_gib: float, ram_gib: float, ops: Iterable[str] = ("decompose",
     sizes = {pipeline: (sizes or {}).get(pipeline) or published_sizes(pipeline)
              for pipeline in pipelines}
     placement = {"none": "resident", "sequential": "group"}.get(offload, offload)
+    # a placement the user pinned keeps the precision they chose (bf16 unless --quantize)
     tried = [option for option in candidates(quantize)
-             if offload == "auto" or option[0] == placement]
+             if offload == "auto" or (option[0] == placement and (quantize or option[1] == "bf16"))]
     plans = []
     for option in tried:
         place, transformer, text = option
