@@ -77,6 +77,10 @@ class JobRequest:
     def __post_init__(self) -> None:
         if not isinstance(self.params, Params):
             object.__setattr__(self, "params", typed_params(self.op, self.params))
+        elif self.params.op != self.op:
+            raise EngineError(
+                ErrorCode.BAD_PARAMS, f"a {self.op} job got {type(self.params).__name__}"
+            )
 
 
 def typed_params(op: str, values: Mapping[str, Any]) -> OpParams:
