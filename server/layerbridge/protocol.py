@@ -21,7 +21,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from layerbridge.types import (
     OPS,
@@ -42,13 +42,12 @@ MAX_PROMPT_LENGTH = 4000
 MAX_COORDINATE = 1 << 20
 
 
-def __getattr__(name: str) -> ErrorCode:
-    """``protocol.BAD_PARAMS`` and the like: the :class:`ErrorCode` of that name, so code
-    written before the enum keeps working while the codes are listed once."""
-    try:
-        return ErrorCode[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+# Each code by its name as well (``protocol.BAD_PARAMS``), for code written before the enum;
+# taken from the enum, so the codes are still listed once.
+globals().update(ErrorCode.__members__)
+if TYPE_CHECKING:
+
+    def __getattr__(name: str) -> ErrorCode: ...
 
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]+$")
