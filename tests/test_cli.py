@@ -50,6 +50,66 @@ def test_decompose_writes_a_psd_that_reads_back(tmp_path: Path) -> None:
     assert np.abs(flat.astype(int) - image).max() <= 1
 
 
+def over_white(flat: np.ndarray) -> np.ndarray:
+    """RGB of ``flat`` laid on a white page: Photoshop's stored form of the merged image."""
+    alpha = flat[..., 3:4].astype(np.float64) / 255.0
+    return np.rint(flat[..., :3] * alpha + 255.0 * (1.0 - alpha)).astype(int)
+
+
+def psd_layers_composite(path: Path, width: int, height: int) -> np.ndarray:
+    _, layers = read_psd_layers(path)
+    return composite(
+        [Layer(p.name, np.asarray(p.topil().convert("RGBA")), p.left, p.top) for p in layers],
+        width,
+        height,
+    )
+
+
+def test_decompose_psd_merged_image_is_the_picture(tmp_path: Path) -> None:
+    """The flattened image every PSD reader without layer support shows (Pillow here)."""
+    image = design(120, 90, seed=3)
+    source = tmp_path / "in.png"
+    Image.fromarray(image).save(source)
+    out = tmp_path / "out.psd"
+    run = subprocess.run(
+        [*LAYERBRIDGE, "decompose", str(source), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    with Image.open(out) as merged:
+        pixels = np.asarray(merged.convert("RGBA")).astype(int)
+    flat = psd_layers_composite(out, 120, 90)
+    assert np.abs(pixels - flat).max() <= 1
+    assert np.abs(pixels - image).max() <= 1
+
+
+def test_psd_merged_image_keeps_transparency(tmp_path: Path) -> None:
+    """Layers that leave holes and soft edges: the merged alpha is theirs, the colours are
+    theirs over white (as Photoshop stores them), and psd-tools reads the colours back."""
+    from layerbridge.export import write_psd
+
+    disc = np.zeros((40, 40, 4), np.uint8)
+    yy, xx = np.mgrid[:40, :40]
+    disc[..., :3] = (30, 90, 200)
+    disc[..., 3] = np.clip(255 - 12 * np.hypot(yy - 20, xx - 20), 0, 255).astype(np.uint8)
+    veil = np.zeros((20, 50, 4), np.uint8)
+    veil[...] = (250, 200, 0, 128)
+    layers = [Layer("disc", disc, 5, 5), Layer("veil", veil, 10, 30)]
+    out = write_psd(layers, (64, 64), tmp_path / "holes.psd")
+    flat = composite(layers, 64, 64)
+    with Image.open(out) as merged:
+        pixels = np.asarray(merged.convert("RGBA")).astype(int)
+    assert np.abs(pixels[..., 3] - flat[..., 3]).max() <= 1
+    assert np.abs(pixels[..., :3] - over_white(flat)).max() <= 1
+    assert np.abs(psd_layers_composite(out, 64, 64).astype(int) - flat).max() <= 1
+    read_back = np.asarray(PSDImage.open(out).topil().convert("RGBA")).astype(int)
+    assert np.abs(read_back[..., 3] - flat[..., 3]).max() <= 1
+    opaque = flat[..., 3] == 255
+    assert opaque.any() and np.abs(read_back[opaque] - flat[opaque]).max() <= 1
+
+
 @pytest.mark.parametrize("suffix", [".ora", ""])
 def test_decompose_writes_ora_and_png_folders(tmp_path: Path, suffix: str) -> None:
     source = tmp_path / "in.png"
