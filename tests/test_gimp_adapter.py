@@ -131,7 +131,7 @@ class FakeImage:
 
 @pytest.fixture
 def adapter(tmp_path, monkeypatch):
-    """layerbridge.py loaded with stand-ins for GIMP's gi modules."""
+    """layerbridge_gimp.py loaded with stand-ins for GIMP's gi modules."""
     gimp = mock.MagicMock(name="Gimp")
     gimp.PlugIn = object
     gimp.directory.return_value = str(tmp_path)
@@ -150,11 +150,11 @@ def adapter(tmp_path, monkeypatch):
     gi.repository = repository
     monkeypatch.setitem(sys.modules, "gi", gi)
     monkeypatch.setitem(sys.modules, "gi.repository", repository)
-    saved_path = list(sys.path)
-    spec = importlib.util.spec_from_file_location("gimp_adapter", PLUGIN_DIR / "layerbridge.py")
+    monkeypatch.syspath_prepend(str(PLUGIN_DIR))  # as GIMP runs a plug-in: its folder first
+    entry = PLUGIN_DIR / "layerbridge_gimp.py"
+    spec = importlib.util.spec_from_file_location("gimp_adapter", entry)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    sys.path[:] = saved_path  # the plug-in puts its folder first; keep the package here
     return module
 
 

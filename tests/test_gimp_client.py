@@ -2,8 +2,7 @@
 
 A fake host records what the plug-in's GIMP adapter would be asked to do (insert a layer,
 show progress); the real GIMP runs in ``tests/gimp/run.sh``. The core is loaded from the
-plug-in's folder by path: that folder also holds ``layerbridge.py``, GIMP's entry point,
-which must not shadow the ``layerbridge`` package here.
+plug-in's folder by path; ``import layerbridge`` there finds the installed package.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from layerbridge.engines.base import Engine, Layer
 from layerbridge.gimp_install import install_into
 
 REPO = Path(__file__).resolve().parents[1]
-PLUGIN_DIR = REPO / "gimp_plugin" / "layerbridge"
+PLUGIN_DIR = REPO / "gimp_plugin" / "layerbridge_gimp"
 SEED = 5
 
 

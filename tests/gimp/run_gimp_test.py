@@ -230,7 +230,7 @@ def install_plugin(root: Path, work: str) -> None:
             "-B",
             "-c",
             CHECK_SCRIPT,
-            f"{work}/profile/plug-ins/layerbridge",
+            f"{work}/profile/plug-ins/layerbridge_gimp",
         ],
         capture_output=True,
         text=True,

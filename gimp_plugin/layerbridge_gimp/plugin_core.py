@@ -5,8 +5,11 @@ into a :class:`JobRequest`, implements :class:`Host` with GIMP calls and hands b
 :func:`run_job`; the tests drive the same code with a fake host against a real server.
 
 The connection itself is the product's own synchronous client (``layerbridge.client`` and
-``layerbridge.protocol``): the installer copies them into the plug-in's ``vendor`` folder,
-with the websockets package, because GIMP's Python has no pip.
+``layerbridge.protocol``): the installer copies them into the plug-in's folder, with the
+websockets package, because GIMP's Python has no pip. The folder comes first on ``sys.path``
+for GIMP's entry point and for the cancel watcher alike (a script's own folder does), and no
+file in it is named ``layerbridge.py``, so ``import layerbridge`` finds the copy there (or,
+in a checkout, the installed package).
 """
 
 from __future__ import annotations
@@ -25,20 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-if __name__ == "__main__":
-    # Run as the cancel watcher: this folder's ``layerbridge.py`` (GIMP's entry point) must
-    # not answer ``import layerbridge``; the vendored package or the installed one does.
-    _HERE = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
-# Installed, the client package sits in ``vendor/`` beside this file; it must come before
-# this folder, whose ``layerbridge.py`` (the GIMP entry point) would also answer the name.
-_VENDOR = Path(__file__).resolve().with_name("vendor")
-if _VENDOR.is_dir() and str(_VENDOR) not in sys.path:
-    sys.path.insert(0, str(_VENDOR))
-
-from layerbridge import protocol  # noqa: E402
-from layerbridge.client import (  # noqa: E402
+from layerbridge import protocol
+from layerbridge.client import (
     DEFAULT_URL,
     Client,
     ProtocolMismatch,

@@ -4,7 +4,9 @@
 The GIMP side only: procedures, dialogs, reading and writing pixels, undo, progress. What a
 job sends and how the server's answers become layers is in ``plugin_core`` (host-free and
 tested without GIMP); the connection is the product's own client, vendored by
-``layerbridge install-gimp-plugin`` into ``vendor/`` with the websockets package.
+``layerbridge install-gimp-plugin`` into this folder with the websockets package. GIMP puts
+this folder first on ``sys.path``; this file's name is not ``layerbridge``, so the vendored
+package answers ``import layerbridge``.
 
 Cancel: GIMP 3.0 gives a plug-in no way to ask whether the user pressed the progress bar's
 cancel button; pressing it makes GIMP end the plug-in's process. The plug-in starts a small
@@ -12,15 +14,9 @@ watcher process for each job that sends the server ``cancel`` when the plug-in e
 its job did, so the server stops working on it.
 """
 
-import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-# The vendored client package is named ``layerbridge`` like the product's, and comes first so
-# that it, not this script, answers ``import layerbridge``.
-sys.path[0:0] = [os.path.join(HERE, "vendor"), HERE]
-
-import gi  # noqa: E402
+import gi
 
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
