@@ -22,7 +22,7 @@ const MODULES = ["main.js", ...fs.readdirSync(path.join(ROOT, "src")).map((f) =>
 
 /** Spectrum's look, roughly: only so the stand-in page reads like the panel in Photoshop. */
 const SPECTRUM_STAND_IN = `
-  body { background: #323232; color: #ddd; font-family: sans-serif; width: 300px; margin: 0; }
+  body { background: #323232; color: #ddd; font-family: sans-serif; width: 284px; margin: 0; overflow-x: hidden; }
   sp-button { display: inline-block; padding: 5px 10px; border-radius: 14px; background: #1473e6; color: #fff; text-align: center; font-weight: bold; cursor: default; }
   sp-button[variant="secondary"] { background: #505050; }
   sp-button[variant="warning"] { background: #8a4a00; }
@@ -172,7 +172,7 @@ async function main() {
     await session.send("Page.navigate", { url: origin });
     await until(session, "window.ready && document.getElementById('indicator').textContent === 'Connected'");
     await evaluate(session, "document.getElementById('decompose').click()");
-    await until(session, "/%/.test(document.getElementById('stage').textContent)");
+    await until(session, "/^Separating layers/.test(document.getElementById('stage').textContent)");
     await shoot(session, path.join(out, "photoshop-panel-running.png"));
     await until(session, "/^Inserted/.test(document.getElementById('stage').textContent)");
     await evaluate(session, "document.getElementById('pin-seed').click()");

@@ -373,7 +373,7 @@ def screenshots(config: dict) -> dict:
     the screen; the host turns it into PNG."""
     image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(config["poster"]))
     display = Gimp.Display.new(image)
-    window = xdotool("search", "--sync", "--onlyvisible", "--name", r"\[poster\]")[0]
+    window = image_window(image)
     xdotool("windowmove", "--sync", window, "0", "0")
     xdotool("windowsize", "--sync", window, "1280", "800")
     outcome = call(

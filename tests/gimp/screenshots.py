@@ -39,14 +39,16 @@ def xwd_to_png(xwd: Path, png: Path, crop: tuple[int, int, int, int] | None = No
         header[12],
         header[19],
     )
-    if pixmap_format != 2 or bits_per_pixel != 32:
+    if pixmap_format != 2 or bits_per_pixel not in (24, 32):
         raise SystemExit(
-            f"{xwd}: a {bits_per_pixel}-bit format-{pixmap_format} XWD; expected 32-bit ZPixmap"
+            f"{xwd}: a {bits_per_pixel}-bit format-{pixmap_format} XWD; expected a ZPixmap"
         )
+    size = bits_per_pixel // 8
     start = header_size + 12 * ncolors
     rows = np.frombuffer(data[start : start + bytes_per_line * height], np.uint8)
-    pixels = rows.reshape(height, bytes_per_line)[:, : width * 4].reshape(height, width, 4)
-    rgb = pixels[..., [2, 1, 0]] if byte_order == 0 else pixels[..., [1, 2, 3]]
+    pixels = rows.reshape(height, bytes_per_line)[:, : width * size].reshape(height, width, size)
+    # LSB first (Xvfb on x86): blue, green, red; MSB first: the other way round.
+    rgb = pixels[..., [2, 1, 0]] if byte_order == 0 else pixels[..., [size - 3, size - 2, size - 1]]
     picture = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
     if crop:
         picture = picture.crop(crop)
@@ -86,7 +88,9 @@ def main() -> int:
             args.out / "gimp-decomposed.png",
             (0, 0, 1280, 800),
         )
-        xwd_to_png(host_work / "out" / "dialog.xwd", args.out / "gimp-dialog.png")
+        xwd_to_png(
+            host_work / "out" / "dialog.xwd", args.out / "gimp-dialog.png", (0, 0, 1280, 800)
+        )
     finally:
         server.terminate()
         server.wait(30)
