@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from layerbridge import __version__, protocol
-from layerbridge.server import DEFAULT_PORT
-
-ENGINES = ("classic", "qwen", "tiny")
+from layerbridge.engines.registry import ENGINE_NAMES as ENGINES
+from layerbridge.server import ServerConfig
 
 
 class UsageError(Exception):
@@ -157,7 +156,8 @@ def engine_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def create_engine(args: argparse.Namespace) -> Any:
     """The engine the options name, not loaded yet: its limits are known, its weights not read."""
-    from layerbridge.engines.base import EngineError, create_engine
+    from layerbridge.engines.registry import create_engine
+    from layerbridge.types import EngineError
 
     try:
         return create_engine(args.engine, **engine_options(args))
@@ -166,7 +166,7 @@ def create_engine(args: argparse.Namespace) -> Any:
 
 
 def warm_up(engine: Any) -> Any:
-    from layerbridge.engines.base import EngineError
+    from layerbridge.types import EngineError
 
     started = time.perf_counter()
     try:
@@ -197,17 +197,18 @@ def limits_for(engine: Any, max_pixels: int, max_layers: int) -> protocol.Limits
 
 
 def add_serve(commands: Any) -> None:
+    defaults = ServerConfig()
     serve = commands.add_parser("serve", help="run the websocket server for the plug-ins")
     serve.add_argument(
         "--host",
-        default="127.0.0.1",
-        help="address to bind (default 127.0.0.1; any other needs --token)",
+        default=defaults.host,
+        help=f"address to bind (default {defaults.host}; any other needs --token)",
     )
     serve.add_argument(
         "--port",
         type=int,
-        default=DEFAULT_PORT,
-        help=f"port (default {DEFAULT_PORT}; 0 picks a free one)",
+        default=defaults.port,
+        help=f"port (default {defaults.port}; 0 picks a free one)",
     )
     serve.add_argument(
         "--token",
@@ -221,15 +222,17 @@ def add_serve(commands: Any) -> None:
         metavar="ORIGIN",
         help="a browser Origin allowed to connect (repeatable); none by default",
     )
-    serve.add_argument("--max-pixels", type=int, default=protocol.Limits().max_pixels)
-    serve.add_argument("--max-layers", type=int, default=protocol.Limits().max_layers)
-    serve.add_argument("--max-queue", type=int, default=64)
-    serve.add_argument("--max-jobs-per-client", type=int, default=8)
-    serve.add_argument("--job-timeout", type=float, default=3600.0, help="seconds per job")
+    serve.add_argument("--max-pixels", type=int, default=defaults.limits.max_pixels)
+    serve.add_argument("--max-layers", type=int, default=defaults.limits.max_layers)
+    serve.add_argument("--max-queue", type=int, default=defaults.max_queue)
+    serve.add_argument("--max-jobs-per-client", type=int, default=defaults.max_jobs_per_client)
+    serve.add_argument(
+        "--job-timeout", type=float, default=defaults.job_timeout_s, help="seconds per job"
+    )
     serve.add_argument(
         "--result-ttl",
         type=float,
-        default=1800.0,
+        default=defaults.result_ttl_s,
         help="seconds a finished job's results are kept for fetch",
     )
     serve.add_argument(
@@ -245,7 +248,7 @@ def add_serve(commands: Any) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from layerbridge.server import ServerConfig, run_server
+    from layerbridge.server import run_server
 
     try:  # before loading the engine: a refused bind should not wait for a model
         ServerConfig(host=args.host, token=args.token).check()
@@ -498,8 +501,9 @@ def decompose_one(
     progress: Callable[[dict[str, Any]], None],
 ) -> dict[str, Any]:
     """Decompose one image into its result; a report of what was written."""
-    from layerbridge.engines.base import EngineError, InputImage, JobContext, JobRequest
+    from layerbridge.engines.base import JobContext, JobRequest
     from layerbridge.export import export_layers
+    from layerbridge.types import EngineError, InputImage
 
     pixels = read_image(task.image, limits)
     height, width = pixels.shape[:2]

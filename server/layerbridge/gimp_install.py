@@ -3,7 +3,8 @@
 GIMP 3 runs ``plug-ins/<name>/<name>.py`` from its profile folder when the file is executable,
 with that folder first on ``sys.path``. GIMP's Python has no pip, so the plug-in folder gets
 its own copy of what it imports besides the standard library, beside the entry point: the
-product's client (``protocol.py``, ``client.py`` and ``stages.py``, as a small ``layerbridge``
+product's client (``types.py``, ``protocol.py``, ``logs.py``, ``client.py``, ``stages.py``, as a
+small ``layerbridge``
 package) and the ``websockets`` package of this Python's installation. The entry point is
 ``layerbridge_gimp.py``, a name no package shares, so no path needs changing. websockets'
 compiled speedup is left out: it is built for this Python, not GIMP's, and websockets falls
@@ -22,7 +23,7 @@ from pathlib import Path
 
 PLUGIN_NAME = "layerbridge_gimp"
 PLUGIN_FILES = ("layerbridge_gimp.py", "plugin_core.py")
-CLIENT_FILES = ("__init__.py", "protocol.py", "client.py", "stages.py")
+CLIENT_FILES = ("__init__.py", "types.py", "protocol.py", "logs.py", "client.py", "stages.py")
 # Where releases before the rename installed the plug-in: removed, or GIMP would find two.
 OLD_PLUGIN_NAMES = ("layerbridge",)
 COMPILED_SUFFIXES = (".so", ".pyd", ".dylib", ".c")
