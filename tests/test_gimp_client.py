@@ -101,7 +101,7 @@ def test_decompose_inserts_the_servers_layers_bottom_first(classic_server) -> No
     for got, want in zip(host.layers, expected, strict=True):
         for key in ("name", "x", "y", "width", "height", "sha256", "data"):
             assert got[key] == want[key]
-    assert request.title == "Decomposed"
+    assert request.title == f"Decomposed [seed {SEED}]"  # the seed that repeats it
     assert [layer["sha256"] for layer in outcome.layers] == [w["sha256"] for w in expected]
     assert "data" not in outcome.layers[0]  # the record kept in the image holds no pixels
 
@@ -111,7 +111,7 @@ def test_split_keeps_the_layers_place(classic_server) -> None:
     bounds = (50, 40, 70, 50)
     request = core.split_request(pixels.tobytes(), bounds, layers=0, seed=SEED, name="Shapes")
     outcome, host = run(classic_server.url, request)
-    assert request.title == "Shapes (split)"
+    assert request.title == f"Shapes (split) [seed {SEED}]"
     assert request.inputs[0][0] == protocol.InputSpec("layer", 70, 50, 50, 40)
     assert outcome.done is not None and host.layers
     expected = direct(classic_server.url, "split", request.params, request.inputs)
@@ -400,7 +400,7 @@ def test_requests_translate_the_dialogs_conventions() -> None:
         "layers": "auto",
     }
     request.params["seed"] = seed
-    assert request.title == "a red kite"
+    assert request.title == f"a red kite [seed {seed}]"
     assert core.group_title("x" * 100).endswith("…") and len(core.group_title("x" * 100)) == 60
     protocol.validate_params("generate", request.params, protocol.Limits())
 
