@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The CPU build of torch for the tests; a GPU user installs their own build first.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test test-python test-photoshop test-gimp lint bench test-long clean
+.PHONY: setup demo test test-python test-photoshop test-gimp lint bench test-long screenshots clean
 
 setup: $(VENV)/.installed
 
@@ -36,6 +36,12 @@ test-gimp: setup
 bench: setup
 	$(BIN)/python benchmarks/bench_classic.py
 	$(BIN)/python benchmarks/bench_streaming.py
+
+# Real screenshots of both plug-ins into docs/screenshots (the READMEs show them): GIMP's GUI
+# under Xvfb in the real-GIMP test's root (needs root), the panel's code in headless Chromium.
+screenshots: setup
+	cd photoshop_uxp && npm ci --no-audit --no-fund && node scripts/screenshots.js ../docs/screenshots
+	$(BIN)/python tests/gimp/screenshots.py --root "$$(bash tests/gimp/gimp-root.sh)" --out docs/screenshots
 
 test-long: setup
 	$(BIN)/python -m pytest -m slow

@@ -2,7 +2,7 @@
 
 ``layerbridge install-gimp-plugin`` copies them from there when LayerBridge was installed from
 a wheel; a source checkout or an editable install finds them in ``gimp_plugin/`` instead. The
-plug-in stays in ``gimp_plugin/layerbridge/`` because that folder is what GIMP runs.
+plug-in stays in ``gimp_plugin/layerbridge_gimp/`` because that folder is what GIMP runs.
 """
 
 from pathlib import Path
@@ -10,7 +10,7 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
-PLUGIN = Path(__file__).parent / "gimp_plugin" / "layerbridge"
+PLUGIN = Path(__file__).parent / "gimp_plugin" / "layerbridge_gimp"
 
 
 class BuildWithGimpPlugin(build_py):

@@ -16,6 +16,7 @@ from unittest import mock
 import numpy as np
 import pytest
 
+from layerbridge import protocol
 from tests.test_gimp_client import PLUGIN_DIR, design
 
 
@@ -58,6 +59,12 @@ class FakeLayer:
 
     def get_buffer(self):
         return Buffer(self)
+
+    def set_visible(self, visible):
+        self.log.append(("visible", self.name, visible))
+
+    def scale(self, width, height, local_origin):
+        self.log.append(("scale", self.name, width, height))
 
     def get_shadow_buffer(self):
         self.log.append(("shadow", self.name))
@@ -114,12 +121,16 @@ class FakeImage:
     def insert_layer(self, layer, parent, position):
         self.log.append(("insert", layer.name, parent.name if parent else None, position))
 
+    def remove_layer(self, layer):
+        self.log.append(("remove", layer.name))
+
     def attach_parasite(self, parasite):
         self.log.append(("parasite",))
 
     def duplicate(self):
         copy = mock.Mock()
         copy.merge_visible_layers.return_value = self.source
+        copy.scale.side_effect = lambda w, h: self.log.append(("copy scaled", w, h))
         return copy
 
     def get_item_position(self, layer):
@@ -131,7 +142,7 @@ class FakeImage:
 
 @pytest.fixture
 def adapter(tmp_path, monkeypatch):
-    """layerbridge.py loaded with stand-ins for GIMP's gi modules."""
+    """layerbridge_gimp.py loaded with stand-ins for GIMP's gi modules."""
     gimp = mock.MagicMock(name="Gimp")
     gimp.PlugIn = object
     gimp.directory.return_value = str(tmp_path)
@@ -150,17 +161,17 @@ def adapter(tmp_path, monkeypatch):
     gi.repository = repository
     monkeypatch.setitem(sys.modules, "gi", gi)
     monkeypatch.setitem(sys.modules, "gi.repository", repository)
-    saved_path = list(sys.path)
-    spec = importlib.util.spec_from_file_location("gimp_adapter", PLUGIN_DIR / "layerbridge.py")
+    monkeypatch.syspath_prepend(str(PLUGIN_DIR))  # as GIMP runs a plug-in: its folder first
+    entry = PLUGIN_DIR / "layerbridge_gimp.py"
+    spec = importlib.util.spec_from_file_location("gimp_adapter", entry)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    sys.path[:] = saved_path  # the plug-in puts its folder first; keep the package here
     return module
 
 
 def config(**values):
     settings = {"layers": 0, "seed": 3, "steps": 0, "resolution": 0, "prompt": "", "width": 0}
-    settings["height"] = 0
+    settings.update(height=0, token="", reduce=True)
     settings.update(values)
     cfg = mock.Mock()
     cfg.get_property.side_effect = lambda key: settings[key]
@@ -187,8 +198,8 @@ def test_decompose_is_one_undo_step_with_a_group_of_layers(adapter, classic_serv
     changes = [i for i, kind in enumerate(kinds) if kind in ("insert", "set", "parasite")]
     assert changes and start < min(changes) and max(changes) < end
     inserts = [entry for entry in image.log if entry[0] == "insert"]
-    assert inserts[0] == ("insert", "Decomposed", None, 0)
-    assert all(entry[2:] == ("Decomposed", 0) for entry in inserts[1:])  # each on top
+    assert inserts[0] == ("insert", "Decomposed [seed 3]", None, 0)
+    assert all(entry[2:] == ("Decomposed [seed 3]", 0) for entry in inserts[1:])  # each on top
 
 
 def test_a_text_argument_gimp_hands_over_as_none_counts_as_empty(adapter, classic_server):
@@ -199,7 +210,7 @@ def test_a_text_argument_gimp_hands_over_as_none_counts_as_empty(adapter, classi
         procedure(adapter.DECOMPOSE), "NONINTERACTIVE", image, [image.source], cfg, None
     )
     assert status is adapter.Gimp.PDBStatusType.SUCCESS, error
-    assert [entry for entry in image.log if entry[0] == "insert"][0][1] == "Decomposed"
+    assert [entry for entry in image.log if entry[0] == "insert"][0][1] == "Decomposed [seed 3]"
 
 
 def test_a_failed_job_leaves_no_undo_step(adapter, classic_server) -> None:
@@ -232,4 +243,84 @@ def test_regenerate_replaces_pixels_through_the_shadow_buffer(adapter) -> None:
         "merge_shadow",
         "parasite",
         "undo_end",
+    ]
+
+
+def test_steps_and_resolution_of_a_model_engine_are_left_out_for_classic(adapter, classic_server):
+    """The dialog's values are remembered across engines: 640 suits qwen, not classic."""
+    image = FakeImage(120, 90, design())
+    cfg = config(server=classic_server.url, steps=30, resolution=640)
+    status, error = adapter.run_procedure(
+        procedure(adapter.DECOMPOSE), "NONINTERACTIVE", image, [image.source], cfg, None
+    )
+    assert status is adapter.Gimp.PDBStatusType.SUCCESS, error
+
+
+def test_layers_over_the_servers_limit_are_refused_before_anything_is_read(
+    adapter, serve, classic_engine, tmp_path
+) -> None:
+    server = serve(classic_engine, limits=protocol.Limits(max_layers=4))
+    image = FakeImage(120, 90, design())
+    cfg = config(server=server.url, layers=6)
+    status, error = adapter.run_procedure(
+        procedure(adapter.DECOMPOSE), "NONINTERACTIVE", image, [image.source], cfg, None
+    )
+    assert status is adapter.Gimp.PDBStatusType.EXECUTION_ERROR
+    assert "Layers 6: this server makes 1 to 4 layers" in str(adapter.GLib.Error.call_args)
+    assert not image.log
+
+
+def test_a_large_image_is_worked_on_reduced_and_scaled_back(adapter, serve, classic_engine) -> None:
+    server = serve(classic_engine, limits=protocol.Limits(max_pixels=60 * 45))
+    image = FakeImage(120, 90, design())
+    refused = config(server=server.url, reduce=False)
+    status, _ = adapter.run_procedure(
+        procedure(adapter.DECOMPOSE), "NONINTERACTIVE", image, [image.source], refused, None
+    )
+    assert status is adapter.Gimp.PDBStatusType.EXECUTION_ERROR
+    message = str(adapter.GLib.Error.call_args)
+    assert "120x90 = 10800 pixels; this server takes at most 2700" in message
+    assert "reduced size" in message and not image.log
+    status, error = adapter.run_procedure(
+        procedure(adapter.DECOMPOSE),
+        "NONINTERACTIVE",
+        image,
+        [image.source],
+        config(server=server.url),
+        None,
+    )
+    assert status is adapter.Gimp.PDBStatusType.SUCCESS, error
+    assert ("copy scaled", 60, 45) in image.log  # a reduced copy was sent
+    scaled = [entry for entry in image.log if entry[0] == "scale"]
+    assert scaled and ("scale", "background", 120, 90) in scaled  # the bottom layer: the image
+
+
+def test_split_hides_its_source_within_the_undo_step(adapter) -> None:
+    image = FakeImage(20, 10, bytes(20 * 10 * 4))
+    source = FakeLayer(image.log, "painted", 8, 6)
+    host = adapter.GimpHost(image, title="painted (split)", source=source)
+    host.add_layer({"name": "part", "x": 0, "y": 0, "width": 2, "height": 2, "data": bytes(16)})
+    outcome = types.SimpleNamespace(job="j", layers=[{"index": 0}], cancelled=False)
+    host.finish(outcome, types.SimpleNamespace(op="split", params={}))
+    kinds = [entry[0] for entry in image.log]
+    assert ("visible", "painted", False) in image.log
+    assert kinds.index("visible") < kinds.index("undo_end")
+
+
+def test_the_preview_shows_until_the_first_layer_takes_its_place(adapter) -> None:
+    image = FakeImage(20, 10, bytes(20 * 10 * 4))
+    host = adapter.GimpHost(image, title="a kite")
+    preview = {"type": "preview", "width": 20, "height": 10, "data": bytes(20 * 10 * 4)}
+    host.show_preview(preview)
+    host.add_layer({"name": "sky", "x": 0, "y": 0, "width": 2, "height": 2, "data": bytes(16)})
+    host.finish(
+        types.SimpleNamespace(job="j", layers=[{}], cancelled=False),
+        types.SimpleNamespace(op="generate", params={}),
+    )
+    names = [entry[:2] for entry in image.log if entry[0] in ("insert", "remove")]
+    assert names == [
+        ("insert", "a kite"),
+        ("insert", "Preview"),
+        ("remove", "Preview"),
+        ("insert", "sky"),
     ]

@@ -2,8 +2,7 @@
 
 A fake host records what the plug-in's GIMP adapter would be asked to do (insert a layer,
 show progress); the real GIMP runs in ``tests/gimp/run.sh``. The core is loaded from the
-plug-in's folder by path: that folder also holds ``layerbridge.py``, GIMP's entry point,
-which must not shadow the ``layerbridge`` package here.
+plug-in's folder by path; ``import layerbridge`` there finds the installed package.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from layerbridge.engines.base import Engine, Layer
 from layerbridge.gimp_install import install_into
 
 REPO = Path(__file__).resolve().parents[1]
-PLUGIN_DIR = REPO / "gimp_plugin" / "layerbridge"
+PLUGIN_DIR = REPO / "gimp_plugin" / "layerbridge_gimp"
 SEED = 5
 
 
@@ -50,6 +49,7 @@ class FakeHost:
     def __init__(self, cancel_after: int | None = None) -> None:
         self.layers: list[dict] = []
         self.progress: list[tuple[float | None, str]] = []
+        self.previews: list[tuple[int, dict]] = []  # (layers inserted before it, message)
         self.cancel_after = cancel_after
 
     def show_progress(self, fraction, text) -> None:
@@ -60,6 +60,9 @@ class FakeHost:
 
     def add_layer(self, layer: dict) -> None:
         self.layers.append(layer)
+
+    def show_preview(self, preview: dict) -> None:
+        self.previews.append((len(self.layers), preview))
 
 
 def design(width: int = 120, height: int = 90) -> bytes:
@@ -98,7 +101,7 @@ def test_decompose_inserts_the_servers_layers_bottom_first(classic_server) -> No
     for got, want in zip(host.layers, expected, strict=True):
         for key in ("name", "x", "y", "width", "height", "sha256", "data"):
             assert got[key] == want[key]
-    assert request.title == "Decomposed"
+    assert request.title == f"Decomposed [seed {SEED}]"  # the seed that repeats it
     assert [layer["sha256"] for layer in outcome.layers] == [w["sha256"] for w in expected]
     assert "data" not in outcome.layers[0]  # the record kept in the image holds no pixels
 
@@ -108,7 +111,7 @@ def test_split_keeps_the_layers_place(classic_server) -> None:
     bounds = (50, 40, 70, 50)
     request = core.split_request(pixels.tobytes(), bounds, layers=0, seed=SEED, name="Shapes")
     outcome, host = run(classic_server.url, request)
-    assert request.title == "Shapes (split)"
+    assert request.title == f"Shapes (split) [seed {SEED}]"
     assert request.inputs[0][0] == protocol.InputSpec("layer", 70, 50, 50, 40)
     assert outcome.done is not None and host.layers
     expected = direct(classic_server.url, "split", request.params, request.inputs)
@@ -397,7 +400,7 @@ def test_requests_translate_the_dialogs_conventions() -> None:
         "layers": "auto",
     }
     request.params["seed"] = seed
-    assert request.title == "a red kite"
+    assert request.title == f"a red kite [seed {seed}]"
     assert core.group_title("x" * 100).endswith("…") and len(core.group_title("x" * 100)) == 60
     protocol.validate_params("generate", request.params, protocol.Limits())
 
@@ -418,11 +421,88 @@ def test_regenerate_sends_layer_document_and_mask_at_the_layers_place() -> None:
 
 def test_settings_are_remembered(tmp_path) -> None:
     assert core.Settings.load(tmp_path).server == "ws://127.0.0.1:7861"
-    core.Settings("ws://127.0.0.1:9000", "secret").save(tmp_path)
+    assert core.Settings.load(tmp_path).start_server is True
+    core.Settings("ws://127.0.0.1:9000", "secret", False, "/opt/lb/bin/layerbridge serve").save(
+        tmp_path
+    )
     loaded = core.Settings.load(tmp_path)
     assert (loaded.server, loaded.token) == ("ws://127.0.0.1:9000", "secret")
+    assert (loaded.start_server, loaded.serve_command) == (False, "/opt/lb/bin/layerbridge serve")
     assert loaded.with_server("").server == "ws://127.0.0.1:9000"
     assert loaded.with_server(" ws://host:1 ").server == "ws://host:1"
+    assert loaded.with_server("", " other ").token == "other"
+    assert loaded.with_server("", "").token == "secret"
     (tmp_path / core.SETTINGS_FILE).write_text("{broken")
     assert core.Settings.load(tmp_path).server == "ws://127.0.0.1:7861"
     core.Settings().save(tmp_path / "missing-folder")  # never raises
+
+
+def test_generate_shows_the_preview_before_the_first_layer(serve, tiny_engine, tmp_path) -> None:
+    url = serve(tiny_engine, output_dir=tmp_path).url
+    fast = {"steps": 1, "resolution": min(tiny_engine.resolutions)}
+    request = core.generate_request("a red kite", 64, 64, layers=2, seed=SEED, **fast)
+    outcome, host = run(url, request)
+    assert outcome.done is not None and len(host.previews) == 1
+    before, preview = host.previews[0]
+    assert before == 0 and (preview["width"], preview["height"]) == (64, 64)
+    assert len(preview["data"]) == 64 * 64 * 4
+    texts = [text for _, text in host.progress]
+    assert not [t for t in texts if t.split(": ", 1)[-1].split(" ")[0] in ("peel", "denoise")]
+
+
+def test_the_request_is_fitted_to_the_server(classic_server) -> None:
+    with Client(classic_server.url, "fit") as client:
+        welcome = client.welcome
+    request = core.decompose_request(design(), 120, 90, 3, SEED, steps=30, resolution=640)
+    core.fit_to_server(request, welcome)  # classic has no model: steps and resolution go
+    assert "steps" not in request.params and "resolution" not in request.params
+    most = welcome["capabilities"]["layers"]["max"]
+    with pytest.raises(core.JobFailed, match=f"this server makes 1 to {most} layers"):
+        core.fit_to_server(core.decompose_request(design(), 120, 90, most + 1, SEED), welcome)
+    tiny = {"engine": "tiny", "capabilities": {"resolutions": [256, 640], "layers": {}}}
+    with pytest.raises(core.JobFailed, match="Resolution 300 is not one"):
+        core.fit_to_server(core.decompose_request(design(), 120, 90, 0, SEED, resolution=300), tiny)
+    assert core.reduced_size(4096, 4096, 4096 * 4096) == (4096, 4096)
+    width, height = core.reduced_size(8000, 4000, 4096 * 4096)
+    assert width * height <= 4096 * 4096 and abs(width / height - 2) < 0.01
+
+
+def test_a_local_server_is_started_when_none_answers(tmp_path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"ws://127.0.0.1:{port}"
+    command = f"{sys.executable} -m layerbridge.cli serve --output-dir {tmp_path}"
+    off = core.Settings(url, start_server=False, serve_command=command)
+    with pytest.raises(core.JobFailed, match='"start_server" is\nfalse|start_server'):
+        core.connect_or_start(off, tmp_path)
+    shown: list[str] = []
+    client = core.connect_or_start(
+        core.Settings(url, serve_command=command), tmp_path, shown.append
+    )
+    try:
+        assert client.welcome["engine"] == "classic"
+        assert shown and "starting the server" in shown[0] and f"--port {port}" in shown[0]
+        # It keeps running for the next command, which just connects.
+        again = core.connect_or_start(core.Settings(url, serve_command="false"), tmp_path)
+        again.close()
+    finally:
+        client.close()
+        stop_server_on(port, tmp_path)
+
+
+def stop_server_on(port: int, log_folder: Path) -> None:
+    """End the server the plug-in started (found by its port in /proc), so no test leaks it."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"serve" in args and str(port).encode() in args and str(log_folder).encode() in args:
+            os.kill(int(proc.name), signal.SIGINT)
+            for _ in range(100):
+                if not proc.exists():
+                    return
+                time.sleep(0.1)

@@ -22,15 +22,16 @@ def installed_files(folder: Path) -> set[str]:
 def test_install_copies_the_plugin_and_its_client_and_checks_it(tmp_path, capsys) -> None:
     plugins = tmp_path / "plug-ins"
     assert cli.main(["install-gimp-plugin", "--gimp-dir", str(plugins)]) == 0
-    target = plugins / "layerbridge"
+    target = plugins / "layerbridge_gimp"
     files = installed_files(target)
-    assert {"layerbridge.py", "plugin_core.py"} <= files
-    assert {"vendor/layerbridge/protocol.py", "vendor/layerbridge/client.py"} <= files
-    assert "vendor/websockets/sync/client.py" in files
+    assert {"layerbridge_gimp.py", "plugin_core.py"} <= files
+    assert {"layerbridge/protocol.py", "layerbridge/client.py", "layerbridge/stages.py"} <= files
+    assert "websockets/sync/client.py" in files
+    assert "layerbridge.py" not in files  # nothing in the folder shadows the vendored package
     assert not [name for name in files if name.endswith((".so", ".pyd", ".pyc"))]
-    assert os.stat(target / "layerbridge.py").st_mode & stat.S_IXUSR
+    assert os.stat(target / "layerbridge_gimp.py").st_mode & stat.S_IXUSR
     source = Path(gimp_install.__file__).parent
-    assert (target / "vendor/layerbridge/client.py").read_bytes() == (
+    assert (target / "layerbridge/client.py").read_bytes() == (
         source / "client.py"
     ).read_bytes()
     out = capsys.readouterr().out
@@ -45,7 +46,16 @@ def test_install_twice_replaces_the_old_copy(tmp_path) -> None:
     (first / "stale.py").write_text("left from an older release")
     second = gimp_install.install_into(plugins)
     assert second == first and not (second / "stale.py").exists()
-    assert sorted(p.name for p in plugins.iterdir()) == ["layerbridge"]  # no staging left
+    assert sorted(p.name for p in plugins.iterdir()) == ["layerbridge_gimp"]  # no staging left
+
+
+def test_install_removes_the_plugin_of_older_releases(tmp_path) -> None:
+    """Older releases installed plug-ins/layerbridge/layerbridge.py: GIMP would find both."""
+    old = tmp_path / "plug-ins" / "layerbridge"
+    old.mkdir(parents=True)
+    (old / "layerbridge.py").write_text("# the old entry point")
+    gimp_install.install_into(tmp_path / "plug-ins")
+    assert sorted(p.name for p in (tmp_path / "plug-ins").iterdir()) == ["layerbridge_gimp"]
 
 
 def test_gimp_dir_may_name_the_profile_folder(tmp_path) -> None:
@@ -64,11 +74,11 @@ def test_a_folder_that_cannot_be_written_is_reported(tmp_path, capsys) -> None:
 
 def test_the_check_catches_a_plugin_gimp_would_ignore(tmp_path) -> None:
     target = gimp_install.install_into(tmp_path / "plug-ins")
-    (target / "layerbridge.py").chmod(0o644)
+    (target / "layerbridge_gimp.py").chmod(0o644)
     with pytest.raises(gimp_install.InstallError, match="not executable"):
         gimp_install.verify(target, None)
-    (target / "layerbridge.py").chmod(0o755)
-    (target / "vendor" / "websockets" / "sync" / "client.py").unlink()
+    (target / "layerbridge_gimp.py").chmod(0o755)
+    (target / "websockets" / "sync" / "client.py").unlink()
     with pytest.raises(gimp_install.InstallError, match="missing"):
         gimp_install.verify(target, None)
 
@@ -76,7 +86,7 @@ def test_the_check_catches_a_plugin_gimp_would_ignore(tmp_path) -> None:
 def test_the_check_imports_the_vendored_copies(tmp_path) -> None:
     target = gimp_install.install_into(tmp_path / "plug-ins")
     assert "protocol 1" in gimp_install.check_imports(target, sys.executable)
-    (target / "vendor" / "layerbridge" / "client.py").write_text("raise ImportError('broken')")
+    (target / "layerbridge" / "client.py").write_text("raise ImportError('broken')")
     with pytest.raises(gimp_install.InstallError, match="does not import"):
         gimp_install.check_imports(target, sys.executable)
 
@@ -131,6 +141,6 @@ def test_a_wheel_carries_the_plugin_and_installs_it(tmp_path) -> None:
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[0] == str(site / "layerbridge" / "gimp_plugin")
     for name in gimp_install.PLUGIN_FILES:
-        installed = tmp_path / "gimp" / "layerbridge" / name
-        source = checkout / "gimp_plugin" / "layerbridge" / name
+        installed = tmp_path / "gimp" / "layerbridge_gimp" / name
+        source = checkout / "gimp_plugin" / "layerbridge_gimp" / name
         assert installed.read_bytes() == source.read_bytes()

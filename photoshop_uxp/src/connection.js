@@ -92,7 +92,7 @@ class Connection {
       socket = new this.options.WebSocketClass(this.url);
     } catch (error) {
       // A malformed address, or one the manifest does not declare: retrying cannot help.
-      this.setState("down", `Cannot connect to ${this.url}: ${error}. An address other than ws://127.0.0.1:7861 must also be declared in manifest.json (see the README).`);
+      this.setState("down", `Cannot connect to ${this.url}: ${error}. Type an address such as ws://127.0.0.1:7861 or wss://layers.example.com:7861.`);
       return;
     }
     this.socket = socket;

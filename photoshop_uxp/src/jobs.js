@@ -16,19 +16,27 @@ const WAITING_FOR_SERVER = ["submitted", "queued", "running"];
  *   What the panel captured of the document at submit, so results land where the job began.
  * @typedef {{index: number, count: number, name: string, x: number, y: number, width: number,
  *   height: number, sha256: string, data: Uint8Array}} Layer
+ * @typedef {{width: number, height: number, data: Uint8Array}} Picture
  * @typedef {{id: string, op: string, prompt: string, capture: Capture | null, status: string,
  *   stage: string, fraction: number, position: number | null, layers: Layer[], count: number | null,
  *   width: number | null, height: number | null, error: {code: string, message: string} | null,
- *   cancelRequested: boolean, sourceLayerName?: string}} Job
+ *   cancelRequested: boolean, sourceLayerName?: string, seed: number | null,
+ *   step: number | null, steps: number | null, startedAt: number | null, submittedAt: number,
+ *   preview: Picture | null, scale: number}} Job
+ *   `scale` is the document's size over the size sent (1, or more when the job works reduced).
  */
 
-/** @param {{id: string, op: string, prompt?: string, capture: Capture | null}} spec @returns {Job} */
-function newJob({ id, op, prompt = "", capture }) {
+/**
+ * @param {{id: string, op: string, prompt?: string, capture: Capture | null, seed?: number | null,
+ *   scale?: number, now?: number}} spec @returns {Job}
+ */
+function newJob({ id, op, prompt = "", capture, seed = null, scale = 1, now = Date.now() }) {
   return {
     id, op, prompt, capture,
     status: "submitted", stage: "sending", fraction: 0, position: null,
     layers: [], count: null, width: null, height: null, error: null, cancelRequested: false,
-    sourceLayerName: capture?.layerName,
+    sourceLayerName: capture?.layerName, seed, step: null, steps: null,
+    startedAt: null, submittedAt: now, preview: null, scale,
   };
 }
 
@@ -45,12 +53,18 @@ function applyMessage(job, message) {
       Object.assign(job, { status: "queued", position: message.position, stage: "queued" });
       return false;
     case "progress":
-      Object.assign(job, { status: "running", fraction: message.fraction, stage: message.stage });
+      Object.assign(job, {
+        status: "running", fraction: message.fraction, stage: message.stage,
+        step: message.step ?? null, steps: message.steps ?? null, startedAt: job.startedAt ?? Date.now(),
+      });
+      return false;
+    case "preview":
+      job.preview = { width: message.width, height: message.height, data: message.data };
       return false;
     case "layer":
       // A fetch after a reconnect re-sends layers we may already hold: keyed by index, no duplicates.
       job.layers[message.index] = /** @type {Layer} */ (message);
-      Object.assign(job, { status: "running", count: message.count, stage: `received layer ${message.index + 1} of ${message.count}` });
+      Object.assign(job, { status: "running", count: message.count, stage: "received" });
       return false;
     case "done":
       Object.assign(job, { status: "finished", count: message.layers, width: message.width, height: message.height, fraction: 1, stage: "done" });
@@ -62,7 +76,7 @@ function applyMessage(job, message) {
       Object.assign(job, { status: "failed", stage: "failed", error: { code: message.code, message: message.message } });
       return false;
     default:
-      return false; // preview: the panel does not show it yet
+      return false;
   }
 }
 

@@ -44,6 +44,14 @@ async function run(action) {
   controller.changed();
 }
 
+/** @param {string} tag @param {string} text @param {() => void} [onClick] */
+function make(tag, text, onClick) {
+  const node = document.createElement(tag);
+  node.textContent = text;
+  if (onClick) node.addEventListener("click", onClick);
+  return node;
+}
+
 function render() {
   const view = viewOf(controller);
   const indicator = element("indicator");
@@ -56,18 +64,52 @@ function render() {
   element("stage").textContent = view.progress.text;
   element("layers").setAttribute("placeholder", `auto (${view.layerRange.min}–${view.layerRange.max})`);
   element("notice").textContent = view.notice;
-  for (const [id, enabled] of Object.entries(view.enabled)) {
-    if (enabled) element(id).removeAttribute("disabled");
+  const reasons = new Set();
+  for (const [id, action] of Object.entries(view.actions)) {
+    if (action.enabled) element(id).removeAttribute("disabled");
     else element(id).setAttribute("disabled", "");
+    element(id).setAttribute("title", action.why);
+    if (!action.enabled && id !== "cancel") reasons.add(action.why);
+  }
+  element("why").textContent = [...reasons].join(" ");
+  const preview = element("preview");
+  preview.classList.toggle("hidden", !view.preview);
+  if (view.preview && preview.getAttribute("src") !== view.preview) preview.setAttribute("src", view.preview);
+  const arrived = element("arrived");
+  arrived.innerHTML = "";
+  for (const layer of view.arrived) {
+    const image = document.createElement("img");
+    image.setAttribute("src", layer.url);
+    image.setAttribute("title", layer.name);
+    arrived.appendChild(image);
+  }
+  element("seed-row").classList.toggle("hidden", !view.seed || view.seed.value === null);
+  if (view.seed) {
+    element("seed-text").textContent = `Seed ${view.seed.value}${view.seed.pinned ? " (pinned)" : ""}`;
+    element("pin-seed").textContent = view.seed.pinned ? "Unpin" : "Pin seed";
   }
   const offers = element("offers");
   offers.innerHTML = "";
   for (const offer of view.offers) {
-    const button = document.createElement("sp-button");
-    button.textContent = offer.text;
-    button.addEventListener("click", () => run(() => controller.insertIntoNewDocument(offer.job)));
-    offers.appendChild(button);
+    const action = offer.kind === "reduced" ? () => controller.workReduced() : () => controller.insertIntoNewDocument(offer.job);
+    offers.appendChild(make("sp-button", offer.text, () => run(action)));
   }
+  const history = element("history");
+  history.innerHTML = "";
+  for (const entry of view.history) {
+    const row = make("div", "");
+    row.className = "history-row";
+    row.appendChild(make("span", entry.text));
+    if (entry.insertAgain) row.appendChild(make("sp-button", "Insert again", () => run(() => controller.insertAgain(entry.job))));
+    history.appendChild(row);
+  }
+}
+
+function togglePin() {
+  const view = viewOf(controller);
+  if (!view.seed) return;
+  controller.pinSeed(view.seed.pinned ? null : view.seed.value);
+  element("seed").value = view.seed.pinned ? "" : String(view.seed.value);
 }
 
 element("generate").addEventListener("click", () => run(() => controller.generate({ prompt: prompt(), layers: layerCount(), seed: seed() })));
@@ -77,7 +119,12 @@ element("split").addEventListener("click", () => run(() => controller.splitSelec
 element("cancel").addEventListener("click", () => controller.cancel());
 element("save-address").addEventListener("click", () => controller.setAddress(String(element("address").value || ""), String(element("token").value || "")));
 
+element("pin-seed").addEventListener("click", togglePin);
+
 element("address").value = controller.settings.address;
+element("prompt").value = controller.last.prompt || "";
+element("layers").value = typeof controller.last.layers === "number" ? String(controller.last.layers) : "";
+element("seed").value = controller.last.seedPinned && controller.last.seed !== null && controller.last.seed !== undefined ? String(controller.last.seed) : "";
 element("token").value = controller.settings.token;
 controller.subscribe(render);
 render();

@@ -68,17 +68,21 @@ function activeDocumentSize() {
 }
 
 /**
- * RGBA8 pixels of a layer, or of the document composite when layerId is left out.
- * @param {Document} doc @param {number} [layerId] @returns {Promise<Pixels>}
+ * RGBA8 pixels of a layer, or of the document composite when layerId is left out; `scale`
+ * > 1 reads them that much smaller (Photoshop resamples), at a place divided by `scale`.
+ * @param {Document} doc @param {number} [layerId] @param {number} [scale] @returns {Promise<Pixels>}
  */
-async function readPixels(doc, layerId) {
-  const { imageData, sourceBounds } = await imaging.getPixels({
-    documentID: doc.id, layerID: layerId, colorSpace: "RGB", colorProfile: SRGB, componentSize: 8,
-  });
+async function readPixels(doc, layerId, scale = 1) {
+  /** @type {any} */
+  const options = { documentID: doc.id, layerID: layerId, colorSpace: "RGB", colorProfile: SRGB, componentSize: 8 };
+  if (scale !== 1) options.targetSize = { width: Math.max(1, Math.round(doc.width / scale)), height: Math.max(1, Math.round(doc.height / scale)) };
+  const { imageData, sourceBounds } = await imaging.getPixels(options);
   try {
     const data = /** @type {Uint8Array} */ (await imageData.getData({ chunky: true }));
     // getPixels trims to where there are pixels: sourceBounds is the offset to send.
-    return { ...boundsToRect(sourceBounds), data: toRGBA8(data, imageData.components) };
+    const rect = boundsToRect(sourceBounds);
+    const place = scale === 1 ? rect : { ...rect, x: Math.round(rect.x / scale), y: Math.round(rect.y / scale) };
+    return { ...place, width: imageData.width, height: imageData.height, data: toRGBA8(data, imageData.components) };
   } finally {
     await imageData.dispose();
   }
@@ -102,23 +106,26 @@ async function readSelection(doc) {
   }
 }
 
-/** The active document's composite, for decompose. */
-function captureDocument() {
+/** The active document's composite, for decompose (`scale` > 1: that much smaller). @param {{scale?: number}} [options] */
+function captureDocument({ scale = 1 } = {}) {
   return core.executeAsModal(async () => {
     const doc = requireDocument();
-    return { capture: captureOf(doc), image: await readPixels(doc) };
+    return { capture: captureOf(doc), image: await readPixels(doc, undefined, scale) };
   }, { commandName: "LayerBridge: read document" });
 }
 
-/** The selected layer's pixels (and the composite and selection for regenerate). @param {{withDocument: boolean, withMask: boolean}} options */
-function captureSelectedLayer({ withDocument, withMask }) {
+/**
+ * The selected layer's pixels (and the composite and selection for regenerate).
+ * @param {{withDocument: boolean, withMask: boolean, scale?: number}} options
+ */
+function captureSelectedLayer({ withDocument, withMask, scale = 1 }) {
   return core.executeAsModal(async () => {
     const doc = requireDocument();
     const selected = Array.from(doc.activeLayers);
     if (selected.length !== 1) throw new Error("Select exactly one pixel layer.");
     const [layer] = selected;
     if (layer.kind !== constants.LayerKind.NORMAL) throw new Error(`"${layer.name}" is not a pixel layer: select a pixel layer (rasterize it first if needed).`);
-    const pixels = await readPixels(doc, layer.id);
+    const pixels = await readPixels(doc, layer.id, scale);
     const capture = { ...captureOf(doc), layerId: layer.id, layerName: layer.name, layerBounds: layer.bounds };
     return {
       capture,

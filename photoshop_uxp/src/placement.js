@@ -56,6 +56,49 @@ function forDepth(rgba8, bits) {
   return out;
 }
 
+/**
+ * The largest size of the same shape within `maxPixels`.
+ * @param {number} width @param {number} height @param {number} maxPixels
+ */
+function reducedSize(width, height, maxPixels) {
+  const factor = Math.min(1, Math.sqrt(maxPixels / (width * height)));
+  let w = Math.max(1, Math.floor(width * factor)), h = Math.max(1, Math.floor(height * factor));
+  while (w * h > maxPixels) { w -= 1; h = Math.max(1, Math.floor((w * height) / width)); }
+  return { width: w, height: h };
+}
+
+/**
+ * A layer of a job that worked reduced, back at the document's scale: its place and size
+ * multiplied by `scale`, its pixels resampled bilinearly over premultiplied colour (so
+ * transparent pixels do not darken the edges). `scale` 1 returns the layer as it is.
+ * @template {{x: number, y: number, width: number, height: number, data: Uint8Array}} L
+ * @param {L} layer @param {number} scale @returns {L}
+ */
+function scaleLayer(layer, scale) {
+  if (scale === 1) return layer;
+  const x = Math.floor(layer.x * scale), y = Math.floor(layer.y * scale);
+  const width = Math.max(1, Math.ceil((layer.x + layer.width) * scale) - x);
+  const height = Math.max(1, Math.ceil((layer.y + layer.height) * scale) - y);
+  const src = layer.data, sw = layer.width, sh = layer.height;
+  const out = new Uint8Array(width * height * 4);
+  for (let ty = 0; ty < height; ty++) {
+    const sy = Math.min(sh - 1, Math.max(0, (y + ty + 0.5) / scale - layer.y - 0.5));
+    const y0 = Math.floor(sy), y1 = Math.min(sh - 1, y0 + 1), fy = sy - y0;
+    for (let tx = 0; tx < width; tx++) {
+      const sx = Math.min(sw - 1, Math.max(0, (x + tx + 0.5) / scale - layer.x - 0.5));
+      const x0 = Math.floor(sx), x1 = Math.min(sw - 1, x0 + 1), fx = sx - x0;
+      const taps = [[y0, x0, (1 - fx) * (1 - fy)], [y0, x1, fx * (1 - fy)], [y1, x0, (1 - fx) * fy], [y1, x1, fx * fy]];
+      let r = 0, g = 0, b = 0, a = 0;
+      for (const [row, col, weight] of taps) {
+        const o = (row * sw + col) * 4, alpha = src[o + 3] * weight;
+        r += src[o] * alpha; g += src[o + 1] * alpha; b += src[o + 2] * alpha; a += alpha;
+      }
+      if (a > 0) out.set([Math.round(r / a), Math.round(g / a), Math.round(b / a), Math.round(a)], (ty * width + tx) * 4);
+    }
+  }
+  return { ...layer, x, y, width, height, data: out };
+}
+
 /** Longest prompt text kept in a group name; Photoshop shows names in one narrow line. */
 const MAX_GROUP_NAME = 60;
 
@@ -97,4 +140,5 @@ function generateSize(size) {
   return Math.min(16384, Math.max(64, Math.round(size)));
 }
 
-module.exports = { boundsToRect, rectToBounds, toRGBA8, forDepth, MAX_16BIT, groupName, layerName, insertionOrder, generateSize };
+module.exports = {
+  reducedSize, scaleLayer, boundsToRect, rectToBounds, toRGBA8, forDepth, MAX_16BIT, groupName, layerName, insertionOrder, generateSize };

@@ -165,7 +165,14 @@ class FakePhotoshop {
         const rgba8 = source.data instanceof Uint16Array ? to8Bit(source.data) : source.data.slice();
         const data = background ? dropAlpha(rgba8) : rgba8;
         const { left, top, right, bottom } = source.bounds;
-        return { imageData: makeImageData(data, right - left, bottom - top, background ? 3 : 4), sourceBounds: { ...source.bounds }, level: 0 };
+        const components = background ? 3 : 4;
+        if (options.targetSize) {
+          // Photoshop resamples to targetSize, given for the whole document; the bounds stay the document's.
+          const factor = (options.targetSize.width ?? doc.width) / doc.width;
+          const small = resample(data, right - left, bottom - top, components, factor);
+          return { imageData: makeImageData(small.data, small.width, small.height, components), sourceBounds: { ...source.bounds }, level: 0 };
+        }
+        return { imageData: makeImageData(data, right - left, bottom - top, components), sourceBounds: { ...source.bounds }, level: 0 };
       },
       async putPixels(options) {
         fake.requireModal("putPixels");
@@ -365,6 +372,23 @@ class FakeLayer {
       throw new Error(`the fake does not move ${insertLocation}`);
     }
   }
+}
+
+/**
+ * Nearest-neighbour resampling by `factor`, as a stand-in for Photoshop's.
+ * @param {Uint8Array} data @param {number} width @param {number} height @param {number} components @param {number} factor
+ */
+function resample(data, width, height, components, factor) {
+  const w = Math.max(1, Math.round(width * factor)), h = Math.max(1, Math.round(height * factor));
+  const out = new Uint8Array(w * h * components);
+  for (let y = 0; y < h; y++) {
+    const sy = Math.min(height - 1, Math.floor((y + 0.5) / factor));
+    for (let x = 0; x < w; x++) {
+      const sx = Math.min(width - 1, Math.floor((x + 0.5) / factor));
+      out.set(data.subarray((sy * width + sx) * components, (sy * width + sx + 1) * components), (y * w + x) * components);
+    }
+  }
+  return { data: out, width: w, height: h };
 }
 
 /**

@@ -84,3 +84,33 @@ test("decompose: the document as layers", async (t) => {
   assertOneHistoryStep(fake, doc.id, "LayerBridge: Decompose into layers");
   controller.stop();
 });
+
+test("generate: the panel shows the server's preview while the layers are still being made", async (t) => {
+  if (skip) return t.skip(skip);
+  const { viewOf } = require("../src/view");
+  const { pictureUrl } = require("../src/png");
+  const { fake, controller, log } = await panelFor(server.url);
+  pictureDocument(fake, 64, 64);
+  /** @type {{preview: string | null, status: string, text: string}[]} */
+  const seen = [];
+  controller.subscribe(() => {
+    const job = [...controller.jobs.values()][0];
+    const view = viewOf(controller);
+    seen.push({ preview: view.preview, status: job?.status, text: view.progress.text });
+  });
+  const job = await controller.generate({ prompt: "a red kite", layers: 2, seed: 3, steps: 2 });
+  await settled(controller, job, 120_000);
+  assert.equal(job.status, "inserted", job.error?.message);
+  // The preview frame as the server sent it, read from the recorded frames.
+  const at = log.frames.findIndex((f) => typeof f === "string" && JSON.parse(f).type === "preview");
+  assert.ok(at >= 0, "the server sent a preview");
+  const header = JSON.parse(/** @type {string} */ (log.frames[at]));
+  const expected = pictureUrl(new Uint8Array(/** @type {Buffer} */ (log.frames[at + 1])), header.width, header.height, 240);
+  const shown = seen.filter((s) => s.preview !== null);
+  assert.ok(shown.length > 0, "the preview was shown");
+  assert.ok(shown.every((s) => s.preview === expected), "the preview frame");
+  assert.equal(shown[0].status, "running", `shown while the job ran: ${shown.map((s) => s.status)}`);
+  assert.ok(seen.some((s) => /^(Generating|Decoding|Encoding|Separating)/.test(s.text)), seen.map((s) => s.text).join(" | "));
+  assert.equal(seen[seen.length - 1].preview, null, "gone once the layers are in");
+  controller.stop();
+});

@@ -18,7 +18,7 @@ const { Controller } = require("../src/controller");
 const { viewOf } = require("../src/view");
 const { newJob, applyMessage } = require("../src/jobs");
 const { buildCcx } = require("../scripts/package");
-const { REPO_ROOT, waitFor } = require("./helpers");
+const { REPO_ROOT, LAYERBRIDGE_BIN, waitFor } = require("./helpers");
 
 const vectors = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, "shared", "vectors.json"), "utf8"));
 
@@ -148,13 +148,14 @@ test("buttons follow the engine's ops, and the progress bar the latest job", () 
   applyMessage(job, { type: "progress", job: "j", fraction: 0.25, stage: "peel" });
   const view = viewOf(controller);
   assert.deepEqual(view.enabled, { generate: false, decompose: true, regenerate: false, split: true, cancel: true });
-  assert.deepEqual(view.progress, { fraction: 0.25, text: "peel 25%" });
+  assert.equal(view.progress.fraction, 0.25);
+  assert.equal(view.progress.text, "Separating layers 25%");
   applyMessage(job, { type: "error", job: "j", code: "engine_failed", message: "it broke" });
   assert.deepEqual(viewOf(controller).progress, { fraction: 0, text: "Failed: it broke" });
   assert.equal(viewOf(controller).enabled.cancel, false);
 });
 
-test("the .ccx: a zip with a valid v5 manifest at its root, every shipped file, loopback-only network", async () => {
+test("the .ccx: a zip with a valid v5 manifest at its root, every shipped file, the network any server needs", async () => {
   const outDir = fs.mkdtempSync(path.join(os.tmpdir(), "layerbridge-ccx-"));
   const ccx = await buildCcx({ outDir });
   assert.match(path.basename(ccx), /^layerbridge-\d+\.\d+\.\d+\.ccx$/);
@@ -164,7 +165,9 @@ test("the .ccx: a zip with a valid v5 manifest at its root, every shipped file, 
   const validate = new Ajv({ allErrors: true }).compile(schema);
   assert.ok(validate(manifest), JSON.stringify(validate.errors));
   assert.deepEqual(manifest.host, { app: "PS", minVersion: "24.4.0" });
-  assert.deepEqual(manifest.requiredPermissions.network.domains.sort(), ["ws://127.0.0.1:7861", "ws://localhost:7861"]);
+  // UXP names either exact origins (scheme, host and port) or "all": a port the user picks
+  // and a team server's host are only reachable with "all" (see the README).
+  assert.equal(manifest.requiredPermissions.network.domains, "all");
   // Everything the panel loads is inside: the main page, its scripts, each require("./...").
   const names = Object.keys(zip.files);
   assert.ok(names.includes(manifest.main));
@@ -178,4 +181,70 @@ test("the .ccx: a zip with a valid v5 manifest at its root, every shipped file, 
     }
   }
   assert.ok(!names.some((n) => n.startsWith("test/") || n.startsWith("node_modules/")));
+});
+
+test("stage names read as words, the same table as the server package's", async () => {
+  const { STAGES, stageText, remainingSeconds } = require("../src/stages");
+  const python = path.join(path.dirname(LAYERBRIDGE_BIN), "python");
+  const { execFileSync } = require("node:child_process");
+  const fromPython = JSON.parse(execFileSync(python, ["-c", "import json; from layerbridge.stages import STAGES; print(json.dumps(STAGES))"], { encoding: "utf8" }));
+  assert.deepEqual(STAGES, fromPython);
+  assert.equal(stageText("peel"), "Separating layers");
+  assert.equal(stageText("denoise", 3, 20), "Generating (step 3 of 20)");
+  assert.equal(stageText("some_new_stage"), "Some new stage");
+  assert.equal(remainingSeconds(0.5, 10, 5, 10), 10);
+  assert.equal(remainingSeconds(0.5, 10), null, "no estimate without model steps");
+});
+
+test("the panel's PNGs decode to the pixels they were made from", () => {
+  const zlib = require("node:zlib");
+  const { encodePng, crc32 } = require("../src/png");
+  const width = 300, height = 250; // over 64 KiB of rows: several stored blocks
+  const rgba = new Uint8Array(width * height * 4).map((_, i) => (i * 7) % 256);
+  const png = Buffer.from(encodePng(rgba, width, height));
+  assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  /** @type {Buffer[]} */ const idat = [];
+  for (let at = 8; at < png.length;) {
+    const length = png.readUInt32BE(at), type = png.toString("latin1", at + 4, at + 8);
+    assert.equal(png.readUInt32BE(at + 8 + length), crc32(png.subarray(at + 4, at + 8 + length)), `${type} checksum`);
+    if (type === "IHDR") assert.deepEqual([png.readUInt32BE(at + 8), png.readUInt32BE(at + 12), png[at + 16], png[at + 17]], [width, height, 8, 6]);
+    if (type === "IDAT") idat.push(png.subarray(at + 8, at + 8 + length));
+    at += 12 + length;
+  }
+  const raw = zlib.inflateSync(Buffer.concat(idat));
+  for (let y = 0; y < height; y++) {
+    assert.equal(raw[y * (width * 4 + 1)], 0);
+    assert.ok(raw.subarray(y * (width * 4 + 1) + 1, (y + 1) * (width * 4 + 1)).equals(Buffer.from(rgba.subarray(y * width * 4, (y + 1) * width * 4))));
+  }
+});
+
+test("a layer made at a reduced size goes back at the document's scale, its place and pixels", () => {
+  const { scaleLayer, reducedSize } = require("../src/placement");
+  assert.deepEqual(reducedSize(4096, 4096, 4096 * 4096), { width: 4096, height: 4096 });
+  const fitted = reducedSize(8000, 4000, 4096 * 4096);
+  assert.ok(fitted.width * fitted.height <= 4096 * 4096, "within the limit");
+  assert.ok(fitted.width * fitted.height > 4096 * 4096 * 0.99, "as large as the limit allows");
+  assert.ok(Math.abs(fitted.width / fitted.height - 2) < 0.01, "the same shape");
+  const red = new Uint8Array([200, 0, 0, 255, 200, 0, 0, 255, 200, 0, 0, 255, 200, 0, 0, 255]);
+  const big = scaleLayer({ name: "r", x: 3, y: 1, width: 2, height: 2, data: red }, 2);
+  assert.deepEqual([big.x, big.y, big.width, big.height], [6, 2, 4, 4]);
+  for (let i = 0; i < big.data.length; i += 4) assert.deepEqual([...big.data.subarray(i, i + 4)], [200, 0, 0, 255]);
+  const same = { name: "s", x: 0, y: 0, width: 1, height: 1, data: new Uint8Array(4) };
+  assert.equal(scaleLayer(same, 1), same);
+});
+
+test("every action the engine cannot run says why and what would enable it", () => {
+  const controller = new Controller({ host: { clientName: () => "test/1" }, WebSocketClass: null });
+  controller.connection.state = "down";
+  let actions = viewOf(controller).actions;
+  assert.match(actions.decompose.why, /not running: start it with layerbridge serve/);
+  controller.connection.welcome = { engine: "classic", capabilities: { ops: ["decompose", "split"], layers: { min: 1, max: 10 } } };
+  controller.connection.state = "connected";
+  actions = viewOf(controller).actions;
+  assert.deepEqual([actions.decompose.enabled, actions.split.enabled], [true, true]);
+  for (const op of ["generate", "regenerate"]) {
+    assert.equal(actions[/** @type {"generate"} */ (op)].enabled, false);
+    assert.match(actions[/** @type {"generate"} */ (op)].why, new RegExp(`classic engine does not run ${op}.*--engine qwen`));
+  }
+  assert.equal(actions.cancel.why, "No job is running.");
 });

@@ -4,17 +4,42 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
+import json
 import logging
 import os
+import random
 import sys
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from layerbridge import __version__, protocol
 from layerbridge.engines.registry import ENGINE_NAMES as ENGINES
 from layerbridge.server import ServerConfig
+
+
+class UsageError(Exception):
+    """A command line that cannot work: shown as one line, exit status 2."""
+
+
+class Failure(Exception):
+    """A run that failed for a reason the user can fix: shown as one line, exit status 1."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: what is wrong and where the help is, no usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        fail_usage(self.prog, message)
+
+
+def fail_usage(prog: str, message: str) -> NoReturn:
+    print(f"{prog}: {message} (see {prog} --help)", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,16 +58,29 @@ def main(argv: list[str] | None = None) -> int:
         return int(result or 0)
     except KeyboardInterrupt:
         return 130
+    except UsageError as exc:
+        fail_usage(getattr(args, "prog", parser.prog), str(exc))
+    except Failure as exc:
+        print(f"layerbridge: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug: one line here, the traceback at --log-level debug
+        logging.getLogger("layerbridge").debug("unexpected error", exc_info=True)
+        print(
+            f"layerbridge: unexpected error: {exc!r} (run with --log-level debug for details, "
+            "and please report it)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="layerbridge",
         description="Layered image generation and decomposition for GIMP and Photoshop.",
     )
     parser.add_argument("--version", action="version", version=f"layerbridge {__version__}")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning"))
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND", parser_class=Parser)
     add_serve(commands)
     add_decompose(commands)
     add_models(commands)
@@ -137,13 +175,22 @@ def engine_options(args: argparse.Namespace) -> dict[str, Any]:
     return {key: value for key, value in options.items() if value not in (None, False)}
 
 
-def load_engine(args: argparse.Namespace) -> Any:
+def create_engine(args: argparse.Namespace) -> Any:
+    """The engine the options name, not loaded yet: its limits are known, its weights not read."""
     from layerbridge.engines.registry import create_engine
     from layerbridge.types import EngineError
 
     try:
-        engine = create_engine(args.engine, **engine_options(args))
-        started = time.perf_counter()
+        return create_engine(args.engine, **engine_options(args))
+    except EngineError as exc:
+        raise SystemExit(f"layerbridge: {exc.message}") from exc
+
+
+def warm_up(engine: Any) -> Any:
+    from layerbridge.types import EngineError
+
+    started = time.perf_counter()
+    try:
         engine.warm_up()
     except EngineError as exc:
         raise SystemExit(f"layerbridge: {exc.message}") from exc
@@ -151,6 +198,20 @@ def load_engine(args: argparse.Namespace) -> Any:
         "%s engine ready in %.1f s", engine.name, time.perf_counter() - started
     )
     return engine
+
+
+def load_engine(args: argparse.Namespace) -> Any:
+    return warm_up(create_engine(args))
+
+
+def limits_for(engine: Any, max_pixels: int, max_layers: int) -> protocol.Limits:
+    """What a server running ``engine`` accepts, and so what ``decompose`` accepts: the one
+    place the command line's limits come from (``serve`` announces them in welcome)."""
+    return protocol.Limits(
+        max_pixels=max_pixels,
+        min_layers=engine.min_layers,
+        max_layers=min(max_layers, engine.max_layers),
+    )
 
 
 # --- serve -----------------------------------------------------------------------------
@@ -215,11 +276,7 @@ def run_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise SystemExit(f"layerbridge: {exc}") from exc
     engine = load_engine(args)
-    limits = protocol.Limits(
-        max_pixels=args.max_pixels,
-        min_layers=engine.min_layers,
-        max_layers=min(args.max_layers, engine.max_layers),
-    )
+    limits = limits_for(engine, args.max_pixels, args.max_layers)
     config = ServerConfig(
         host=args.host,
         port=args.port,
@@ -238,72 +295,345 @@ def run_serve(args: argparse.Namespace) -> int:
     def ready(url: str) -> None:
         print(f"LayerBridge {__version__} serving the {engine.name} engine on {url}", flush=True)
 
-    asyncio.run(run_server(engine, config, ready))
+    try:
+        asyncio.run(run_server(engine, config, ready))
+    except OSError as exc:
+        raise Failure(bind_failure(args.host, args.port, exc)) from exc
     return 0
+
+
+def bind_failure(host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"cannot serve on {host}:{port}: the port is in use (is a LayerBridge server "
+            "already running there?); stop that program or pick another --port"
+        )
+    return f"cannot serve on {host}:{port}: {exc.strerror or exc}"
 
 
 # --- decompose -------------------------------------------------------------------------
 
+OUTPUT_FORMATS = ("psd", "ora", "png")
+
 
 def add_decompose(commands: Any) -> None:
-    decompose = commands.add_parser("decompose", help="split an image file into layers")
-    decompose.add_argument("image", type=Path, help="any image Pillow reads (PNG, JPEG, ...)")
+    decompose = commands.add_parser(
+        "decompose",
+        help="split image files into layers",
+        description="Split images into layered PSD, ORA or PNG files. Progress goes to "
+        "standard error (a bar on a terminal, one line per stage in a log); results to "
+        "standard output.",
+    )
+    decompose.add_argument(
+        "images",
+        nargs="+",
+        type=Path,
+        metavar="IMAGE",
+        help="image files Pillow reads (PNG, JPEG, ...), or folders of them",
+    )
     decompose.add_argument(
         "-o",
         "--output",
         type=Path,
         required=True,
-        help="OUT.psd, OUT.ora, or a folder for PNGs and manifest.json",
+        help="OUT.psd or OUT.ora for one image; a folder for PNGs and manifest.json, or, "
+        "for several images or with --format, the folder that gets one result per image",
     )
-    decompose.add_argument("--layers", default="auto", help='a number, or "auto" (default)')
-    decompose.add_argument("--seed", type=int, default=None)
+    decompose.add_argument(
+        "--format",
+        choices=OUTPUT_FORMATS,
+        default=None,
+        help="the format of each result when -o is a folder of results (default psd)",
+    )
+    decompose.add_argument(
+        "--layers", type=layer_count, default="auto", help='a number, or "auto" (default)'
+    )
+    decompose.add_argument(
+        "--seed", type=seed_value, default=None, help="repeat a result (default: a new seed)"
+    )
+    decompose.add_argument(
+        "--max-pixels",
+        type=positive_int,
+        default=protocol.Limits().max_pixels,
+        help="refuse larger images, as the server does (default %(default)s)",
+    )
+    decompose.add_argument("--force", action="store_true", help="overwrite existing results")
+    decompose.add_argument(
+        "--json", action="store_true", help="one JSON object per image on standard output"
+    )
+    decompose.add_argument(
+        "--progress",
+        choices=("auto", "bar", "lines", "none"),
+        default="auto",
+        help="bar on a terminal, lines in a log (auto, the default), or none",
+    )
     add_engine_options(decompose)
-    decompose.set_defaults(run=run_decompose)
+    decompose.set_defaults(run=run_decompose, prog=decompose.prog)
+
+
+def layer_count(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a number or "auto"') from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'{value} is too few: ask for 1 or more, or "auto"')
+    return value
+
+
+def seed_value(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"{value} is not from 0 to 2**63-1")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
+
+
+@dataclass(frozen=True)
+class Task:
+    """One image in, one result out."""
+
+    image: Path
+    output: Path
+
+
+def plan_tasks(args: argparse.Namespace) -> list[Task]:
+    """Which image goes to which result; every problem found before any work is done."""
+    images = expand_images(args.images)
+    out: Path = args.output
+    suffix = out.suffix.lower().lstrip(".")
+    if suffix and suffix not in ("psd", "ora"):
+        raise UsageError(f"-o {out}: cannot write .{suffix}; name a .psd or .ora file, or a folder")
+    if suffix:
+        if len(images) > 1:
+            raise UsageError(
+                f"-o {out} names one file for {len(images)} images; name a folder instead"
+            )
+        if args.format and args.format != suffix:
+            raise UsageError(f"-o {out} is a .{suffix} file but --format says {args.format}")
+        tasks = [Task(images[0], out)]
+    elif len(images) == 1 and args.format is None:
+        tasks = [Task(images[0], out)]  # a folder of PNGs and manifest.json
+    else:
+        tasks = [Task(image, result_path(out, image, args.format or "psd")) for image in images]
+        check_unique(tasks)
+    if not args.force:
+        existing = [str(task.output) for task in tasks if result_exists(task.output)]
+        if existing:
+            raise UsageError(
+                f"{', '.join(existing[:3])}{' ...' if len(existing) > 3 else ''} already "
+                f"exist{'s' if len(existing) == 1 else ''}; pass --force to overwrite"
+            )
+    return tasks
+
+
+def expand_images(paths: list[Path]) -> list[Path]:
+    """Files as given; folders as their image files (by extension, sorted, not recursive)."""
+    from PIL import Image
+
+    readable = set(Image.registered_extensions())
+    images: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in path.iterdir()
+                if p.is_file() and p.suffix.lower() in readable and not p.name.startswith(".")
+            )
+            if not found:
+                raise UsageError(f"{path} holds no image files")
+            images.extend(found)
+        elif path.exists():
+            images.append(path)
+        else:
+            raise UsageError(f"{path}: no such file or folder")
+    return images
+
+
+def result_path(folder: Path, image: Path, fmt: str) -> Path:
+    return folder / image.stem if fmt == "png" else folder / f"{image.stem}.{fmt}"
+
+
+def check_unique(tasks: list[Task]) -> None:
+    seen: dict[Path, Path] = {}
+    for task in tasks:
+        if task.output in seen:
+            raise UsageError(
+                f"{seen[task.output]} and {task.image} would both be written to "
+                f"{task.output}; decompose them into different folders"
+            )
+        seen[task.output] = task.image
+
+
+def result_exists(path: Path) -> bool:
+    """A result file, or a PNG folder that holds one (an empty folder may be reused)."""
+    return path.is_file() or (path / "manifest.json").exists()
 
 
 def run_decompose(args: argparse.Namespace) -> int:
-    import numpy as np
-    from PIL import Image
-    from tqdm import tqdm
+    tasks = plan_tasks(args)
+    engine = create_engine(args)
+    limits = limits_for(engine, args.max_pixels, protocol.Limits().max_layers)
+    if isinstance(args.layers, int) and not limits.min_layers <= args.layers <= limits.max_layers:
+        raise UsageError(
+            f"--layers {args.layers}: the {engine.name} engine makes {limits.min_layers} to "
+            f'{limits.max_layers} layers, or "auto"'
+        )
+    warm_up(engine)
+    failed = 0
+    for number, task in enumerate(tasks, 1):
+        label = task.image.name if len(tasks) == 1 else f"[{number}/{len(tasks)}] {task.image.name}"
+        try:
+            report = decompose_one(engine, task, args, limits, progress_for(args.progress, label))
+        except Failure as exc:
+            failed += 1
+            report = {"image": str(task.image), "error": str(exc)}
+            print(f"layerbridge: {task.image}: {exc}", file=sys.stderr)
+        if args.json:
+            print(json.dumps(report), flush=True)
+        elif "error" not in report:
+            print(
+                f"wrote {len(report['layers'])} layers to {report['output']} "
+                f"(seed {report['seed']}, {report['seconds']} s)",
+                flush=True,
+            )
+    return 1 if failed else 0
 
+
+def decompose_one(
+    engine: Any,
+    task: Task,
+    args: argparse.Namespace,
+    limits: protocol.Limits,
+    progress: Callable[[dict[str, Any]], None],
+) -> dict[str, Any]:
+    """Decompose one image into its result; a report of what was written."""
     from layerbridge.engines.base import JobContext, JobRequest
     from layerbridge.export import export_layers
     from layerbridge.types import EngineError, InputImage
 
-    try:
-        with Image.open(args.image) as image:
-            pixels = np.asarray(image.convert("RGBA"))
-    except OSError as exc:
-        raise SystemExit(f"layerbridge: cannot read {args.image}: {exc}") from exc
-    layers_param: int | str = args.layers if args.layers == "auto" else int(args.layers)
-    engine = load_engine(args)
-    params = protocol.validate_params(
-        "decompose",
-        {"layers": layers_param, "seed": args.seed},
-        protocol.Limits(
-            max_pixels=1 << 40, min_layers=engine.min_layers, max_layers=engine.max_layers
-        ),
-    )
+    pixels = read_image(task.image, limits)
+    height, width = pixels.shape[:2]
+    seed = args.seed if args.seed is not None else random.randrange(2**31)
+    params = protocol.validate_params("decompose", {"layers": args.layers, "seed": seed}, limits)
     request = JobRequest(
         uuid.uuid4().hex, "decompose", params, {"image": InputImage("image", pixels)}
     )
-    bar_format = "{desc:<10} {percentage:3.0f}%|{bar}|"
-    with tqdm(total=100, desc="decompose", bar_format=bar_format) as bar:
+    started = time.perf_counter()
+    try:
+        layers = list(engine.run(request, JobContext(progress)))
+    except EngineError as exc:
+        raise Failure(exc.message) from exc
+    finally:
+        progress({"end": True})
+    out = export_layers(layers, (width, height), task.output)
+    return {
+        "image": str(task.image),
+        "output": str(out),
+        "width": width,
+        "height": height,
+        "engine": engine.name,
+        "seed": seed,
+        "seconds": round(time.perf_counter() - started, 2),
+        "layers": [
+            {
+                "name": layer.name,
+                "x": int(layer.x),
+                "y": int(layer.y),
+                "width": int(layer.pixels.shape[1]),
+                "height": int(layer.pixels.shape[0]),
+            }
+            for layer in visible_layers(layers)
+        ],
+    }
 
-        def show(event: dict[str, Any]) -> None:
-            if "fraction" in event:
-                bar.n = round(100 * event["fraction"])
-                bar.set_description(event["stage"])
-                bar.refresh()
 
-        try:
-            layers = list(engine.run(request, JobContext(show)))
-        except EngineError as exc:
-            raise SystemExit(f"layerbridge: {exc.message}") from exc
-    height, width = pixels.shape[:2]
-    out = export_layers(layers, (width, height), args.output)
-    print(f"wrote {len(layers)} layers to {out}")
-    return 0
+def read_image(path: Path, limits: protocol.Limits) -> Any:
+    import numpy as np
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > limits.max_pixels:
+                raise Failure(
+                    f"{path} is {width}x{height} = {width * height} pixels, over the limit of "
+                    f"{limits.max_pixels}: scale it down or pass a larger --max-pixels"
+                )
+            return np.asarray(image.convert("RGBA"))
+    except OSError as exc:
+        raise Failure(f"cannot read {path}: {exc}") from exc
+
+
+def visible_layers(layers: list[Any]) -> list[Any]:
+    from layerbridge.export import visible_layers as trimmed
+
+    return trimmed(layers)
+
+
+def progress_for(mode: str, label: str) -> Callable[[dict[str, Any]], None]:
+    """Progress on standard error: a bar redrawn in place on a terminal; in a log (not a
+    terminal), one line when the stage changes or another tenth is done, never a redraw."""
+    if mode == "auto":
+        mode = "bar" if sys.stderr.isatty() else "lines"
+    if mode == "none":
+        return lambda event: None
+    if mode == "bar":
+        return bar_progress(label)
+    return line_progress(label)
+
+
+def bar_progress(label: str) -> Callable[[dict[str, Any]], None]:
+    from tqdm import tqdm
+
+    bar = tqdm(total=100, desc=label, bar_format="{desc} {percentage:3.0f}%|{bar}|", leave=True)
+
+    def show(event: dict[str, Any]) -> None:
+        if event.get("end"):
+            bar.close()
+        elif "fraction" in event:
+            bar.n = round(100 * event["fraction"])
+            bar.set_description(f"{label}: {stage_name(event['stage'])}")
+            bar.refresh()
+
+    return show
+
+
+def line_progress(label: str) -> Callable[[dict[str, Any]], None]:
+    last = {"stage": "", "tenth": -1}
+
+    def show(event: dict[str, Any]) -> None:
+        if "fraction" not in event:
+            return
+        tenth = int(event["fraction"] * 10)
+        if event["stage"] == last["stage"] and tenth == last["tenth"]:
+            return
+        last.update(stage=event["stage"], tenth=tenth)
+        percent = round(100 * event["fraction"])
+        print(f"{label}: {stage_name(event['stage'])} {percent}%", file=sys.stderr, flush=True)
+
+    return show
+
+
+def stage_name(stage: str) -> str:
+    """A stage as a person reads it ("peel" is "separating layers")."""
+    from layerbridge.stages import stage_text
+
+    return stage_text(stage).lower()
 
 
 # --- commands owned by other modules ---------------------------------------------------

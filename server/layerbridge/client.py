@@ -199,6 +199,11 @@ class Client:
             message = self._receive(timeout)
             owner = message.get("job")
             if owner is None and message["type"] == "error":
+                if message["code"] == protocol.UNEXPECTED_BINARY:
+                    # The input frames of a submit the server refused (that job already
+                    # got its own error): nothing to do with the job read now.
+                    logging.getLogger(__name__).debug("ignored: %s", message["message"])
+                    continue
                 raise ServerError(message["code"], message["message"])
             self._pending[owner].append(message)
         return queue.popleft()

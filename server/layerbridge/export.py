@@ -13,6 +13,7 @@ import json
 import re
 import zipfile
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
@@ -42,21 +43,53 @@ def visible_layers(layers: list[Layer]) -> list[Layer]:
 
 
 def write_psd(layers: list[Layer], size: tuple[int, int], out: Path) -> Path:
-    """A layered PSD: each layer a named pixel layer at its offset, plus the composite."""
+    """A layered PSD: each layer a named pixel layer at its offset, plus the composite.
+
+    The merged image (what file browsers, previews and single-image readers such as Pillow
+    show) is the layers' own over-composite, written here rather than by psd-tools, whose
+    layered documents carry a fully transparent one.
+    """
     from psd_tools import PSDImage  # imported here: only PSD export needs it
 
     width, height = size
+    shown = visible_layers(layers)
     psd = PSDImage.new("RGBA", (width, height), color=(0, 0, 0, 0))
-    for layer in visible_layers(layers):
+    for layer in shown:
         psd.create_pixel_layer_from_array(
             np.ascontiguousarray(layer.pixels),
             name=layer.name,
             top=int(layer.y),
             left=int(layer.x),
         )
+    layered = io.BytesIO()
+    psd.save(layered)
+    record = with_merged_image(layered.getvalue(), composite(shown, width, height))
     out.parent.mkdir(parents=True, exist_ok=True)
-    psd.save(str(out))
+    with out.open("wb") as file:
+        record.write(file)
     return out
+
+
+def with_merged_image(psd_bytes: bytes, flat: np.ndarray) -> Any:
+    """The PSD read back at the file-format level, its merged image set to ``flat``.
+
+    Photoshop stores the merged colours composited over white, with the composite's alpha
+    as the first extra channel, announced by a negative layer count (the PSD specification,
+    "Layer info"); readers that know this (psd-tools, Photoshop) undo the white, the others
+    show the picture as it would look on a white page.
+    """
+    from psd_tools.psd import PSD
+
+    record = PSD.read(io.BytesIO(psd_bytes))
+    alpha = flat[..., 3:4].astype(np.float64) / 255.0
+    on_white = np.rint(flat[..., :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+    planes = [np.ascontiguousarray(on_white[..., c]).tobytes() for c in range(3)]
+    planes.append(np.ascontiguousarray(flat[..., 3]).tobytes())
+    record.image_data.set_data(planes, record.header)
+    layer_info = record.layer_and_mask_information.layer_info
+    if layer_info is not None and layer_info.layer_count:
+        layer_info.layer_count = -abs(layer_info.layer_count)
+    return record
 
 
 def write_ora(layers: list[Layer], size: tuple[int, int], out: Path) -> Path:

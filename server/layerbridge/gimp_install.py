@@ -1,11 +1,14 @@
 """``layerbridge install-gimp-plugin``: put the GIMP 3 plug-in where GIMP finds it, and check it.
 
-GIMP 3 runs ``plug-ins/<name>/<name>.py`` from its profile folder when the file is executable.
-GIMP's Python has no pip, so the plug-in folder gets its own copy of what it imports besides
-the standard library: the product's client (``protocol.py`` and ``client.py``, as a small
-``layerbridge`` package under ``vendor/``) and the ``websockets`` package of this Python's
-installation. websockets' compiled speedup is left out: it is built for this Python, not
-GIMP's, and websockets falls back to pure Python without it.
+GIMP 3 runs ``plug-ins/<name>/<name>.py`` from its profile folder when the file is executable,
+with that folder first on ``sys.path``. GIMP's Python has no pip, so the plug-in folder gets
+its own copy of what it imports besides the standard library, beside the entry point: the
+product's client (``types.py``, ``protocol.py``, ``logs.py``, ``client.py``, ``stages.py``, as a
+small ``layerbridge``
+package) and the ``websockets`` package of this Python's installation. The entry point is
+``layerbridge_gimp.py``, a name no package shares, so no path needs changing. websockets'
+compiled speedup is left out: it is built for this Python, not GIMP's, and websockets falls
+back to pure Python without it.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-PLUGIN_NAME = "layerbridge"
-PLUGIN_FILES = ("layerbridge.py", "plugin_core.py")
-CLIENT_FILES = ("__init__.py", "types.py", "protocol.py", "logs.py", "client.py")
+PLUGIN_NAME = "layerbridge_gimp"
+PLUGIN_FILES = ("layerbridge_gimp.py", "plugin_core.py")
+CLIENT_FILES = ("__init__.py", "types.py", "protocol.py", "logs.py", "client.py", "stages.py")
+# Where releases before the rename installed the plug-in: removed, or GIMP would find two.
+OLD_PLUGIN_NAMES = ("layerbridge",)
 COMPILED_SUFFIXES = (".so", ".pyd", ".dylib", ".c")
 FLATPAK_ID = "org.gimp.GIMP"
 
@@ -156,15 +161,18 @@ def install_into(plugins: Path) -> Path:
             shutil.copy2(source / name, staging / name)
         entry = staging / f"{PLUGIN_NAME}.py"
         entry.chmod(entry.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-        vendor_client(staging / "vendor" / "layerbridge")
+        vendor_client(staging / "layerbridge")
         shutil.copytree(
             websockets_source(),
-            staging / "vendor" / "websockets",
+            staging / "websockets",
             ignore=shutil.ignore_patterns("__pycache__", *(f"*{s}" for s in COMPILED_SUFFIXES)),
         )
         # Swapped in at the end, so a failed copy never leaves GIMP half a plug-in.
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
+        for old in OLD_PLUGIN_NAMES:
+            if (plugins / old / f"{old}.py").is_file():
+                shutil.rmtree(plugins / old)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise InstallError(f"cannot write the plug-in into {plugins}: {exc}") from exc
@@ -189,8 +197,8 @@ def verify(installed: Path, python: str | None) -> list[str]:
         raise InstallError(f"{entry} is missing (GIMP runs <folder>/<folder>.py)")
     if os.name != "nt" and not os.access(entry, os.X_OK):
         raise InstallError(f"{entry} is not executable, so GIMP would ignore it: chmod +x it")
-    vendored = [installed / "vendor" / "layerbridge" / name for name in CLIENT_FILES]
-    vendored.append(installed / "vendor" / "websockets" / "sync" / "client.py")
+    vendored = [installed / "layerbridge" / name for name in CLIENT_FILES]
+    vendored.append(installed / "websockets" / "sync" / "client.py")
     missing = [str(path) for path in vendored if not path.is_file()]
     if missing:
         raise InstallError(f"vendored files are missing: {', '.join(missing)}")

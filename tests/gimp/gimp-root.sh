@@ -14,8 +14,9 @@ ROOT=${LAYERBRIDGE_GIMP_ROOT:-/var/cache/layerbridge/gimp-root}
 MIRROR=${LAYERBRIDGE_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 READY="$ROOT/.layerbridge-gimp-ready"
 # gimp-console for the headless run; Xvfb and xdotool for the run of the GUI binary that
-# presses Ctrl+Z in an image window (GIMP's PDB cannot undo).
-PACKAGES="gimp python3-gi gir1.2-gimp-3.0 xvfb xdotool"
+# presses Ctrl+Z in an image window (GIMP's PDB cannot undo); x11-apps for xwd, which takes the
+# screenshots of `make screenshots`.
+PACKAGES="gimp python3-gi gir1.2-gimp-3.0 xvfb xdotool x11-apps"
 
 log() { echo "gimp-root: $*" >&2; }
 

@@ -61,6 +61,7 @@ def tree(items, dump_dir=None, prefix=""):
             "width": item.get_width(),
             "height": item.get_height(),
             "group": item.is_group(),
+            "visible": item.get_visible(),
         }
         if item.is_group():
             node["children"] = tree(item.get_children(), dump_dir, f"{prefix}{position}.")
@@ -123,13 +124,20 @@ def drive(config):
     fast = config["tuning"]  # steps and resolution: the diffusion engines' fastest
     results = {}
 
-    # Decompose, then split one of the new layers, in one image.
+    # The dialogs' ranges, as GIMP shows them.
+    procedure = Gimp.get_pdb().lookup_procedure("layerbridge-decompose")
+    spec = procedure.find_argument("layers")
+    results["layers_range"] = [spec.minimum, spec.maximum, spec.get_default_value()]
+
+    # Decompose, then split one of the new layers, in one image. Without a model engine,
+    # the steps and resolution a diffusion engine wants (remembered by GIMP's dialog) too.
     image, layer = new_image(width, height, source)
     results["undo_enabled"] = image.undo_is_enabled()
+    tuning = fast or {"steps": 30, "resolution": 640}
     record(
         results,
         "decompose",
-        call("layerbridge-decompose", image, [layer], server=url, **fast, seed=seed, layers=0),
+        call("layerbridge-decompose", image, [layer], server=url, **tuning, seed=seed, layers=0),
         image,
     )
     group = next((item for item in image.get_layers() if item.is_group()), None)
@@ -184,6 +192,25 @@ def drive(config):
         image,
     )
     save(image, os.path.join(out, "regenerate.xcf"))
+
+    # An image larger than the server takes: refused before anything is sent, or worked on
+    # at a reduced size and scaled back.
+    if config.get("small_url"):
+        image, layer = new_image(width, height, source)
+        for label, reduce in (("too_large", False), ("reduced", True)):
+            record(
+                results,
+                label,
+                call(
+                    "layerbridge-decompose",
+                    image,
+                    [layer],
+                    server=config["small_url"],
+                    seed=seed,
+                    reduce=reduce,
+                ),
+                image,
+            )
 
     # Failures the user must understand: no server, another protocol version.
     image, layer = new_image(width, height, source)
@@ -335,6 +362,54 @@ def undo(config: dict) -> dict:
 
 
 MODES = {"drive": drive, "readback": readback, "undo": undo}
+
+
+# --- screenshots (make screenshots) -------------------------------------------------------
+
+
+def screenshots(config: dict) -> dict:
+    """GIMP as a user sees it, on the virtual display: the sample poster decomposed (the
+    Layers dock shows the new group), then the Decompose dialog open. xwd (x11-apps) writes
+    the screen; the host turns it into PNG."""
+    image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(config["poster"]))
+    display = Gimp.Display.new(image)
+    window = image_window(image)
+    xdotool("windowmove", "--sync", window, "0", "0")
+    xdotool("windowsize", "--sync", window, "1280", "800")
+    outcome = call(
+        "layerbridge-decompose",
+        image,
+        image.get_layers()[-1:],
+        server=config["url"],
+        seed=config["seed"],
+        layers=0,
+    )
+    Gimp.displays_flush()
+    time.sleep(3)  # GIMP's main loop draws the canvas and the Layers dock
+    subprocess.run(["xwd", "-root", "-silent", "-out", config["decomposed"]], check=True)
+    # The dialog blocks this script until it closes: a helper waits for it, photographs the
+    # screen and presses Escape (Cancel) in it.
+    helper = (
+        "win=$(xdotool search --sync --onlyvisible --name 'Decompose Image into Layers' "
+        "| head -1); "
+        "xdotool windowmove --sync $win 420 120; sleep 2; "
+        f"xwd -root -silent -out {config['dialog']}; "
+        "xdotool windowfocus --sync $win key Escape"
+    )
+    subprocess.Popen(["sh", "-c", helper])
+    procedure = Gimp.get_pdb().lookup_procedure("layerbridge-decompose")
+    dialog_config = procedure.create_config()
+    dialog_config.set_property("run-mode", Gimp.RunMode.INTERACTIVE)
+    dialog_config.set_property("image", image)
+    dialog_config.set_core_object_array("drawables", image.get_layers()[-1:])
+    dialog_config.set_property("server", config["url"])
+    procedure.run(dialog_config)
+    display.delete()
+    image.delete()
+    return {"decompose": outcome}
+
+
+MODES["screenshots"] = screenshots
 
 
 def main():

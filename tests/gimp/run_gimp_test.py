@@ -79,7 +79,9 @@ def selection_mask() -> bytes:
 # --- servers ----------------------------------------------------------------------------
 
 
-def start_server(engine: str, log: Path) -> tuple[subprocess.Popen | None, str]:
+def start_server(
+    engine: str, log: Path, extra: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen | None, str]:
     """``layerbridge serve`` on a free loopback port; (None, why) if the engine is unknown."""
     command = [
         sys.executable,
@@ -94,6 +96,7 @@ def start_server(engine: str, log: Path) -> tuple[subprocess.Popen | None, str]:
         "127.0.0.1",
         "--output-dir",
         str(log.parent / "saved"),
+        *extra,
     ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
     deadline = time.monotonic() + 600
@@ -230,7 +233,7 @@ def install_plugin(root: Path, work: str) -> None:
             "-B",
             "-c",
             CHECK_SCRIPT,
-            f"{work}/profile/plug-ins/layerbridge",
+            f"{work}/profile/plug-ins/layerbridge_gimp",
         ],
         capture_output=True,
         text=True,
@@ -352,6 +355,12 @@ def check_engine(args, root: Path, engine: str, out_dir: Path) -> Checks:
     source = source_image()
     (host_work / "source.rgba").write_bytes(source)
     server, url = start_server(engine, host_work / "server.log")
+    # A server that takes a quarter of the test image's pixels (classic only: it is quick).
+    small, small_url = (None, "")
+    if engine == "classic" and server is not None:
+        small, small_url = start_server(
+            engine, host_work / "small-server.log", ("--max-pixels", str(WIDTH * HEIGHT // 4))
+        )
     if server is None:
         print(f"engine {engine}: the server did not start, skipped:\n{url}")
         shutil.rmtree(host_work, ignore_errors=True)
@@ -380,6 +389,7 @@ def check_engine(args, root: Path, engine: str, out_dir: Path) -> Checks:
             "tuning": tuning,
             "down_url": closed_port_url(),
             "mismatch_url": start_mismatch_server(),
+            "small_url": small_url,
         }
         log = run_gimp(root, work, config, "drive")
         drive = json.loads((host_work / "out" / "drive.json").read_text())
@@ -408,8 +418,10 @@ def check_engine(args, root: Path, engine: str, out_dir: Path) -> Checks:
         if out_dir:
             shutil.copytree(out, out_dir / engine, dirs_exist_ok=True)
     finally:
-        server.terminate()
-        server.wait(30)
+        for process in (server, small):
+            if process is not None:
+                process.terminate()
+                process.wait(30)
         if not args.keep:
             shutil.rmtree(host_work, ignore_errors=True)
     return check
@@ -419,6 +431,13 @@ def verify(check, drive, back, out, url, ops, source, gimp_log, tuning) -> None:
     image_input = (protocol.InputSpec("image", WIDTH, HEIGHT), source)
     source_sha = hashlib.sha256(source).hexdigest()
     check(drive["undo_enabled"] is True, "undo is enabled on the images the test makes")
+    most = protocol.Limits().max_layers
+    check(
+        drive["layers_range"] == [0, most, 0],
+        f"dialog: layers from 0 (auto, the default) to the protocol's {most}",
+        drive["layers_range"],
+    )
+    title = f" [seed {SEED}]"
     # GIMP 3.0.4's PDB cannot perform an undo (it has only undo-group-start/-end, -enable,
     # -disable, -freeze, -thaw, -is-enabled): undo and redo are checked with keystrokes in
     # the GUI run (verify_undo). Here: the plug-in ran without a traceback or critical.
@@ -440,9 +459,9 @@ def verify(check, drive, back, out, url, ops, source, gimp_log, tuning) -> None:
     )
     tree = back["decompose.xcf"]["layers"]
     check(
-        [n["name"] for n in tree] == ["Decomposed", "source"],
-        "decompose: one group 'Decomposed' above the untouched source",
-        tree,
+        [n["name"] for n in tree] == ["Decomposed" + title, "source"],
+        "decompose: one group 'Decomposed [seed 7]' above the untouched source",
+        [n["name"] for n in tree],
     )
     check(tree[-1]["sha256"] == source_sha, "decompose: the source layer is unchanged")
     group = tree[0].get("children", [])
@@ -474,13 +493,19 @@ def verify(check, drive, back, out, url, ops, source, gimp_log, tuning) -> None:
             url, "split", {"seed": SEED, "layers": "auto", **tuning}, inputs
         )
         names = [n["name"] for n in group]
-        want_name = f"{target['name']} (split)"
+        want_name = f"{target['name']} (split){title}"
         check(
             len(split_group) == 1
             and split_group[0]["name"] == want_name
             and names.index(want_name) == names.index(target["name"]) - 1,
             "split: its group sits right above the layer it split",
             names,
+        )
+        source_node = next((n for n in group if n["name"] == target["name"]), None)
+        check(
+            source_node is not None and source_node["visible"] is False,
+            "split: the layer it split is hidden, as in Photoshop",
+            source_node,
         )
         if split_group:
             same_layers(
@@ -515,9 +540,13 @@ def verify(check, drive, back, out, url, ops, source, gimp_log, tuning) -> None:
     if "generate" in ops:
         check(drive["generate"]["status"] == "SUCCESS", "generate: succeeded", drive["generate"])
         check(
-            gen_tree[0]["name"] == PROMPT and gen_tree[0]["group"],
-            "generate: a group named after the prompt",
+            gen_tree[0]["name"] == PROMPT + title and gen_tree[0]["group"],
+            "generate: a group named after the prompt and the seed",
             gen_tree[0]["name"],
+        )
+        check(
+            "Preview" not in [n["name"] for n in gen_tree[0].get("children", [])],
+            "generate: the preview gave way to the layers",
         )
         same_layers(
             check, "generate", gen_tree[0].get("children", []), generated, out / "dump-generate"
@@ -562,6 +591,27 @@ def verify(check, drive, back, out, url, ops, source, gimp_log, tuning) -> None:
             message,
         )
         check(regen_tree[0]["sha256"] == source_sha, "regenerate: the layer is unchanged")
+
+    if "too_large" in drive:
+        refused = drive["too_large"]["message"] or ""
+        check(
+            drive["too_large"]["status"] == "EXECUTION_ERROR"
+            and f"{WIDTH}x{HEIGHT}" in refused
+            and "reduced size" in refused
+            and [n["name"] for n in drive["too_large"]["layers"]] == ["source"],
+            "too large: refused before anything changed, with the offer to work reduced",
+            refused,
+        )
+        reduced = drive["reduced"]
+        layers = reduced["layers"][0].get("children", []) if reduced["layers"] else []
+        bottom = layers[-1] if layers else {}
+        check(
+            reduced["status"] == "SUCCESS"
+            and (bottom.get("x"), bottom.get("y"), bottom.get("width"), bottom.get("height"))
+            == (0, 0, WIDTH, HEIGHT),
+            "reduced: worked at a quarter of the pixels, the layers scaled back to the image",
+            (reduced["status"], reduced["message"], layer_summary(reduced["layers"])),
+        )
 
     down = drive["server_down"]["message"] or ""
     check(

@@ -5,8 +5,11 @@ into a :class:`JobRequest`, implements :class:`Host` with GIMP calls and hands b
 :func:`run_job`; the tests drive the same code with a fake host against a real server.
 
 The connection itself is the product's own synchronous client (``layerbridge.client`` and
-``layerbridge.protocol``): the installer copies them into the plug-in's ``vendor`` folder,
-with the websockets package, because GIMP's Python has no pip.
+``layerbridge.protocol``): the installer copies them into the plug-in's folder, with the
+websockets package, because GIMP's Python has no pip. The folder comes first on ``sys.path``
+for GIMP's entry point and for the cancel watcher alike (a script's own folder does), and no
+file in it is named ``layerbridge.py``, so ``import layerbridge`` finds the copy there (or,
+in a checkout, the installed package).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import hashlib
 import json
 import os
 import random
+import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -24,45 +29,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
-if __name__ == "__main__":
-    # Run as the cancel watcher: this folder's ``layerbridge.py`` (GIMP's entry point) must
-    # not answer ``import layerbridge``; the vendored package or the installed one does.
-    _HERE = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
-# Installed, the client package sits in ``vendor/`` beside this file; it must come before
-# this folder, whose ``layerbridge.py`` (the GIMP entry point) would also answer the name.
-_VENDOR = Path(__file__).resolve().with_name("vendor")
-if _VENDOR.is_dir() and str(_VENDOR) not in sys.path:
-    sys.path.insert(0, str(_VENDOR))
-
-from layerbridge import protocol  # noqa: E402
-from layerbridge.client import (  # noqa: E402
+from layerbridge import protocol
+from layerbridge.client import (
     DEFAULT_URL,
     Client,
     ProtocolMismatch,
     ServerError,
     ServerUnavailable,
 )
+from layerbridge.stages import duration_text, remaining_seconds, stage_text
 
 PLUGIN_VERSION = "0.1.0"
 CLIENT_NAME = f"gimp/{PLUGIN_VERSION}"
 START_COMMAND = "layerbridge serve"
 SETTINGS_FILE = "layerbridge.json"
-
-# Stage names the server sends, as people read them in GIMP's progress bar.
-STAGE_TEXT = {
-    "queued": "Waiting in the server's queue",
-    "caption": "Describing the image",
-    "encode": "Encoding",
-    "denoise": "Generating",
-    "decode": "Decoding",
-    "background": "Finding the background",
-    "regions": "Finding regions",
-    "peel": "Separating layers",
-    "fill": "Filling hidden areas",
-}
 
 
 class JobFailed(Exception):
@@ -104,6 +86,10 @@ class Host(Protocol):
     def add_layer(self, layer: dict[str, Any]) -> None:
         """Insert one received layer (``layer["data"]`` is RGBA8) above the previous one."""
 
+    def show_preview(self, preview: dict[str, Any]) -> None:
+        """Show the whole image the engine made (``preview["data"]`` is RGBA8) until the
+        layers take its place."""
+
 
 # --- requests ---------------------------------------------------------------------------
 
@@ -140,7 +126,7 @@ def decompose_request(
     if prompt.strip():
         params["prompt"] = prompt.strip()
     inputs = [(protocol.InputSpec("image", width, height), image)]
-    return JobRequest("decompose", params, inputs, title="Decomposed")
+    return JobRequest("decompose", params, inputs, title=with_seed("Decomposed", params))
 
 
 def generate_request(
@@ -160,7 +146,7 @@ def generate_request(
         "seed": seed_param(seed),
         **tuning(steps, resolution),
     }
-    return JobRequest("generate", params, title=group_title(prompt))
+    return JobRequest("generate", params, title=with_seed(group_title(prompt), params))
 
 
 def split_request(
@@ -175,7 +161,7 @@ def split_request(
     x, y, width, height = bounds
     params = {"layers": layers_param(layers), "seed": seed_param(seed), **tuning(steps, resolution)}
     inputs = [(protocol.InputSpec("layer", width, height, x, y), layer)]
-    return JobRequest("split", params, inputs, title=f"{name} (split)")
+    return JobRequest("split", params, inputs, title=with_seed(f"{name} (split)", params))
 
 
 def regenerate_request(
@@ -200,6 +186,11 @@ def regenerate_request(
     return JobRequest("regenerate", params, inputs, title=group_title(prompt))
 
 
+def with_seed(title: str, params: dict[str, Any]) -> str:
+    """The layer group's name says the seed: typed into the dialog, it repeats the result."""
+    return f"{title} [seed {params['seed']}]"
+
+
 def group_title(prompt: str, limit: int = 60) -> str:
     """A layer group's name from a prompt: one line, not too long."""
     text = " ".join(prompt.split()) or "LayerBridge"
@@ -216,8 +207,9 @@ def mask_from_selection(selection: bytes) -> bytes:
 # --- running a job ----------------------------------------------------------------------
 
 
-def progress_text(message: dict[str, Any]) -> tuple[float | None, str]:
-    """The progress bar's fraction and text for one server message."""
+def progress_text(message: dict[str, Any], elapsed_s: float = 0.0) -> tuple[float | None, str]:
+    """The progress bar's fraction and text for one server message; ``elapsed_s`` since the
+    job started running gives a time estimate where the engine counts model steps."""
     kind = message["type"]
     if kind == "queued":
         position = message.get("position", 0)
@@ -225,15 +217,17 @@ def progress_text(message: dict[str, Any]) -> tuple[float | None, str]:
             return 0.0, "LayerBridge: starting"
         return 0.0, f"LayerBridge: waiting, {position} job(s) ahead in the server's queue"
     if kind == "progress":
-        stage = str(message.get("stage", ""))
-        text = STAGE_TEXT.get(stage, stage.capitalize() or "Working")
-        if message.get("steps"):
-            text += f" (step {message.get('step', 0)} of {message['steps']})"
-        return float(message.get("fraction", 0.0)), f"LayerBridge: {text}"
+        fraction = float(message.get("fraction", 0.0))
+        step, steps = message.get("step"), message.get("steps")
+        text = stage_text(str(message.get("stage", "")), step, steps)
+        left = remaining_seconds(fraction, elapsed_s, step, steps)
+        if left is not None:
+            text += f", {duration_text(left)}"
+        return fraction, f"LayerBridge: {text}"
     if kind == "layer":
         return None, f"LayerBridge: received layer {message['index'] + 1} of {message['count']}"
     if kind == "preview":
-        return None, "LayerBridge: image generated, splitting it into layers"
+        return None, "LayerBridge: image made (shown on top), splitting it into layers"
     return None, f"LayerBridge: {kind}"
 
 
@@ -246,7 +240,9 @@ def connect(url: str, token: str | None = None, open_timeout: float = 5.0) -> Cl
         raise JobFailed(
             f"The LayerBridge server is not running at {client.url}.\n"
             f"Start it with:  {START_COMMAND}\n"
-            "then run this command again (or set the server address in the dialog).\n"
+            "then run this command again (or set the server address in the dialog). For a "
+            'server on this computer the plug-in starts one itself unless "start_server" is '
+            f"false in {SETTINGS_FILE}.\n"
             f"Details: {exc}",
             "server_unavailable",
         ) from exc
@@ -264,6 +260,132 @@ def connect(url: str, token: str | None = None, open_timeout: float = 5.0) -> Cl
             f"The LayerBridge server refused the connection: {exc.message}", exc.code
         ) from exc
     return client
+
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+SERVER_LOG = "layerbridge-serve.log"
+
+
+def connect_or_start(
+    settings: Settings,
+    log_folder: str | os.PathLike[str],
+    show: Callable[[str], None] = lambda text: None,
+    wait_s: float = 120.0,
+) -> Client:
+    """Connect; when no server answers at a local address and ``settings.start_server`` is
+    on, start ``layerbridge serve`` on that port (it keeps running for the next commands) and
+    connect once it answers. Its output goes to ``layerbridge-serve.log`` in ``log_folder``."""
+    try:
+        return connect(settings.server, settings.token)
+    except JobFailed as exc:
+        address = urlsplit(settings.server or DEFAULT_URL)
+        if exc.code != "server_unavailable" or not settings.start_server:
+            raise
+        if address.hostname not in LOCAL_HOSTS:
+            raise
+        command = serve_command(settings)
+        if command is None:
+            raise JobFailed(
+                f"{exc}\nThe plug-in could not start a server itself: `layerbridge` is not on "
+                f'the PATH GIMP has. Put its full path as "serve_command" in {SETTINGS_FILE}.',
+                exc.code,
+            ) from exc
+    port = address.port or 7861
+    show(f"LayerBridge: starting the server ({' '.join(command)} --port {port})")
+    log_path = Path(log_folder) / SERVER_LOG
+    process = start_detached([*command, "--port", str(port)], log_path)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        if process.poll() is not None:
+            raise JobFailed(
+                f"The LayerBridge server started by the plug-in stopped (exit {process.returncode})"
+                f": {tail(log_path)}",
+                "server_unavailable",
+            )
+        with contextlib.suppress(JobFailed):
+            return connect(settings.server, settings.token, open_timeout=2.0)
+    raise JobFailed(
+        f"The LayerBridge server started by the plug-in did not answer in {wait_s:.0f} s; "
+        f"see {log_path}",
+        "server_unavailable",
+    )
+
+
+def serve_command(settings: Settings) -> list[str] | None:
+    """``layerbridge serve`` as the settings name it, or as found on PATH or in the usual
+    places pip puts commands; None when nowhere."""
+    if settings.serve_command.strip():
+        return shlex.split(settings.serve_command)
+    found = shutil.which("layerbridge")
+    for candidate in (Path.home() / ".local" / "bin" / "layerbridge",):
+        if found is None and candidate.is_file():
+            found = str(candidate)
+    return [found, "serve"] if found else None
+
+
+def start_detached(command: list[str], log_path: Path) -> subprocess.Popen:
+    detach: dict[str, Any] = (
+        {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
+        if os.name == "nt"
+        else {"start_new_session": True}  # outlives the plug-in's process
+    )
+    with contextlib.suppress(OSError):
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "ab")  # noqa: SIM115 - the server keeps writing after we return
+    try:
+        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, **detach)
+    except OSError as exc:
+        raise JobFailed(f"cannot start {command[0]}: {exc}", "server_unavailable") from exc
+    finally:
+        log.close()
+
+
+def tail(path: Path, lines: int = 3) -> str:
+    try:
+        return " / ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def fit_to_server(request: JobRequest, welcome: dict[str, Any]) -> None:
+    """Check a request against what the server announced, before anything is sent.
+
+    Model steps and resolution mean nothing to an engine without model resolutions (the
+    classic one): they are left out rather than refused, so one dialog suits every engine.
+    """
+    capabilities = welcome.get("capabilities", {})
+    resolutions = capabilities.get("resolutions") or []
+    if not resolutions:
+        request.params.pop("steps", None)
+        request.params.pop("resolution", None)
+    elif request.params.get("resolution") not in (None, *resolutions):
+        raise JobFailed(
+            f"Resolution {request.params['resolution']} is not one this server's "
+            f"{welcome.get('engine')} engine has: use 0 (its default) or one of "
+            f"{', '.join(map(str, resolutions))}.",
+            protocol.BAD_PARAMS,
+        )
+    layers = request.params.get("layers")
+    limits = capabilities.get("layers") or {}
+    if isinstance(layers, int) and not limits.get("min", 1) <= layers <= limits.get("max", 10):
+        raise JobFailed(
+            f"Layers {layers}: this server makes {limits.get('min', 1)} to "
+            f"{limits.get('max', 10)} layers, or 0 for as many as the image needs.",
+            protocol.TOO_MANY_LAYERS,
+        )
+
+
+def reduced_size(width: int, height: int, max_pixels: int) -> tuple[int, int]:
+    """The largest size of the same shape within ``max_pixels`` (the size itself if it fits)."""
+    if width * height <= max_pixels:
+        return width, height
+    factor = (max_pixels / (width * height)) ** 0.5
+    w, h = max(1, int(width * factor)), max(1, int(height * factor))
+    while w * h > max_pixels:
+        w -= 1
+        h = max(1, w * height // width)
+    return w, h
 
 
 def check_layer(message: dict[str, Any]) -> None:
@@ -332,6 +454,7 @@ def _connection_lost(exc: Exception) -> JobFailed:
 
 def _follow(client: Client, outcome: JobOutcome, host: Host) -> JobOutcome:
     job = outcome.job
+    started: float | None = None
     for message in client.events(job):
         kind = message["type"]
         if kind == "error":
@@ -348,7 +471,12 @@ def _follow(client: Client, outcome: JobOutcome, host: Host) -> JobOutcome:
             check_layer(message)
             host.add_layer(message)
             outcome.layers.append({k: v for k, v in message.items() if k != "data"})
-        fraction, text = progress_text(message)
+        if kind == "preview" and hasattr(host, "show_preview"):
+            host.show_preview(message)
+        if kind == "progress" and started is None:
+            started = time.monotonic()
+        elapsed = time.monotonic() - started if started is not None else 0.0
+        fraction, text = progress_text(message, elapsed)
         host.show_progress(fraction, text)
         if not outcome.cancel_sent and host.cancel_requested():
             client.cancel(job)
@@ -438,10 +566,14 @@ def cancel_if_orphaned(url: str, job: str, token: str | None, timeout: float = 3
 
 @dataclass
 class Settings:
-    """What the plug-in remembers between runs beside GIMP's own per-procedure memory."""
+    """What the plug-in remembers between runs beside GIMP's own per-procedure memory, in
+    ``layerbridge.json`` in GIMP's profile folder: the server's address and token, whether to
+    start a local server when none answers, and the command that starts it."""
 
     server: str = DEFAULT_URL
     token: str = ""
+    start_server: bool = True
+    serve_command: str = ""  # empty: `layerbridge serve` from PATH
 
     @classmethod
     def load(cls, folder: str | os.PathLike[str]) -> Settings:
@@ -453,20 +585,32 @@ class Settings:
         if not isinstance(data, dict):
             return cls()
         return cls(
-            server=str(data.get("server") or DEFAULT_URL), token=str(data.get("token") or "")
+            server=str(data.get("server") or DEFAULT_URL),
+            token=str(data.get("token") or ""),
+            start_server=data.get("start_server", True) is not False,
+            serve_command=str(data.get("serve_command") or ""),
         )
 
     def save(self, folder: str | os.PathLike[str]) -> None:
         path = Path(folder) / SETTINGS_FILE
-        text = json.dumps({"server": self.server, "token": self.token}, indent=1)
+        data = {
+            "server": self.server,
+            "token": self.token,
+            "start_server": self.start_server,
+            "serve_command": self.serve_command,
+        }
         # Remembering the address is a convenience, never a reason to fail a job.
         with contextlib.suppress(OSError):
-            path.write_text(text, encoding="utf-8")
+            path.write_text(json.dumps(data, indent=1), encoding="utf-8")
 
-    def with_server(self, server: str) -> Settings:
-        """The address typed for this run wins; an empty one means "the last one used"."""
-        server = server.strip()
-        return Settings(server=server or self.server, token=self.token)
+    def with_server(self, server: str, token: str = "") -> Settings:
+        """What was typed for this run wins; empty fields mean "the last one used"."""
+        return Settings(
+            server=server.strip() or self.server,
+            token=token.strip() or self.token,
+            start_server=self.start_server,
+            serve_command=self.serve_command,
+        )
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--cancel-if-orphaned"]:

@@ -4,7 +4,9 @@
 The GIMP side only: procedures, dialogs, reading and writing pixels, undo, progress. What a
 job sends and how the server's answers become layers is in ``plugin_core`` (host-free and
 tested without GIMP); the connection is the product's own client, vendored by
-``layerbridge install-gimp-plugin`` into ``vendor/`` with the websockets package.
+``layerbridge install-gimp-plugin`` into this folder with the websockets package. GIMP puts
+this folder first on ``sys.path``; this file's name is not ``layerbridge``, so the vendored
+package answers ``import layerbridge``.
 
 Cancel: GIMP 3.0 gives a plug-in no way to ask whether the user pressed the progress bar's
 cancel button; pressing it makes GIMP end the plug-in's process. The plug-in starts a small
@@ -12,15 +14,9 @@ watcher process for each job that sends the server ``cancel`` when the plug-in e
 its job did, so the server stops working on it.
 """
 
-import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-# The vendored client package is named ``layerbridge`` like the product's, and comes first so
-# that it, not this script, answers ``import layerbridge``.
-sys.path[0:0] = [os.path.join(HERE, "vendor"), HERE]
-
-import gi  # noqa: E402
+import gi
 
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
@@ -72,14 +68,18 @@ def layer_bounds(layer):
     return x, y, layer.get_width(), layer.get_height()
 
 
-def composite(image):
-    """The visible image as document-sized RGBA bytes (merged from a copy: the user's layers
-    stay as they are, transparency is kept, unlike ``flatten``)."""
+def composite(image, width=None, height=None):
+    """The visible image as RGBA bytes, at the image's size or scaled to ``width`` x
+    ``height`` (merged from a copy: the user's layers stay as they are, transparency is
+    kept, unlike ``flatten``)."""
+    width, height = width or image.get_width(), height or image.get_height()
     copy = image.duplicate()
     try:
+        if (width, height) != (image.get_width(), image.get_height()):
+            copy.scale(width, height)
         merged = copy.merge_visible_layers(Gimp.MergeType.CLIP_TO_IMAGE)
         x, y = offsets(merged)
-        return read_pixels(merged, -x, -y, image.get_width(), image.get_height())
+        return read_pixels(merged, -x, -y, width, height)
     finally:
         copy.delete()
 
@@ -98,15 +98,32 @@ def selection_mask(image, bounds):
 
 
 class GimpHost:
-    """Inserts received layers into one image, all in one undo step, with GIMP's progress."""
+    """Inserts received layers into one image, all in one undo step, with GIMP's progress.
 
-    def __init__(self, image, parent=None, position=0, title="LayerBridge", target=None):
+    ``source`` (split) is hidden once its parts are in, as Photoshop does: the parts show
+    it now, and soft edges would be drawn twice. ``scale`` > 1: the job worked on a reduced
+    copy, and each layer is scaled back to the image's size as it arrives.
+    """
+
+    def __init__(
+        self,
+        image,
+        parent=None,
+        position=0,
+        title="LayerBridge",
+        target=None,
+        source=None,
+        scale=1.0,
+    ):
         self.image = image
         self.parent = parent  # where the new layer group goes
         self.position = position
         self.title = title
         self.target = target  # regenerate: the layer whose pixels are replaced
+        self.source = source
+        self.scale = scale
         self.group = None
+        self.preview = None
         self.undo_open = False
 
     def show_progress(self, fraction, text):
@@ -117,8 +134,17 @@ class GimpHost:
     def cancel_requested(self):
         return False  # GIMP 3.0 cannot tell a plug-in; its cancel ends the process (see top)
 
+    def show_preview(self, message):
+        """The engine's whole image on top of the new group until the first layer arrives,
+        inside the same undo step (a preview is never left behind)."""
+        self._open_undo()
+        self._ensure_group()
+        self.preview = self._new_layer(dict(message, name="Preview", x=0, y=0))
+        Gimp.displays_flush()
+
     def add_layer(self, message):
         self._open_undo()
+        self._drop_preview()
         if self.target is not None:
             replace_pixels(self.target, message)
         else:
@@ -128,8 +154,11 @@ class GimpHost:
     def finish(self, outcome, request):
         """Close the undo step; record the job when it ended (not when it failed)."""
         if self.undo_open:
+            self._drop_preview()
             if outcome is not None:
                 record_job(self.image, outcome, request)
+                if self.source is not None and outcome.layers:
+                    self.source.set_visible(False)
             self.image.undo_group_end()
             self.undo_open = False
         Gimp.displays_flush()
@@ -141,10 +170,22 @@ class GimpHost:
             self.image.undo_group_start()
             self.undo_open = True
 
-    def _insert(self, message):
+    def _drop_preview(self):
+        if self.preview is not None:
+            self.image.remove_layer(self.preview)
+            self.preview = None
+
+    def _ensure_group(self):
         if self.group is None:
             self.group = Gimp.GroupLayer.new(self.image, self.title)
             self.image.insert_layer(self.group, self.parent, self.position)
+
+    def _insert(self, message):
+        self._ensure_group()
+        self._new_layer(message)
+
+    def _new_layer(self, message):
+        """A layer of the message's pixels on top of the group, at the image's scale."""
         width, height = message["width"], message["height"]
         layer = Gimp.Layer.new(
             self.image,
@@ -161,6 +202,13 @@ class GimpHost:
         layer.set_offsets(message["x"], message["y"])
         write_pixels(layer.get_buffer(), width, height, message["data"])
         layer.update(0, 0, width, height)
+        if self.scale != 1.0:  # worked on a reduced copy: back to the image's size
+            x, y = message["x"], message["y"]
+            left, top = round(x * self.scale), round(y * self.scale)
+            right, bottom = round((x + width) * self.scale), round((y + height) * self.scale)
+            layer.scale(max(1, right - left), max(1, bottom - top), False)
+            layer.set_offsets(left, top)
+        return layer
 
 
 def replace_pixels(layer, message):
@@ -200,13 +248,16 @@ def record_job(image, outcome, request):
 
 
 def add_common_arguments(procedure, with_layers=True):
+    """Defaults every engine accepts (0: the engine decides), ranges from the protocol."""
+    limits = core.protocol.Limits()
     if with_layers:
         procedure.add_int_argument(
             "layers",
             "_Layers",
-            "How many layers (0: as many as the image needs)",
+            f"How many layers, {limits.min_layers} to {limits.max_layers} "
+            "(0: as many as the image needs)",
             0,
-            64,
+            limits.max_layers,
             0,
             RW,
         )
@@ -220,12 +271,19 @@ def add_common_arguments(procedure, with_layers=True):
         RW,
     )
     procedure.add_int_argument(
-        "steps", "S_teps", "Model steps (0: the server's default)", 0, 200, 0, RW
+        "steps",
+        "S_teps",
+        "Model steps (0: the engine's default; engines without a model ignore it)",
+        0,
+        200,
+        0,
+        RW,
     )
     procedure.add_int_argument(
         "resolution",
         "_Resolution",
-        "Model resolution, one the server lists (0: the server's default)",
+        "Model resolution, one the server lists (0: the engine's default; engines without "
+        "a model ignore it)",
         0,
         4096,
         0,
@@ -234,7 +292,15 @@ def add_common_arguments(procedure, with_layers=True):
     procedure.add_string_argument(
         "server",
         "Ser_ver",
-        "The LayerBridge server's address (empty: the last one used)",
+        "The LayerBridge server's address, e.g. ws://127.0.0.1:7861 or a team's "
+        "wss://host:port (empty: the last one used)",
+        "",
+        RW,
+    )
+    procedure.add_string_argument(
+        "token",
+        "To_ken",
+        "The server's token, for a server on another machine (empty: the last one used)",
         "",
         RW,
     )
@@ -258,6 +324,14 @@ def add_arguments(procedure, name):
             0,
             16384,
             0,
+            RW,
+        )
+    if name in (GENERATE, DECOMPOSE):
+        procedure.add_boolean_argument(
+            "reduce",
+            "Work at a re_duced size if the image is larger than the server takes",
+            "Send a smaller copy and scale the layers back to the image's size",
+            True,
             RW,
         )
     add_common_arguments(procedure, with_layers=name != REGENERATE)
@@ -296,44 +370,67 @@ def text_argument(config, key):
     return config.get_property(key) or ""
 
 
-def build_job(name, image, drawables, config, interactive):
+def build_job(name, image, drawables, config, interactive, welcome):
     """The request and the host for one run, captured now: document size, the selected
-    layer and its bounds, the selection."""
+    layer and its bounds, the selection. The server's ``welcome`` says how large an image it
+    takes: a larger one is refused before it is read, or worked on reduced (``reduce``)."""
 
     def arg(key):
         return config.get_property(key)
 
     tuning = {"steps": arg("steps"), "resolution": arg("resolution")}
+    max_pixels = welcome["capabilities"]["max_pixels"]
 
     if name == GENERATE:
         width = arg("width") or (image.get_width() if image else 1024)
         height = arg("height") or (image.get_height() if image else 1024)
+        small_width, small_height = fit_size(width, height, max_pixels, arg("reduce"), "image")
         if image is None:
             image = Gimp.Image.new(width, height, Gimp.ImageBaseType.RGB)
             if interactive:
                 Gimp.Display.new(image)
         request = core.generate_request(
-            text_argument(config, "prompt"), width, height, arg("layers"), arg("seed"), **tuning
+            text_argument(config, "prompt"),
+            small_width,
+            small_height,
+            arg("layers"),
+            arg("seed"),
+            **tuning,
         )
-        return request, GimpHost(image, title=request.title)
+        return request, GimpHost(image, title=request.title, scale=width / small_width)
     if image.get_base_type() != Gimp.ImageBaseType.RGB:
         raise core.JobFailed("LayerBridge works on RGB images: use Image > Mode > RGB first.")
     width, height = image.get_width(), image.get_height()
     if name == DECOMPOSE:
         caption = text_argument(config, "prompt")
+        small_width, small_height = fit_size(width, height, max_pixels, arg("reduce"), "image")
         request = core.decompose_request(
-            composite(image), width, height, arg("layers"), arg("seed"), caption, **tuning
+            composite(image, small_width, small_height),
+            small_width,
+            small_height,
+            arg("layers"),
+            arg("seed"),
+            caption,
+            **tuning,
         )
-        return request, GimpHost(image, title=request.title)
+        return request, GimpHost(image, title=request.title, scale=width / small_width)
     layer = selected_layer(image, drawables)
     bounds = layer_bounds(layer)
+    fit_size(bounds[2], bounds[3], max_pixels, False, "layer")
     pixels = read_pixels(layer)
     if name == SPLIT:
         request = core.split_request(
             pixels, bounds, arg("layers"), arg("seed"), layer.get_name(), **tuning
         )
-        host = GimpHost(image, layer.get_parent(), image.get_item_position(layer), request.title)
+        host = GimpHost(
+            image,
+            layer.get_parent(),
+            image.get_item_position(layer),
+            request.title,
+            source=layer,
+        )
         return request, host
+    fit_size(width, height, max_pixels, False, "image")
     request = core.regenerate_request(
         text_argument(config, "prompt"),
         arg("seed"),
@@ -346,31 +443,53 @@ def build_job(name, image, drawables, config, interactive):
     return request, GimpHost(image, target=layer)
 
 
+def fit_size(width, height, max_pixels, reduce, what):
+    """The size to send: as it is when the server takes it, else reduced when allowed."""
+    small = core.reduced_size(width, height, max_pixels)
+    if small == (width, height) or reduce:
+        return small
+    where = (
+        'tick "Work at a reduced size" in the dialog, or scale the image down'
+        if what == "image"
+        else "scale the layer down"
+    )
+    raise core.JobFailed(
+        f"The {what} is {width}x{height} = {width * height} pixels; this server takes at most "
+        f"{max_pixels}: {where}, or start the server with a larger --max-pixels."
+    )
+
+
 def run_procedure(procedure, run_mode, image, drawables, config, data):
     name = procedure.get_name()
     interactive = run_mode == Gimp.RunMode.INTERACTIVE
     if interactive and not show_dialog(procedure, config, PROCEDURES[name][0].rstrip(".")):
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
-    settings = core.Settings.load(Gimp.directory()).with_server(text_argument(config, "server"))
+    settings = core.Settings.load(Gimp.directory()).with_server(
+        text_argument(config, "server"), text_argument(config, "token")
+    )
     host = None
+    outcome = None
     try:
         if name in (GENERATE, REGENERATE) and not text_argument(config, "prompt").strip():
             raise core.JobFailed("Type a prompt: it says what to paint.")
-        request, host = build_job(name, image, drawables, config, interactive)
         Gimp.progress_init(f"LayerBridge: connecting to {settings.server}")
-        client = core.connect(settings.server, settings.token)
+        client = core.connect_or_start(settings, Gimp.directory(), Gimp.progress_set_text)
         settings.save(Gimp.directory())  # remembered once a server answered at it
-        watcher = core.CancelWatcher.start(settings.server, settings.token)
         try:
-            outcome = core.run_job(
-                client,
-                request,
-                host,
-                job=watcher.job,
-                reconnect=lambda: core.connect(settings.server, settings.token),
-            )
+            request, host = build_job(name, image, drawables, config, interactive, client.welcome)
+            core.fit_to_server(request, client.welcome)
+            watcher = core.CancelWatcher.start(settings.server, settings.token)
+            try:
+                outcome = core.run_job(
+                    client,
+                    request,
+                    host,
+                    job=watcher.job,
+                    reconnect=lambda: core.connect(settings.server, settings.token),
+                )
+            finally:
+                watcher.stop()
         finally:
-            watcher.stop()
             client.close()
         host.finish(outcome, request)
     except Exception as exc:  # the plug-in's boundary: GIMP gets a message, never a traceback
