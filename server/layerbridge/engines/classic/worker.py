@@ -1,0 +1,89 @@
+"""One decomposition in a child process: cancelled at once, its memory returned when it ends.
+
+The analysis spends seconds inside single library calls (connected components, matting) on
+large images, where no cancel check can be reached; a child process can be stopped at any
+moment instead. It also gives back everything it allocated when it exits, so a large job
+does not leave the server's heap grown. Children are forked from a clean fork server that
+has the engine imported (not from the server, whose threads could hold locks at the fork).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from layerbridge.engines.base import ENGINE_FAILED, EngineError
+
+#: (name, (y0, y1, x0, x1), uint8 RGBA pixels over that box), bottom first.
+Result = list[tuple[str, tuple[int, int, int, int], np.ndarray]]
+#: How often the parent looks for a cancel while the child works (seconds).
+POLL_S = 0.05
+
+_context = multiprocessing.get_context("forkserver")
+# Imported once in the fork server, so that no job pays for it; pymatting (optional, for
+# photo edges) loads its compiled kernels on import. A module that is missing is skipped.
+_context.set_forkserver_preload(["layerbridge.engines.classic.decompose", "pymatting"])
+
+
+def _child(conn: Connection, pixels: np.ndarray, layers: int | str) -> None:
+    from layerbridge.engines.classic.decompose import decompose_pieces
+
+    try:
+        pieces = decompose_pieces(pixels, layers, lambda f, s: conn.send(("progress", f, s)))
+        out = [(p.name, p.box, np.clip(np.rint(p.pixels * 255.0), 0, 255).astype(np.uint8))
+               for p in pieces]
+        conn.send(("done", out))
+    except EngineError as exc:
+        conn.send(("error", exc.code, exc.message))
+    except MemoryError:
+        conn.send(("error", ENGINE_FAILED, "the classic engine ran out of memory: "
+                   "decompose a smaller image or free memory on the server"))
+    except Exception as exc:  # reported to the user as engine_failed, with what it was
+        conn.send(("error", ENGINE_FAILED, f"the classic engine failed: {type(exc).__name__}: "
+                   f"{exc}"))
+    finally:
+        conn.close()
+
+
+def decompose_in_child(
+    pixels: np.ndarray,
+    layers: int | str,
+    progress: Callable[[float, str], None],
+    check: Callable[[], None],
+) -> Result:
+    """Run :func:`decompose_pieces` in a child; ``check`` (which raises to cancel) is called
+    every :data:`POLL_S` seconds, and whatever it raises stops the child at once."""
+    receive, send = _context.Pipe(duplex=False)
+    child = _context.Process(target=_child, args=(send, pixels, layers), daemon=True,
+                             name="classic-decompose")
+    child.start()
+    send.close()
+    try:
+        while True:
+            check()
+            if not receive.poll(POLL_S):
+                continue
+            try:
+                message: tuple[Any, ...] = receive.recv()
+            except EOFError:
+                child.join(1)
+                raise EngineError(
+                    ENGINE_FAILED,
+                    f"the classic engine's worker stopped (exit code {child.exitcode}); "
+                    "if the server is short of memory, decompose a smaller image",
+                ) from None
+            if message[0] == "progress":
+                progress(message[1], message[2])
+            elif message[0] == "done":
+                return message[1]
+            else:
+                raise EngineError(message[1], message[2])
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join()
+        receive.close()
