@@ -7,7 +7,6 @@ and the composite is the over-composite of the true layers. Same seed, same desi
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -95,18 +94,3 @@ def _text(
     draw.text((x - left, y - top), words, font=font, fill=(*map(int, color), 255))
     return np.asarray(img).copy()
 
-
-def photo(seed: int, h: int, w: int) -> np.ndarray:
-    """A photo-like uint8 RGBA image that takes the engine's photo path: a grainy, smoothly
-    varying scene with a grainy subject of another colour in the middle (soft-edged)."""
-    rng = np.random.default_rng(seed)
-    scene = cv2.resize(rng.random((9, 9, 3)), (w, h), interpolation=cv2.INTER_CUBIC)
-    scene = 0.25 + 0.4 * np.clip(scene, 0, 1)
-    ys, xs = np.mgrid[0:h, 0:w]
-    inside = ((ys - h / 2) / (h * 0.3)) ** 2 + ((xs - w / 2) / (w * 0.22)) ** 2
-    subject = np.clip((1.0 - inside) * min(h, w) / 8.0, 0, 1)[..., None]
-    image = scene * (1 - subject) + subject * np.array([0.9, 0.55, 0.2])
-    image = image + rng.normal(0, 0.03, image.shape)
-    out = np.full((h, w, 4), 255, np.uint8)
-    out[..., :3] = np.clip(image * 255, 0, 255).astype(np.uint8)
-    return out
