@@ -18,6 +18,7 @@ from layerbridge.engines.base import (
 )
 from layerbridge.engines.classic.decompose import decompose
 from layerbridge.engines.classic.worker import decompose_in_child
+from layerbridge.types import DecomposeParams, SplitParams
 
 _NEEDS_MODEL = (
     "the classic engine is weight-free and cannot {what}: start the server with "
@@ -68,11 +69,12 @@ class ClassicEngine(Engine):
         decompose_in_child(tiny, "auto", lambda fraction, stage: None, lambda: None)
 
     def run(self, request: JobRequest, ctx: JobContext) -> Iterator[Layer]:
-        if request.op not in self.ops:
+        params = request.params
+        if request.op not in self.ops or not isinstance(params, (DecomposeParams, SplitParams)):
             raise EngineError(UNSUPPORTED_OP, self.unsupported_message(request.op))
         source = required_input(request, "image" if request.op == "decompose" else "layer")
         pixels = np.asarray(source.pixels)
-        count = self._count(request.params.get("layers", "auto"))
+        count = self._count(params.layers)
         ctx.progress(0.0, "start")
         # In a child process: a cancel stops it at once, wherever the analysis is.
         pieces = decompose_in_child(pixels, count, ctx.progress, ctx.check_cancelled)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from layerbridge.engines.base import ENGINE_FAILED, EngineError
+from layerbridge.types import OUT_OF_MEMORY_ADVICE, EngineError, ErrorCode
 
 #: (name, (y0, y1, x0, x1), uint8 RGBA pixels over that box), bottom first.
 Result = list[tuple[str, tuple[int, int, int, int], np.ndarray]]
@@ -40,11 +40,11 @@ def _child(conn: Connection, pixels: np.ndarray, layers: int | str) -> None:
     except EngineError as exc:
         conn.send(("error", exc.code, exc.message))
     except MemoryError:
-        conn.send(("error", ENGINE_FAILED, "the classic engine ran out of memory: "
-                   "decompose a smaller image or free memory on the server"))
+        conn.send(("error", ErrorCode.OUT_OF_MEMORY,
+                   f"the classic engine ran out of memory. {OUT_OF_MEMORY_ADVICE}"))
     except Exception as exc:  # reported to the user as engine_failed, with what it was
-        conn.send(("error", ENGINE_FAILED, f"the classic engine failed: {type(exc).__name__}: "
-                   f"{exc}"))
+        conn.send(("error", ErrorCode.ENGINE_FAILED,
+                   f"the classic engine failed: {type(exc).__name__}: {exc}"))
     finally:
         conn.close()
 
@@ -71,10 +71,11 @@ def decompose_in_child(
                 message: tuple[Any, ...] = receive.recv()
             except EOFError:
                 child.join(1)
+                killed = child.exitcode == -9  # what the kernel's out-of-memory killer sends
                 raise EngineError(
-                    ENGINE_FAILED,
-                    f"the classic engine's worker stopped (exit code {child.exitcode}); "
-                    "if the server is short of memory, decompose a smaller image",
+                    ErrorCode.OUT_OF_MEMORY if killed else ErrorCode.ENGINE_FAILED,
+                    f"the classic engine's worker stopped (exit code {child.exitcode}). "
+                    f"{OUT_OF_MEMORY_ADVICE if killed else 'Please report this image.'}",
                 ) from None
             if message[0] == "progress":
                 progress(message[1], message[2])
