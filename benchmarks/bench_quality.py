@@ -321,9 +321,16 @@ def main() -> None:
     parser.add_argument("--markdown", type=Path, help="write the tables here")
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("BEFORE", "AFTER"),
                         help="compare two --json files instead of running")
+    parser.add_argument("--report", nargs="+", type=Path, metavar="JSON",
+                        help="print the tables of --json files (runs split in parts) instead")
     args = parser.parse_args()
     if args.compare:
         print(compare(load_rows(args.compare[0]), load_rows(args.compare[1])))
+        return
+    if args.report:
+        merged = {r.name: r for path in args.report for r in load_rows(path)}
+        rows = sorted(merged.values(), key=lambda r: r.name)
+        print(table(rows) + "\n\n" + summary(rows))
         return
     rows: list[Row] = []
     # A terminated benchmark still stops its server (the ``finally`` below).
