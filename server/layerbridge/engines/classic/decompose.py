@@ -39,7 +39,9 @@ Check = Callable[[], None]
 
 #: Components whose colour varies more than this (std) are textures, not flat fills.
 FLAT_STD = 0.03
-#: Above this many elements the image is treated as a photo (designs have far fewer).
+#: Above this many elements (each component inside a photo counted) the image is treated
+#: as a photo: designs have far fewer. (Counting a photo placed in a design as one element
+#: sent designs of hundreds of elements to the flat path, where they fared worse.)
 #: (Taking whole the foreground parts that hold most of them instead, as screenshots, was
 #: tried: better at 0 merges, worse at 2 than one layer for the whole image.)
 MAX_ELEMENTS = 400
@@ -139,8 +141,9 @@ def analyse(rgb: np.ndarray, progress: Progress, check: Check) -> Scene:
         comp = link_components(rgb8, is_bg)
         in_photo, photos = photo_regions(comp, is_bg)
         found = _flat_elements(comp, rgb, is_bg, check, in_photo)
-        found[0].extend(photos)
-    if found is None or len(found[0]) > MAX_ELEMENTS:
+        if found is not None:
+            found[0].extend(photos)
+    if found is None:
         return _photo_scene(rgb, rgb8, check)
     check()
     progress(0.3, "regions")
@@ -173,9 +176,10 @@ def _largest_border_label(labels: np.ndarray, area: np.ndarray) -> int:
 
 
 def _flat_elements(comp, rgb: np.ndarray, is_bg: np.ndarray, check: Check,
-                   skip: np.ndarray) -> tuple[list[Element], set[int]]:
+                   skip: np.ndarray) -> tuple[list[Element], set[int]] | None:
     """One element per component that is big enough, not a seam, not background, and not
-    ``skip``-ped (per label: inside a photo, which is one element of its own).
+    ``skip``-ped (per label: inside a photo, which is one element of its own); None when
+    there are more than MAX_ELEMENTS such components, skipped ones included (a photo).
 
     Also returns the labels of the thin ones kept: small text has strokes two pixels wide
     that look like seams, but their colour is no blend of their neighbours'; they are kept
@@ -183,20 +187,22 @@ def _flat_elements(comp, rgb: np.ndarray, is_bg: np.ndarray, check: Check,
     """
     bg_share = np.bincount(comp.labels.ravel(), is_bg.ravel(), comp.count + 1)
     bg_share /= np.maximum(comp.area, 1)
-    out, thin = [], set()
-    wanted = (comp.area >= MIN_AREA) & (bg_share < 0.5) & ~skip
-    for count, label in enumerate(np.flatnonzero(wanted)):
-        if count % 64 == 63:
+    out, thin, seen = [], set(), 0
+    wanted = (comp.area >= MIN_AREA) & (bg_share < 0.5)
+    wanted[0] = False
+    for label in np.flatnonzero(wanted):
+        if seen % 64 == 63:
             check()
-        if label == 0:
-            continue
         if is_thin(comp, int(label)):
             if is_mix(comp, int(label), rgb):
                 continue
-            thin.add(int(label))
-        out.append(element_of(comp, int(label), FLAT_STD))
-        if len(out) > MAX_ELEMENTS:
-            break
+            if not skip[label]:
+                thin.add(int(label))
+        seen += 1
+        if seen > MAX_ELEMENTS:
+            return None
+        if not skip[label]:
+            out.append(element_of(comp, int(label), FLAT_STD))
     return out, thin
 
 
