@@ -53,3 +53,16 @@ def test_the_server_decomposes_exactly_after_a_cancel(classic_server) -> None:
     layers = [Layer(m["name"], layer_pixels(m), m["x"], m["y"]) for m in result.layers]
     back = composite(layers, 160, 120)
     assert np.abs(back.astype(int) - pixels.astype(int)).max() <= 1
+
+
+def test_a_failure_in_the_worker_comes_back_as_an_engine_error() -> None:
+    import pytest
+
+    from layerbridge.engines.classic.worker import decompose_in_child
+    from layerbridge.types import EngineError, ErrorCode
+
+    flat = np.zeros((16, 16), np.uint8)  # no channels: decomposing it fails in the worker
+    with pytest.raises(EngineError) as caught:
+        decompose_in_child(flat, "auto", lambda fraction, stage: None, lambda: None)
+    assert caught.value.code == ErrorCode.ENGINE_FAILED
+    assert "classic engine failed" in caught.value.message
