@@ -307,6 +307,18 @@ def compare(before: list[Row], after: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def blur_ms_per_mp() -> float:
+    """A full-frame 15x15 box blur, in ms per megapixel: the machine's speed at the moment,
+    to read the s/MP figures against (they move with the load of a shared machine)."""
+    import cv2
+
+    image = np.random.default_rng(0).integers(0, 256, (1024, 1024, 4), dtype=np.uint8)
+    start = time.perf_counter()
+    for _ in range(10):
+        cv2.blur(image, (15, 15))
+    return (time.perf_counter() - start) / 10 / 1.048576 * 1000
+
+
 def load_rows(path: Path) -> list[Row]:
     return [Row(**{**raw, "l1": tuple(raw["l1"]), "iou": tuple(raw["iou"])})
             for raw in json.loads(path.read_text())]
@@ -335,6 +347,7 @@ def main() -> None:
         print(table(rows) + "\n\n" + summary(rows))
         return
     rows: list[Row] = []
+    blur_before = blur_ms_per_mp()
     # A terminated benchmark still stops its server (the ``finally`` below).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     with tempfile.TemporaryDirectory() as out:
@@ -351,7 +364,8 @@ def main() -> None:
                         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
         finally:
             server.stop()
-    report = table(rows) + "\n\n" + summary(rows)
+    report = (table(rows) + "\n\n" + summary(rows) + f"\nmachine baseline (15x15 box blur): "
+              f"{blur_before:.1f} ms/MP at the start, {blur_ms_per_mp():.1f} at the end")
     print("\n" + report)
     if args.markdown:
         args.markdown.write_text(report + "\n")
