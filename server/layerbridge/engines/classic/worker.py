@@ -23,10 +23,13 @@ Result = list[tuple[str, tuple[int, int, int, int], np.ndarray]]
 #: How often the parent looks for a cancel while the child works (seconds).
 POLL_S = 0.05
 
-_context = multiprocessing.get_context("forkserver")
-# Imported once in the fork server, so that no job pays for it; pymatting (optional, for
-# photo edges) loads its compiled kernels on import. A module that is missing is skipped.
-_context.set_forkserver_preload(["layerbridge.engines.classic.decompose", "pymatting"])
+# Windows has no fork server: there each worker starts a fresh interpreter (about a second).
+_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+_context = multiprocessing.get_context(_METHOD)
+if _METHOD == "forkserver":
+    # Imported once in the fork server, so that no job pays for it; pymatting (optional, for
+    # photo edges) loads its compiled kernels on import. A module that is missing is skipped.
+    _context.set_forkserver_preload(["layerbridge.engines.classic.decompose", "pymatting"])
 
 
 def _child(conn: Connection, pixels: np.ndarray, layers: int | str) -> None:
