@@ -1,12 +1,15 @@
-"""Classic engine speed, in seconds per megapixel, as ratios against the 1 s/MP target.
+"""Classic engine speed in seconds per megapixel and peak memory in MB per megapixel.
 
-Also prints, for reference, a full-frame 15x15 box blur timed in the same process (a
-baseline that scales with the machine), and the quality table of tests/quality.py.
-Run: python benchmarks/bench_classic.py [--no-quality]
+Speed is given as ratios against the 1 s/MP target and against a full-frame 15x15 box blur
+timed in the same process (a baseline that scales with the machine). Peak memory is the
+growth of a fresh process's peak resident size over its size after warm-up, for one
+decomposition, against the 200 MB/MP budget. Then the quality table of tests/quality.py.
+Run: python benchmarks/bench_classic.py [--no-quality] [--memory-only]
 """
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,6 +25,7 @@ from test_classic_reconstruction import photo_like  # noqa: E402
 from layerbridge.engines.classic.decompose import decompose  # noqa: E402
 
 TARGET_S_PER_MP = 1.0
+TARGET_MB_PER_MP = 200.0
 
 
 def seconds_per_mp(images: list[np.ndarray]) -> float:
@@ -42,7 +46,47 @@ def blur_s_per_mp() -> float:
     return (time.perf_counter() - start) / 10 / 1.048576
 
 
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def _memory_child(kind: str, side: int) -> None:
+    """In a fresh process: print the peak MB one decomposition adds over the warm size."""
+    from layerbridge.engines.classic.engine import ClassicEngine
+
+    ClassicEngine().warm_up()
+    pixels = photo_like(0, side, side) if kind == "photo" else design(0, side, side)[1]
+    decompose(photo_like(1, 96, 96) if kind == "photo" else design(1, 96, 96)[1])
+    rest = _status_mb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # restart the peak count from here
+    decompose(pixels)
+    print(_status_mb("VmHWM") - rest)
+
+
+def memory_mb_per_mp(kind: str, side: int) -> float:
+    out = subprocess.run([sys.executable, __file__, "--memory-child", kind, str(side)],
+                         check=True, capture_output=True, text=True).stdout
+    return float(out.split()[-1]) / (side * side / 1e6)
+
+
+def memory() -> None:
+    for kind, side in (("photo", 1024), ("photo", 2048), ("design", 2048)):
+        mb = memory_mb_per_mp(kind, side)
+        print(f"peak memory, {kind}-like {side}x{side}: {mb:.0f} MB/MP = "
+              f"{mb / TARGET_MB_PER_MP:.2f}x the {TARGET_MB_PER_MP:.0f} MB/MP budget", flush=True)
+
+
 def main() -> None:
+    if "--memory-child" in sys.argv:
+        at = sys.argv.index("--memory-child")
+        _memory_child(sys.argv[at + 1], int(sys.argv[at + 2]))
+        return
+    memory()
+    if "--memory-only" in sys.argv:
+        return
     decompose(design(0, 64, 48)[1])  # warm imports
     designs = [design(seed, 1024, 768)[1] for seed in range(3)]
     photos = [photo_like(seed, 768, 1024) for seed in range(2)]

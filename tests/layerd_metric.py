@@ -14,16 +14,24 @@ sequences are aligned by order-aware DTW on the cost; L1 and IoU are averaged ov
 pairs. "k merges" then allows up to k greedy merges of two adjacent layers on either side,
 each time the one that lowers the mean cost most. If the true bottom layer is not opaque a
 white layer is put under the truth (the reference renders on white).
+
+Layers are held as :class:`Patch` windows of the canvas (a box of pixels and one colour
+outside it), so real documents of tens of layers at several megapixels fit in memory; the
+scores are those of the full-canvas definition above.
 """
 
 from __future__ import annotations
 
+import gzip
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 Layers = list[np.ndarray]
+#: (y0, y1, x0, x1), end exclusive.
+Box = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -49,31 +57,126 @@ def over(bottom: np.ndarray, top: np.ndarray) -> np.ndarray:
     return np.concatenate([rgb, a], axis=-1)
 
 
-def _bbox(alpha: np.ndarray) -> tuple[int, int, int, int] | None:
-    rows = np.flatnonzero(alpha.any(axis=1))
+def _bbox(mask: np.ndarray) -> Box | None:
+    rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
         return None
-    cols = np.flatnonzero(alpha.any(axis=0))
+    cols = np.flatnonzero(mask[rows[0] : rows[-1] + 1].any(axis=0))
     return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
-def pair_score(pred: np.ndarray, true: np.ndarray) -> tuple[float, float]:
+def _shift(box: Box | None, dy: int, dx: int) -> Box | None:
+    return None if box is None else (box[0] + dy, box[1] + dy, box[2] + dx, box[3] + dx)
+
+
+def _meet(a: Box | None, b: Box | None) -> Box | None:
+    if a is None or b is None:
+        return None
+    box = (max(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), min(a[3], b[3]))
+    return box if box[0] < box[1] and box[2] < box[3] else None
+
+
+def _join(a: Box | None, b: Box | None) -> Box | None:
+    if a is None or b is None:
+        return a if b is None else b
+    return min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3])
+
+
+class Patch:
+    """One full-canvas layer stored as the box where anything happens and one outside colour.
+
+    ``pixels`` (float32 RGBA) cover ``box``; everywhere else the layer is ``rest`` (RGB) at
+    alpha 0. ``key`` names the run of original layers it merges, so scores can be cached.
+    """
+
+    def __init__(self, pixels: np.ndarray, box: Box | None, rest: np.ndarray,
+                 key: tuple[int, int] = (0, 0)) -> None:
+        self.pixels, self.box, self.rest, self.key = pixels, box, rest, key
+        self.alpha_box = None if box is None else _shift(_bbox(pixels[..., 3] > 0), box[0],
+                                                         box[2])
+        self.alpha_sum = float(pixels[..., 3].sum(dtype=np.float64)) if box is not None else 0.0
+
+    @classmethod
+    def from_canvas(cls, layer: np.ndarray) -> Patch:
+        """The exact patch of a full-canvas float RGBA layer."""
+        alpha = layer[..., 3]
+        clear = np.argwhere(alpha <= 0)
+        rest = layer[tuple(clear[0])][:3].astype(np.float32) if len(clear) else np.zeros(3,
+                                                                                      np.float32)
+        box = _bbox((alpha > 0) | (layer[..., :3] != rest).any(-1))
+        if box is None:
+            return cls(np.zeros((0, 0, 4), np.float32), None, rest)
+        y0, y1, x0, x1 = box
+        return cls(layer[y0:y1, x0:x1].astype(np.float32), box, rest)
+
+    @classmethod
+    def from_crop(cls, rgba8: np.ndarray, x: int, y: int, height: int, width: int) -> Patch:
+        """A uint8 RGBA crop placed at (x, y) on a transparent black canvas (a PSD layer)."""
+        h, w = rgba8.shape[:2]
+        box = (max(y, 0), min(y + h, height), max(x, 0), min(x + w, width))
+        if box[0] >= box[1] or box[2] >= box[3]:
+            return cls(np.zeros((0, 0, 4), np.float32), None, np.zeros(3, np.float32))
+        crop = rgba8[box[0] - y : box[1] - y, box[2] - x : box[3] - x]
+        return cls(crop.astype(np.float32) / 255.0, box, np.zeros(3, np.float32))
+
+    def window(self, box: Box) -> np.ndarray:
+        """The layer's float32 RGBA over ``box``."""
+        y0, y1, x0, x1 = box
+        out = np.zeros((y1 - y0, x1 - x0, 4), np.float32)
+        out[..., :3] = self.rest
+        inside = _meet(self.box, box)
+        if inside is not None and self.box is not None:
+            a, b = self.box, inside
+            out[b[0] - y0 : b[1] - y0, b[2] - x0 : b[3] - x0] = self.pixels[
+                b[0] - a[0] : b[1] - a[0], b[2] - a[2] : b[3] - a[2]
+            ]
+        return out
+
+    def canvas(self, height: int, width: int) -> np.ndarray:
+        return self.window((0, height, 0, width)).astype(np.float64)
+
+
+def over_patch(bottom: Patch, top: Patch) -> Patch:
+    """``top`` over ``bottom``; outside both boxes both are clear and the top's colour stays."""
+    key = (bottom.key[0], top.key[1])
+    box = _join(bottom.box, top.box)
+    if box is None:
+        return Patch(top.pixels, None, top.rest, key)
+    return Patch(over(bottom.window(box), top.window(box)), box, top.rest, key)
+
+
+def _overlaps(a: Patch, b: Patch) -> bool:
+    meet = _meet(a.alpha_box, b.alpha_box)
+    if meet is None:
+        return False
+    return bool(((a.window(meet)[..., 3] > 0) & (b.window(meet)[..., 3] > 0)).any())
+
+
+def patch_score(pred: Patch, true: Patch) -> tuple[float, float]:
     """(RGB L1, alpha soft IoU) of one predicted layer against one true layer."""
-    boxes = [b for b in (_bbox(pred[..., 3] > 0), _bbox(true[..., 3] > 0)) if b is not None]
-    if not boxes:
+    if pred.alpha_box is None and true.alpha_box is None:
         return 0.0, 1.0
-    y0, y1 = min(b[0] for b in boxes), max(b[1] for b in boxes)
-    x0, x1 = min(b[2] for b in boxes), max(b[3] for b in boxes)
-    p, g = pred[y0:y1, x0:x1], true[y0:y1, x0:x1]
-    ap, ag = p[..., 3], g[..., 3]
-    union = np.maximum(ap, ag).sum()
-    iou = float(np.minimum(ap, ag).sum() / union) if union > 0 else 1.0
-    seen = ag > 0
-    l1 = float(np.abs(p[..., :3][seen] - g[..., :3][seen]).mean()) if seen.any() else 0.0
-    return l1, iou
+    meet = _meet(pred.alpha_box, true.alpha_box)
+    inter = 0.0
+    if meet is not None:
+        inter = float(np.minimum(pred.window(meet)[..., 3], true.window(meet)[..., 3])
+                      .sum(dtype=np.float64))
+    union = pred.alpha_sum + true.alpha_sum - inter
+    iou = inter / union if union > 0 else 1.0
+    l1 = 0.0
+    if true.alpha_box is not None:
+        p, g = pred.window(true.alpha_box), true.window(true.alpha_box)
+        seen = g[..., 3] > 0
+        l1 = float(np.abs(p[..., :3][seen] - g[..., :3][seen]).mean(dtype=np.float64))
+    return l1, min(iou, 1.0)
 
 
-def group_unordered(layers: Layers) -> Layers:
+def pair_score(pred: np.ndarray, true: np.ndarray) -> tuple[float, float]:
+    """(RGB L1, alpha soft IoU) of two full-canvas float RGBA layers."""
+    return patch_score(Patch.from_canvas(pred), Patch.from_canvas(true))
+
+
+def group_patches(layers: list[Patch]) -> list[Patch]:
     """Group layers by occlusion depth, as LayerD does, and merge each group (back to front).
 
     Repeatedly, every remaining layer that no remaining layer above it overlaps is "on top";
@@ -81,25 +184,29 @@ def group_unordered(layers: Layers) -> Layers:
     so their relative order is arbitrary and must not count, even when they are not
     neighbours in the stack.
     """
-    masks = [layer[..., 3] > 0 for layer in layers]
-    remaining = list(range(len(layers)))
+    n = len(layers)
+    hit = [[j for j in range(i + 1, n) if _overlaps(layers[i], layers[j])] for i in range(n)]
+    remaining = set(range(n))
     groups: list[list[int]] = []
     while remaining:
-        above = np.zeros(masks[0].shape, bool) if masks else None
-        top: list[int] = []
-        for index in reversed(remaining):
-            if not (masks[index] & above).any():
-                top.append(index)
-            above |= masks[index]
-        groups.append(top[::-1])
-        remaining = [i for i in remaining if i not in top]
-    out: Layers = []
-    for group in groups[::-1]:
-        merged = layers[group[0]].copy()
+        top = sorted(i for i in remaining if not any(j in remaining for j in hit[i]))
+        groups.append(top)
+        remaining -= set(top)
+    out: list[Patch] = []
+    for position, group in enumerate(groups[::-1]):
+        merged = layers[group[0]]
         for index in group[1:]:
-            merged = over(merged, layers[index])
-        out.append(merged)
+            merged = over_patch(merged, layers[index])
+        out.append(Patch(merged.pixels, merged.box, merged.rest, (position, position)))
     return out
+
+
+def group_unordered(layers: Layers) -> Layers:
+    """:func:`group_patches` on full-canvas layers."""
+    if not layers:
+        return []
+    h, w = layers[0].shape[:2]
+    return [p.canvas(h, w) for p in group_patches([Patch.from_canvas(x) for x in layers])]
 
 
 def dtw_align(cost: np.ndarray) -> list[tuple[int, int]]:
@@ -120,78 +227,115 @@ def dtw_align(cost: np.ndarray) -> list[tuple[int, int]]:
 
 
 class _Matcher:
-    """Caches pair scores by layer identity, so greedy merging only scores new layers."""
+    """Caches pair scores by the runs of original layers each side's layer merges."""
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[int, int], tuple[float, float]] = {}
-        self._keep: list[np.ndarray] = []
+        self._cache: dict[tuple[tuple[int, int], tuple[int, int]], tuple[float, float]] = {}
 
-    def score(self, pred: Layers, true: Layers) -> Score:
+    def score(self, pred: list[Patch], true: list[Patch]) -> Score:
         l1 = np.zeros((len(pred), len(true)))
         iou = np.zeros_like(l1)
         for i, p in enumerate(pred):
             for j, g in enumerate(true):
-                key = (id(p), id(g))
+                key = (p.key, g.key)
                 if key not in self._cache:
-                    self._cache[key] = pair_score(p, g)
-                    self._keep += [p, g]  # keep ids alive so they are never reused
+                    self._cache[key] = patch_score(p, g)
                 l1[i, j], iou[i, j] = self._cache[key]
         path = dtw_align((l1 + 1.0 - iou) / 2.0)
         return Score(float(np.mean([l1[p] for p in path])), float(np.mean([iou[p] for p in path])))
 
 
-def _merge_at(layers: Layers, k: int) -> Layers:
-    return layers[:k] + [over(layers[k], layers[k + 1])] + layers[k + 2 :]
+def _merge_at(layers: list[Patch], k: int) -> list[Patch]:
+    return layers[:k] + [over_patch(layers[k], layers[k + 1])] + layers[k + 2 :]
 
 
-def evaluate(pred: Layers, true: Layers, max_merges: int = 5) -> list[Score]:
-    """Scores at 0..max_merges greedy merges (index = number of merges allowed)."""
+def evaluate_patches(pred: list[Patch], true: list[Patch], height: int, width: int,
+                     max_merges: int = 5) -> list[Score]:
+    """Scores at 0..max_merges greedy merges (index = number of merges allowed) of layers on
+    a ``height`` x ``width`` canvas."""
+    canvas = (0, height, 0, width)
     true = list(true)
-    if true and not (true[0][..., 3] >= 1.0 - 1e-6).all():
-        white = np.ones_like(true[0])
-        true = [white, *true]
-    pred, true = group_unordered(pred), group_unordered(true)
+    if true and not (true[0].box == canvas and bool((true[0].pixels[..., 3] >= 1 - 1e-6).all())):
+        white = np.ones((height, width, 4), np.float32)
+        true = [Patch(white, canvas, np.ones(3, np.float32)), *true]
+    pred, true = group_patches(pred), group_patches(true)
     matcher = _Matcher()
     best = matcher.score(pred, true)
     scores = [best]
     for _ in range(max_merges):
-        options = [(_merge_at(pred, k), true) for k in range(len(pred) - 1)]
-        options += [(pred, _merge_at(true, k)) for k in range(len(true) - 1)]
-        tried = [(matcher.score(p, t), p, t) for p, t in options]
-        if tried:
-            cand, p, t = min(tried, key=lambda item: item[0].cost)
-            if cand.cost < best.cost:
-                best, pred, true = cand, p, t
+        # Candidates are built one at a time and only the best is kept: a merged layer can
+        # be as big as the canvas.
+        choice: tuple[Score, int, int] | None = None
+        for side, layers in ((0, pred), (1, true)):
+            for k in range(len(layers) - 1):
+                merged = _merge_at(layers, k)
+                cand = matcher.score(merged, true) if side == 0 else matcher.score(pred, merged)
+                if choice is None or cand.cost < choice[0].cost:
+                    choice = (cand, side, k)
+        if choice is not None and choice[0].cost < best.cost:
+            best, side, k = choice
+            if side == 0:
+                pred = _merge_at(pred, k)
+            else:
+                true = _merge_at(true, k)
         scores.append(best)
     return scores
 
 
-def read_psd_layers(path: Path) -> tuple[Layers, np.ndarray]:
-    """True layers of a PSD as float RGBA canvases (bottom first), and their over-composite."""
+def evaluate(pred: Layers, true: Layers, max_merges: int = 5) -> list[Score]:
+    """:func:`evaluate_patches` on full-canvas float RGBA layers."""
+    height, width = (true or pred)[0].shape[:2]
+    return evaluate_patches([Patch.from_canvas(x) for x in pred],
+                            [Patch.from_canvas(x) for x in true], height, width, max_merges)
+
+
+def open_psd(path: Path):  # -> psd_tools.PSDImage
+    """A ``.psd`` or gzip-compressed ``.psd.gz`` document."""
     from psd_tools import PSDImage
 
-    psd = PSDImage.open(path)
-    width, height = psd.width, psd.height
-    layers: Layers = []
+    data = path.read_bytes()
+    if path.name.endswith(".gz"):
+        data = gzip.decompress(data)
+    return PSDImage.open(io.BytesIO(data))
+
+
+def read_psd_crops(path: Path) -> tuple[list[tuple[np.ndarray, int, int]], int, int]:
+    """True layers of a PSD as (uint8 RGBA crop, x, y), bottom first, and the canvas size.
+
+    Groups and hidden layers (hidden parent groups included) are skipped; each visible leaf
+    is ``layer.composite()`` placed at ``(layer.left, layer.top)``; layers that render
+    nothing are left out."""
+    psd = open_psd(path)
+    crops = []
     for layer in psd.descendants():
         if layer.is_group() or not layer.is_visible():
             continue
         image = layer.composite()
         if image is None:
             continue
-        canvas = np.zeros((height, width, 4), np.float64)
-        pixels = np.asarray(image.convert("RGBA"), np.float64) / 255.0
-        _paste(canvas, pixels, layer.left, layer.top)
-        layers.append(canvas)
-    total = layers[0].copy()
-    for layer in layers[1:]:
+        pixels = np.asarray(image.convert("RGBA"), np.uint8)
+        if pixels[..., 3].any():
+            crops.append((pixels, int(layer.left), int(layer.top)))
+    return crops, psd.height, psd.width
+
+
+def composite(layers: list[Patch], height: int, width: int) -> np.ndarray:
+    """The over-composite of patches on a transparent canvas, as uint8 RGBA."""
+    total = np.zeros((height, width, 4), np.float32)
+    for layer in layers:
+        if layer.box is not None:
+            y0, y1, x0, x1 = layer.box
+            total[y0:y1, x0:x1] = over(total[y0:y1, x0:x1], layer.pixels)
+    return np.clip(np.rint(total * 255.0), 0, 255).astype(np.uint8)
+
+
+def read_psd_layers(path: Path) -> tuple[Layers, np.ndarray]:
+    """True layers of a PSD as float RGBA canvases (bottom first), and their over-composite."""
+    crops, height, width = read_psd_crops(path)
+    layers: Layers = []
+    total = np.zeros((height, width, 4), np.float64)
+    for pixels, x, y in crops:
+        layer = Patch.from_crop(pixels, x, y, height, width).canvas(height, width)
+        layers.append(layer)
         total = over(total, layer)
     return layers, total
-
-
-def _paste(canvas: np.ndarray, pixels: np.ndarray, x: int, y: int) -> None:
-    h, w = pixels.shape[:2]
-    x0, y0 = max(x, 0), max(y, 0)
-    x1, y1 = min(x + w, canvas.shape[1]), min(y + h, canvas.shape[0])
-    if x0 < x1 and y0 < y1:
-        canvas[y0:y1, x0:x1] = pixels[y0 - y : y1 - y, x0 - x : x1 - x]

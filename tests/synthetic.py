@@ -93,3 +93,4 @@ def _text(
     y = band * (k + 0.6) + rng.uniform(-0.2, 0.2) * band
     draw.text((x - left, y - top), words, font=font, fill=(*map(int, color), 255))
     return np.asarray(img).copy()
+

@@ -137,3 +137,41 @@ def test_an_ellipse_overlapping_a_panel_edge_a_little_lies_above_it() -> None:
     assert len(out) == 3
     assert _iou(out[2][1][..., 3], ellipse[..., 3] / 255) >= 0.95
     assert _iou(out[1][1][..., 3], panel[..., 3] / 255) >= 0.95
+
+
+def _grainy_photo(x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+    """A photo placed in the design: smooth colour with grain, every pixel a little off."""
+    rng = np.random.default_rng(3)
+    out = np.zeros((H, W, 4), np.uint8)
+    ys, xs = np.mgrid[y0:y1, x0:x1]
+    base = np.stack([60 + xs - x0, 120 + (ys - y0) // 2, 180 - (xs - x0) // 2], -1)
+    out[y0:y1, x0:x1, :3] = np.clip(base + rng.normal(0, 6, base.shape), 0, 255)
+    out[y0:y1, x0:x1, 3] = 255
+    return out
+
+
+def test_a_photo_placed_in_a_design_is_one_layer_and_the_shape_beside_it_another() -> None:
+    photo = _grainy_photo(20, 30, 120, 150)
+    panel = _rect((30, 90, 200), 150, 40, 220, 140)
+    out = decompose(_flat([_canvas((250, 250, 250)), photo, panel]))
+    names = [name for name, _ in out]
+    assert sum(name.startswith("photo") for name in names) == 1, names
+    whole = next(layer for name, layer in out if name.startswith("photo"))[..., 3]
+    assert _iou(whole, photo[..., 3] / 255.0) >= 0.95
+    assert _iou(_layer_of(out, (30, 90, 200)), panel[..., 3] / 255.0) >= 0.9
+
+
+def test_photo_regions_leave_flat_text_and_shapes_alone() -> None:
+    from layerbridge.engines.classic.background import background_mask, fit_background
+    from layerbridge.engines.classic.photo import photo_regions
+    from layerbridge.engines.classic.regions import link_components
+
+    panel = _rect((30, 90, 200), 150, 40, 220, 140)
+    ink = _drawn((20, 20, 20), lambda d, fill: d.text((40 * _SS, 60 * _SS), "Sale today",
+                                                      fill=fill, font_size=14 * _SS))
+    rgb8 = _flat([_canvas((250, 250, 250)), panel, ink])[..., :3].copy()
+    rgb = rgb8 / 255.0
+    bg = fit_background(rgb, np.ones((H, W), bool), np.random.default_rng(0))
+    is_bg = background_mask(rgb, bg)
+    in_photo, photos = photo_regions(link_components(rgb8, is_bg), is_bg)
+    assert photos == [] and not in_photo.any()

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from quality import AMBIGUOUS, psd_names, psd_scores, synthetic_scores, table
 
+pytestmark = pytest.mark.timeout(1800)  # the table decomposes seven documents at once
+
 HELD = [n for n in psd_names() if n not in AMBIGUOUS]
 
 

@@ -84,3 +84,27 @@ def test_grouping_joins_non_neighbours_that_nothing_above_overlaps() -> None:
     assert len(group_unordered([_background(), a, c, b])) == 3
     score = evaluate([_background(), b, a, c], [_background(), a, c, b], max_merges=0)[0]
     assert score.l1 == 0.0 and score.iou == 1.0
+
+
+def test_crops_score_as_their_full_canvases() -> None:
+    from layerd_metric import Patch, evaluate_patches
+
+    rng = np.random.default_rng(5)
+    h, w = 20, 30
+    crops = []
+    for _ in range(4):
+        y, x = int(rng.integers(-3, h - 4)), int(rng.integers(-3, w - 4))
+        pixels = rng.integers(0, 256, (int(rng.integers(3, 12)), int(rng.integers(3, 12)), 4),
+                              dtype=np.uint8)
+        pixels[..., 3] = np.where(rng.random(pixels.shape[:2]) < 0.3, 0, pixels[..., 3])
+        crops.append((pixels, x, y))
+    patches = [Patch.from_crop(p, x, y, h, w) for p, x, y in crops]
+    full = [p.canvas(h, w) for p in patches]
+    background = _background(h, w)
+    by_canvas = evaluate([background, *full[:2]], [background, *full[2:]], max_merges=2)
+    by_patch = evaluate_patches([Patch.from_canvas(background), *patches[:2]],
+                                [Patch.from_canvas(background), *patches[2:]], h, w, 2)
+    for a, b in zip(by_canvas, by_patch, strict=True):
+        assert abs(a.l1 - b.l1) < 1e-6 and abs(a.iou - b.iou) < 1e-6
+    # A crop reaching past the canvas is clipped to it.
+    assert all(p.box is None or (p.box[1] <= h and p.box[3] <= w) for p in patches)

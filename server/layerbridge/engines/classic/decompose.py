@@ -21,6 +21,7 @@ from layerbridge.engines.classic.grouping import absorb_pieces, text_lines
 from layerbridge.engines.classic.hulls import hull_mask
 from layerbridge.engines.classic.order import z_order
 from layerbridge.engines.classic.peel import split_layer, unmix_alpha
+from layerbridge.engines.classic.photo import photo_regions
 from layerbridge.engines.classic.regions import (
     MIN_AREA,
     Element,
@@ -38,7 +39,11 @@ Check = Callable[[], None]
 
 #: Components whose colour varies more than this (std) are textures, not flat fills.
 FLAT_STD = 0.03
-#: Above this many elements the image is treated as a photo (designs have far fewer).
+#: Above this many elements (each component inside a photo counted) the image is treated
+#: as a photo: designs have far fewer. (Counting a photo placed in a design as one element
+#: sent designs of hundreds of elements to the flat path, where they fared worse.)
+#: (Taking whole the foreground parts that hold most of them instead, as screenshots, was
+#: tried: better at 0 merges, worse at 2 than one layer for the whole image.)
 MAX_ELEMENTS = 400
 _BAND = 2
 #: How closely (max channel) a colour must match a black or white veil over its plate.
@@ -61,27 +66,55 @@ class Scene:
     hidden: dict[int, np.ndarray] = field(default_factory=dict)
 
 
+@dataclass
+class Piece:
+    """One output layer: float RGBA ``pixels`` over ``box`` (y0, y1, x0, x1) of the document.
+
+    Outside its box a layer is transparent; layers are kept this small so that a document
+    of many elements does not hold a full frame per element."""
+
+    name: str
+    box: tuple[int, int, int, int]
+    pixels: np.ndarray
+
+    def full(self, height: int, width: int) -> np.ndarray:
+        """The layer as a full (height, width, 4) frame, transparent outside its box."""
+        return rewindow(self.pixels, self.box, (0, height, 0, width))
+
+
 def decompose(
     rgba: np.ndarray,
     layers: int | str = "auto",
     progress: Progress | None = None,
     check: Check | None = None,
 ) -> list[tuple[str, np.ndarray]]:
-    """Decompose uint8 RGBA (h, w, 4) into named float RGBA layers, bottom first."""
+    """Decompose uint8 RGBA (h, w, 4) into named full-frame float RGBA layers, bottom first."""
+    h, w = rgba.shape[:2]
+    return [(p.name, p.full(h, w)) for p in decompose_pieces(rgba, layers, progress, check)]
+
+
+def decompose_pieces(
+    rgba: np.ndarray,
+    layers: int | str = "auto",
+    progress: Progress | None = None,
+    check: Check | None = None,
+) -> list[Piece]:
+    """Decompose uint8 RGBA (h, w, 4) into layers, each over its own box, bottom first."""
     progress = progress or (lambda fraction, stage: None)
     check = check or (lambda: None)
-    alpha = rgba[..., 3].astype(np.float64) / 255.0
+    h, w = rgba.shape[:2]
     rgb = _opaque_rgb(rgba)
     if layers == 1 or min(rgb.shape[:2]) < 4:
-        out = [("image", np.concatenate([rgb, np.ones_like(alpha)[..., None]], -1))]
+        out = [Piece("image", (0, h, 0, w), np.concatenate([rgb, np.ones((h, w, 1))], -1))]
     else:
         scene = analyse(rgb, progress, check)
         if isinstance(layers, int):
             scene.elements = merge_to_count(scene.elements, layers - 1)
         out = peel_all(rgb, scene, progress, check)
+    del rgb
     progress(0.97, "alpha")
-    stack = apply_input_alpha([layer for _, layer in out], rgba)
-    return [(name, layer) for (name, _), layer in zip(out, stack, strict=True)]
+    apply_input_alpha([(p.box, p.pixels) for p in out], rgba)
+    return out
 
 
 def _opaque_rgb(rgba: np.ndarray) -> np.ndarray:
@@ -106,27 +139,33 @@ def analyse(rgb: np.ndarray, progress: Progress, check: Check) -> Scene:
         # Relabel with background/foreground cut apart, so a panel a few levels off the
         # background does not leak into it through a soft shadow.
         comp = link_components(rgb8, is_bg)
-        found = _flat_elements(comp, rgb, is_bg)
-    if found is None or len(found[0]) > MAX_ELEMENTS:
-        return _photo_scene(rgb, rgb8)
+        in_photo, photos = photo_regions(comp, is_bg)
+        found = _flat_elements(comp, rgb, is_bg, check, in_photo)
+        if found is not None:
+            found[0].extend(photos)
+    if found is None:
+        return _photo_scene(rgb, rgb8, check)
     check()
     progress(0.3, "regions")
-    elements = _group(*found, rgb, is_bg, bg)
+    elements = _group(*found, rgb, is_bg, bg, check)
     check()
     progress(0.4, "order")
     return Scene(bg, join_clipped(z_order(elements, rgb.shape[:2])), {})
 
 
 def _group(elements: list[Element], thin: set[int], rgb: np.ndarray, is_bg: np.ndarray,
-           bg: Background) -> list[Element]:
+           bg: Background, check: Check) -> list[Element]:
     """Components into elements: text lines, shapes whole again, faint strokes found."""
     h = rgb.shape[0]
     elements = text_lines(elements, h)
     # A thin piece that joined no text line is a seam after all: drop it.
     elements = [e for e in elements if e.kind == "text" or not set(e.members) <= thin]
     elements = absorb_pieces(elements)
+    check()
     strokes = text_lines(faint_strokes(elements, rgb, is_bg), h)
-    elements = glyph_remnants(attach(strokes, elements), rgb, is_bg, bg)
+    check()
+    elements = glyph_remnants(attach(strokes, elements), rgb, is_bg, bg, check)
+    check()
     # Strokes and remnants may be the thin parts of a line found in pieces: join it again.
     return absorb_pieces(text_lines(elements, h))
 
@@ -136,9 +175,11 @@ def _largest_border_label(labels: np.ndarray, area: np.ndarray) -> int:
     return int(border[np.argmax(area[border])])
 
 
-def _flat_elements(comp, rgb: np.ndarray, is_bg: np.ndarray
-                   ) -> tuple[list[Element], set[int]]:
-    """One element per component that is big enough, not a seam, and not background.
+def _flat_elements(comp, rgb: np.ndarray, is_bg: np.ndarray, check: Check,
+                   skip: np.ndarray) -> tuple[list[Element], set[int]] | None:
+    """One element per component that is big enough, not a seam, not background, and not
+    ``skip``-ped (per label: inside a photo, which is one element of its own); None when
+    there are more than MAX_ELEMENTS such components, skipped ones included (a photo).
 
     Also returns the labels of the thin ones kept: small text has strokes two pixels wide
     that look like seams, but their colour is no blend of their neighbours'; they are kept
@@ -146,46 +187,52 @@ def _flat_elements(comp, rgb: np.ndarray, is_bg: np.ndarray
     """
     bg_share = np.bincount(comp.labels.ravel(), is_bg.ravel(), comp.count + 1)
     bg_share /= np.maximum(comp.area, 1)
-    out, thin = [], set()
-    for label in np.flatnonzero((comp.area >= MIN_AREA) & (bg_share < 0.5)):
-        if label == 0:
-            continue
+    out, thin, seen = [], set(), 0
+    wanted = (comp.area >= MIN_AREA) & (bg_share < 0.5)
+    wanted[0] = False
+    for label in np.flatnonzero(wanted):
+        if seen % 64 == 63:
+            check()
         if is_thin(comp, int(label)):
             if is_mix(comp, int(label), rgb):
                 continue
-            thin.add(int(label))
-        out.append(element_of(comp, int(label), FLAT_STD))
-        if len(out) > MAX_ELEMENTS:
-            break
+            if not skip[label]:
+                thin.add(int(label))
+        seen += 1
+        if seen > MAX_ELEMENTS:
+            return None
+        if not skip[label]:
+            out.append(element_of(comp, int(label), FLAT_STD))
     return out, thin
 
 
-def _photo_scene(rgb: np.ndarray, rgb8: np.ndarray) -> Scene:
+def _photo_scene(rgb: np.ndarray, rgb8: np.ndarray, check: Check) -> Scene:
     mask = photo.subject_mask(rgb8)
     if mask is None:
         return Scene(None, [], {})
     subject = photo.subject_element(mask)
     y0, y1, x0, x1 = subject.box
-    full = photo.matte(rgb, mask)
+    full = photo.matte(rgb, mask, check)
     return Scene(None, [subject], {0: full[y0:y1, x0:x1]})
 
 
-def peel_all(rgb: np.ndarray, scene: Scene, progress: Progress, check: Check):
-    """Peel elements top down; return named float RGBA layers bottom first."""
+def peel_all(rgb: np.ndarray, scene: Scene, progress: Progress, check: Check) -> list[Piece]:
+    """Peel elements top down; return the layers bottom first, background first."""
     h, w = rgb.shape[:2]
     image = rgb.copy()
     hulls = _shapes(scene.elements, h, w)
-    peeled: list[tuple[str, np.ndarray]] = []
+    peeled: list[Piece] = []
     n = len(scene.elements)
     for k in range(n - 1, -1, -1):
         check()
         progress(0.45 + 0.5 * (n - 1 - k) / max(n, 1), "peel")
-        layer = _peel_one(image, scene, k, hulls)
-        peeled.append((f"{scene.elements[k].kind} {k + 1}", layer))
+        box, layer = _peel_one(image, scene, k, hulls)
+        peeled.append(Piece(f"{scene.elements[k].kind} {k + 1}", box, layer))
     progress(0.95, "fill")
     base = np.concatenate([image, np.ones((h, w, 1))], -1)
+    del image
     base[..., :3] = np.rint(base[..., :3] * 255) / 255
-    return [("background", base), *peeled[::-1]]
+    return [Piece("background", (0, h, 0, w), base), *peeled[::-1]]
 
 
 def _shapes(elements: list[Element], h: int, w: int):
@@ -203,8 +250,9 @@ def _shapes(elements: list[Element], h: int, w: int):
     return out
 
 
-def _peel_one(image: np.ndarray, scene: Scene, k: int, hulls) -> np.ndarray:
-    """Peel element ``k`` off ``image`` in place; return its full-frame float RGBA layer."""
+def _peel_one(image: np.ndarray, scene: Scene, k: int, hulls
+              ) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """Peel element ``k`` off ``image`` in place; return its box and float RGBA layer there."""
     h, w = image.shape[:2]
     e = scene.elements[k]
     # The completed shape's box: an element that continues under the ones above it
@@ -249,10 +297,7 @@ def _peel_one(image: np.ndarray, scene: Scene, k: int, hulls) -> np.ndarray:
     plate[~region] = crop[~region]
     layer, under = split_layer(crop, plate, alpha, color)
     image[y0:y1, x0:x1] = under
-    out = np.zeros((h, w, 4))
-    out[..., :3] = color if color is not None else 0.0
-    out[y0:y1, x0:x1] = layer
-    return out
+    return box, layer
 
 
 def _explained(image: np.ndarray, plate: np.ndarray, alpha: np.ndarray, color: np.ndarray

@@ -17,6 +17,7 @@ from layerbridge.engines.base import (
     required_input,
 )
 from layerbridge.engines.classic.decompose import decompose
+from layerbridge.engines.classic.worker import decompose_in_child
 from layerbridge.types import DecomposeParams, SplitParams
 
 _NEEDS_MODEL = (
@@ -64,6 +65,8 @@ class ClassicEngine(Engine):
         trimap = np.full((12, 12), 0.5)
         trimap[:, :3], trimap[:, -3:] = 0.0, 1.0
         estimate_alpha_cf(image, trimap)
+        # Start the fork server the jobs' workers come from, and try one on the tiny image.
+        decompose_in_child(tiny, "auto", lambda fraction, stage: None, lambda: None)
 
     def run(self, request: JobRequest, ctx: JobContext) -> Iterator[Layer]:
         params = request.params
@@ -73,11 +76,11 @@ class ClassicEngine(Engine):
         pixels = np.asarray(source.pixels)
         count = self._count(params.layers)
         ctx.progress(0.0, "start")
-        layers = decompose(pixels, count, ctx.progress, ctx.check_cancelled)
+        # In a child process: a cancel stops it at once, wherever the analysis is.
+        pieces = decompose_in_child(pixels, count, ctx.progress, ctx.check_cancelled)
         ctx.progress(1.0, "done")
-        for name, layer in layers:
-            rgba = np.clip(np.rint(layer * 255.0), 0, 255).astype(np.uint8)
-            yield Layer(name=name, pixels=rgba, x=source.x, y=source.y)
+        for name, (y0, _, x0, _), rgba in pieces:
+            yield Layer(name=name, pixels=rgba, x=source.x + x0, y=source.y + y0)
 
     def _count(self, value: object) -> int | str:
         if value == "auto" or value is None:

@@ -20,6 +20,11 @@ from layerbridge.engines.classic.regions import Element, union
 SAME_COLOR = 0.08
 #: Glyphs this many glyph heights apart still belong to one line (word spaces included).
 WORD_GAP = 1.6
+#: Glyphs are at most this share of the image's height, and at most MAX_GLYPH pixels.
+#: (0.2 and 160, for the large titles of banners, lowered the development set's mean: more
+#: shapes of one colour in a row were taken for text than titles were found.)
+GLYPH_SHARE = 0.08
+MAX_GLYPH = 64
 #: Share of the space between two pieces that other elements must cover to join them.
 _UNDER_COVER = 0.9
 #: Share of its convex hull that a blob's filled outline covers to be solid (not a glyph).
@@ -37,7 +42,7 @@ def _same_color(a: Element, b: Element) -> bool:
 
 def text_lines(elements: list[Element], height: int) -> list[Element]:
     """Join small flat components of one colour that sit side by side on a line."""
-    max_h = max(12, min(64, int(0.08 * height)))
+    max_h = max(12, min(MAX_GLYPH, int(GLYPH_SHARE * height)))
     small = [i for i, e in enumerate(elements) if e.color is not None and _glyph_like(e, max_h)]
     if len(small) < 2:
         return elements

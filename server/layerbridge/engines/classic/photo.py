@@ -1,4 +1,11 @@
-"""Photo path: a subject cut-out for images that are not flat designs.
+"""Photos: a photo placed in a design is one layer; an image that is all photo gets a
+subject cut-out.
+
+A photo inside a design is a part of the foreground (what the background field does not
+explain) made largely of specks: components too small to be anything, since colour varies
+from pixel to pixel. Flat designs have specks only along anti-aliased edges.
+
+Photo path: for images that are not flat designs.
 
 Few flat pixels and no background field: the subject is found by GrabCut on a small proxy
 (<= 320 px), seeded by a centre rectangle, then its edge is refined by closed-form matting
@@ -8,13 +15,24 @@ path: the cut-out is usable, the plate under a large subject is blurry.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
+from scipy import ndimage
 
-from layerbridge.engines.classic.regions import Element
+from layerbridge.engines.classic.regions import MIN_AREA, Components, Element
 
 _PROXY = 320
 _BAND = 6
+#: A foreground region this share specks, at least this big and of this many components,
+#: is a photo.
+PHOTO_SPECKS = 0.2
+PHOTO_MIN_AREA = 2500
+PHOTO_MIN_PARTS = 40
+#: Matting tile side and the margin of context around it (pixels).
+_TILE = 160
+_MARGIN = 12
 
 
 def subject_mask(rgb8: np.ndarray) -> np.ndarray | None:
@@ -40,8 +58,13 @@ def subject_mask(rgb8: np.ndarray) -> np.ndarray | None:
     return big >= 128
 
 
-def matte(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Soft alpha for ``mask``: closed-form matting on a band around its edge (box only)."""
+def matte(rgb: np.ndarray, mask: np.ndarray, check: Callable[[], None] = lambda: None
+          ) -> np.ndarray:
+    """Soft alpha for ``mask``: closed-form matting on a band around its edge, tile by tile.
+
+    Closed-form matting holds about 1.3 KB per pixel it solves for (its Laplacian), so it
+    runs on tiles of the band (each with a margin of known pixels), never on the whole box:
+    memory stays bounded at any size, and ``check`` is called between tiles."""
     alpha = mask.astype(np.float64)
     kernel = np.ones((2 * _BAND + 1, 2 * _BAND + 1), np.uint8)
     m8 = mask.astype(np.uint8)
@@ -50,14 +73,23 @@ def matte(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
         from pymatting import estimate_alpha_cf
     except ImportError:
         return cv2.GaussianBlur(alpha, (0, 0), 1.0)
-    ys, xs = np.nonzero(unknown)
-    if ys.size == 0:
-        return alpha
-    y0, y1 = max(ys.min() - 2, 0), ys.max() + 3
-    x0, x1 = max(xs.min() - 2, 0), xs.max() + 3
-    trimap = alpha[y0:y1, x0:x1].copy()
-    trimap[unknown[y0:y1, x0:x1]] = 0.5
-    alpha[y0:y1, x0:x1] = estimate_alpha_cf(rgb[y0:y1, x0:x1], trimap)
+    h, w = mask.shape
+    for ty in range(0, h, _TILE):
+        for tx in range(0, w, _TILE):
+            inner = unknown[ty : ty + _TILE, tx : tx + _TILE]
+            if not inner.any():
+                continue
+            check()
+            y0, y1 = max(ty - _MARGIN, 0), min(ty + _TILE + _MARGIN, h)
+            x0, x1 = max(tx - _MARGIN, 0), min(tx + _TILE + _MARGIN, w)
+            trimap = mask[y0:y1, x0:x1].astype(np.float64)
+            trimap[unknown[y0:y1, x0:x1]] = 0.5
+            if not ((trimap == 0).any() and (trimap == 1).any()):
+                continue  # nothing known on one side: the hard edge stays
+            solved = estimate_alpha_cf(rgb[y0:y1, x0:x1], trimap)
+            iy, ix = ty - y0, tx - x0
+            part = solved[iy : iy + inner.shape[0], ix : ix + inner.shape[1]]
+            alpha[ty : ty + _TILE, tx : tx + _TILE][inner] = part[inner]
     return np.clip(alpha, 0.0, 1.0)
 
 
@@ -66,3 +98,42 @@ def subject_element(mask: np.ndarray) -> Element:
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     return Element((int(y0), int(y1), int(x0), int(x1)), mask[y0:y1, x0:x1].copy(), None,
                    "texture")
+
+
+def foreground_parts(is_bg: np.ndarray) -> tuple[int, np.ndarray]:
+    """(count + 1, label image) of the connected parts of the foreground (0: background)."""
+    return cv2.connectedComponents((~is_bg).astype(np.uint8), connectivity=8)
+
+
+def part_element(regions: np.ndarray, index: int, window: tuple[slice, slice],
+                 kind: str) -> Element:
+    """One element covering foreground part ``index`` (in ``window``), holes filled: a
+    photo's pixels that happen to match the background are still the photo."""
+    mask = ndimage.binary_fill_holes(regions[window] == index)
+    box = (window[0].start, window[0].stop, window[1].start, window[1].stop)
+    return Element(box, mask, None, kind, [0])
+
+
+def photo_regions(comp: Components, is_bg: np.ndarray) -> tuple[np.ndarray, list[Element]]:
+    """(per component label: inside a photo, one element per photo) of a design.
+
+    A photo is a connected part of the foreground of which at least :data:`PHOTO_SPECKS`
+    of the pixels are specks."""
+    count, regions = foreground_parts(is_bg)
+    flat = regions.ravel()
+    speck = (comp.area < MIN_AREA)[comp.labels].ravel()
+    area = np.bincount(flat, minlength=count)
+    specks = np.bincount(flat, speck, minlength=count)
+    region_of = np.zeros(comp.count + 1, np.int64)
+    region_of[comp.labels.ravel()] = flat
+    parts = np.bincount(region_of, minlength=count)
+    photo = (area >= PHOTO_MIN_AREA) & (specks >= PHOTO_SPECKS * area) & (parts >= PHOTO_MIN_PARTS)
+    photo[0] = False
+    if not photo.any():
+        return np.zeros(comp.count + 1, bool), []
+    elements = []
+    for index, window in enumerate(ndimage.find_objects(regions), start=1):
+        if window is not None and photo[index]:
+            elements.append(part_element(regions, index, window, "photo"))
+    return photo[region_of], elements
+

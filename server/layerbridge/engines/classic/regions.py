@@ -56,7 +56,9 @@ class Components:
     area: np.ndarray  # (n+1,)
     mean: np.ndarray  # (n+1, 3)
     std: np.ndarray  # (n+1,) max channel std
-    boxes: list[tuple[int, int, int, int]]  # index i-1 for label i
+    #: label -> (y0, y1, x0, x1), for labels of at least MIN_AREA pixels only: a photo has
+    #: about one component per pixel, and a box per speck would cost more than the image.
+    boxes: dict[int, tuple[int, int, int, int]]
 
 
 def link_components(rgb8: np.ndarray, cut: np.ndarray | None = None) -> Components:
@@ -68,7 +70,7 @@ def link_components(rgb8: np.ndarray, cut: np.ndarray | None = None) -> Componen
     """
     h, w = rgb8.shape[:2]
     img = rgb8.astype(np.int16)
-    idx = np.arange(h * w, dtype=np.int64).reshape(h, w)
+    idx = np.arange(h * w, dtype=np.int32 if h * w < 2**31 else np.int64).reshape(h, w)
     right = np.abs(img[:, 1:] - img[:, :-1]).max(axis=-1) <= LINK_TOL
     down = np.abs(img[1:] - img[:-1]).max(axis=-1) <= LINK_TOL
     if cut is not None:
@@ -77,28 +79,41 @@ def link_components(rgb8: np.ndarray, cut: np.ndarray | None = None) -> Componen
     src = np.concatenate([idx[:, :-1][right], idx[:-1][down]])
     dst = np.concatenate([idx[:, 1:][right], idx[1:][down]])
     graph = coo_matrix((np.ones(src.size, np.int8), (src, dst)), shape=(h * w, h * w))
+    del img, idx, right, down, src, dst
     n, lab = connected_components(graph, directed=False)
+    del graph
     labels = (lab.reshape(h, w) + 1).astype(np.int32)
-    return _stats(labels, n, rgb8.astype(np.float64) / 255.0)
+    del lab
+    return _stats(labels, n, rgb8)
 
 
-def _stats(labels: np.ndarray, n: int, rgb: np.ndarray) -> Components:
+def _stats(labels: np.ndarray, n: int, rgb8: np.ndarray) -> Components:
     flat = labels.ravel()
     area = np.bincount(flat, minlength=n + 1).astype(np.float64)
     safe = np.maximum(area, 1)
-    mean = np.stack([np.bincount(flat, rgb[..., c].ravel(), n + 1) / safe for c in range(3)], 1)
-    sq = np.stack([np.bincount(flat, rgb[..., c].ravel() ** 2, n + 1) / safe for c in range(3)], 1)
+    mean = np.zeros((n + 1, 3))
+    sq = np.zeros((n + 1, 3))
+    for c in range(3):  # one channel at a time: a float copy of the whole image is big
+        channel = rgb8[..., c].ravel() / 255.0
+        mean[:, c] = np.bincount(flat, channel, n + 1) / safe
+        sq[:, c] = np.bincount(flat, channel * channel, n + 1) / safe
     std = np.sqrt(np.maximum(sq - mean**2, 0)).max(axis=1)
-    boxes = [
-        (s[0].start, s[0].stop, s[1].start, s[1].stop) if s is not None else (0, 0, 0, 0)
-        for s in ndimage.find_objects(labels, max_label=n)
-    ]
+    big = np.flatnonzero(area >= MIN_AREA)
+    big = big[big > 0]
+    compact = np.zeros(n + 1, np.int32)
+    compact[big] = np.arange(1, big.size + 1, dtype=np.int32)
+    found = ndimage.find_objects(compact[labels], max_label=big.size)
+    boxes = {
+        int(label): (s[0].start, s[0].stop, s[1].start, s[1].stop)
+        for label, s in zip(big, found, strict=True)
+        if s is not None
+    }
     return Components(labels, n, area.astype(np.int64), mean, std, boxes)
 
 
 def is_thin(comp: Components, label: int) -> bool:
     """True for components at most two pixels wide: anti-aliasing seams along edges."""
-    y0, y1, x0, x1 = comp.boxes[label - 1]
+    y0, y1, x0, x1 = comp.boxes[label]
     mask = (comp.labels[y0:y1, x0:x1] == label).astype(np.uint8)
     if min(mask.shape) <= 2:
         return True
@@ -111,7 +126,7 @@ def is_mix(comp: Components, label: int, rgb: np.ndarray | None = None) -> bool:
 
     With the image ``rgb`` the neighbours' colours are taken where they touch the seam, not
     averaged over them: a gradient background's mean is far from its colour here."""
-    y0, y1, x0, x1 = comp.boxes[label - 1]
+    y0, y1, x0, x1 = comp.boxes[label]
     mask = (comp.labels[y0:y1, x0:x1] == label).astype(np.uint8)
     kernel = np.ones((3, 3), np.uint8)
     if min(mask.shape) > 2 and cv2.erode(mask, kernel, borderType=cv2.BORDER_CONSTANT).any():
@@ -148,7 +163,7 @@ def _is_blend(color: np.ndarray, others: np.ndarray, tol: float = 0.04) -> bool:
 
 def element_of(comp: Components, label: int, flat_tol: float) -> Element:
     """An element made of one component."""
-    y0, y1, x0, x1 = comp.boxes[label - 1]
+    y0, y1, x0, x1 = comp.boxes[label]
     mask = comp.labels[y0:y1, x0:x1] == label
     color = comp.mean[label].copy() if comp.std[label] <= flat_tol else None
     return Element((y0, y1, x0, x1), mask, color, "shape" if color is not None else "texture",

@@ -13,31 +13,33 @@ import numpy as np
 
 from layerbridge.engines.classic.regions import Element, union
 
+Box = tuple[int, int, int, int]
 
-def apply_input_alpha(layers: list[np.ndarray], rgba: np.ndarray) -> list[np.ndarray]:
-    """Make float RGBA ``layers`` (bottom first, bottom opaque) composite to uint8 ``rgba``.
+
+def apply_input_alpha(layers: list[tuple[Box, np.ndarray]], rgba: np.ndarray) -> None:
+    """Make float RGBA ``layers`` (bottom first, bottom opaque and full-frame; each given
+    over its box y0, y1, x0, x1) composite to uint8 ``rgba``, in place.
 
     Upper layers keep their colour and get alpha ``a * T`` (rounded to 8 bits); the exact
     remainder ``(P - a F) / (1 - a)`` of the premultiplied target is carried down, and the
-    bottom layer takes what is left, so rounding never accumulates. The layers are full
-    frames and many, so they are rewritten in place, each only over its own alpha's box
-    (outside it nothing changes).
+    bottom layer takes what is left, so rounding never accumulates. Each layer is rewritten
+    only over its own alpha's box (outside it nothing changes).
     """
-    target = rgba.astype(np.float64) / 255.0
-    alpha = target[..., 3].copy()
-    pre = target[..., :3] * alpha[..., None]
+    alpha = rgba[..., 3].astype(np.float64) / 255.0
+    pre = rgba[..., :3] / 255.0 * alpha[..., None]
     # Under a fully opaque layer nothing below shows: the lower layers keep their own alpha
     # and colour there (an occluded shape stays whole) instead of being cut to zero.
     hidden = np.zeros(alpha.shape, bool)
-    for layer in reversed(layers[1:]):
+    for (y0, _, x0, _), layer in reversed(layers[1:]):
         box = _alpha_box(layer[..., 3])
         if box is not None:
-            _carry_down(layer[box], alpha[box], pre[box], hidden[box])
-    base = layers[0]
+            ys, xs = box
+            doc = slice(ys.start + y0, ys.stop + y0), slice(xs.start + x0, xs.stop + x0)
+            _carry_down(layer[box], alpha[doc], pre[doc], hidden[doc])
+    base = layers[0][1]
     color = np.divide(pre, alpha[..., None], out=base[..., :3].copy(), where=alpha[..., None] > 0)
     base[..., :3] = np.where(hidden[..., None], base[..., :3], np.clip(color, 0.0, 1.0))
     base[..., 3] = np.where(hidden, 1.0, alpha)
-    return layers
 
 
 def _alpha_box(alpha: np.ndarray) -> tuple[slice, slice] | None:

@@ -11,6 +11,7 @@ light typeface on the background, which join the text beside them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import reduce
 
 import cv2
@@ -38,6 +39,8 @@ _JOIN = 3
 _SAME_INK = 0.98
 #: Coverage from which a stroke pixel belongs to the stroke's mask.
 _CORE = 0.4
+#: Largest share of the image one cluster of glyph remnants may cover.
+_MAX_REMNANT = 0.05
 
 
 def faint_strokes(elements: list[Element], rgb: np.ndarray, background: np.ndarray
@@ -56,7 +59,8 @@ def faint_strokes(elements: list[Element], rgb: np.ndarray, background: np.ndarr
 
 
 def glyph_remnants(elements: list[Element], rgb: np.ndarray, background: np.ndarray,
-                   field: Background) -> list[Element]:
+                   field: Background, check: Callable[[], None] = lambda: None
+                   ) -> list[Element]:
     """Elements grown by the thin parts of their glyphs that lie on the background.
 
     A light typeface has strokes so thin that whole glyphs are only anti-aliasing, left in
@@ -73,6 +77,9 @@ def glyph_remnants(elements: list[Element], rgb: np.ndarray, background: np.ndar
     far[ys, xs] = np.abs(rgb[ys, xs] - field.render(ys, xs)).max(-1) > INK_STEP
     out = list(elements)
     for window, piece in _clusters(far):
+        if piece.sum() > _MAX_REMNANT * far.size:
+            continue  # a textured area (a photo), not the thin parts of a few glyphs
+        check()
         box = _box_of(window, (0, 0))
         under = field.render_box(*box)
         k = _nearest_same_ink(out, box, rgb[window][piece], under[piece])

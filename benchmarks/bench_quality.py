@@ -1,0 +1,375 @@
+"""Decomposition quality on real layered documents, through the real server on loopback.
+
+For every ``.psd`` / ``.psd.gz`` in the folders given, the over-composite of its visible layers
+is decomposed by a ``layerbridge serve`` process (the classic engine unless ``--engine``) and the
+layers that come back are scored against the true ones with the LayerD metric
+(tests/layerd_metric.py). Per file: layers predicted/true, L1 and IoU at 0, 1 and 2 merges, the
+largest recomposite error (levels, both flattened on white), seconds per megapixel and the
+peak memory of the server and its worker processes over their resting size (sampled). Then
+the means: designs apart from photos (a folder README's "Photo" section), files flagged as
+not quite reproducing their picture (a ⚠ in their README row) apart.
+
+Run (long on a small machine; decoded truths are cached):
+    python benchmarks/bench_quality.py ../shared/testdata/psd-dev tests/data/psd \\
+        --json before.json --markdown before.md [--only NAME ...] [--max-mp 4]
+    python benchmarks/bench_quality.py --compare before.json after.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from layerd_metric import Patch, composite, evaluate_patches, read_psd_crops  # noqa: E402
+
+from layerbridge.client import Client  # noqa: E402
+from layerbridge.protocol import InputSpec  # noqa: E402
+
+MERGES = 2
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "layerbridge-bench"
+
+
+@dataclass
+class Row:
+    """One document's result."""
+
+    name: str
+    kind: str  # design | photo
+    flagged: bool
+    width: int
+    height: int
+    true_layers: int
+    pred_layers: int = 0
+    l1: tuple[float, ...] = ()
+    iou: tuple[float, ...] = ()
+    recomposite: float = 0.0  # largest error, 0..255 levels
+    seconds: float = 0.0
+    peak_mb: float = 0.0
+    error: str = ""
+
+    @property
+    def mp(self) -> float:
+        return self.width * self.height / 1e6
+
+
+# --- the documents ---------------------------------------------------------------------
+
+
+def documents(folders: list[Path], only: list[str]) -> list[tuple[Path, str, bool]]:
+    """(path, kind, flagged) for every document in ``folders``, by name."""
+    out = []
+    for folder in folders:
+        notes = _readme_notes(folder / "README.md")
+        for path in sorted(folder.iterdir()):
+            if not (path.name.endswith(".psd") or path.name.endswith(".psd.gz")):
+                continue
+            if only and not any(part in path.name for part in only):
+                continue
+            kind, flagged = notes.get(path.name, ("design", False))
+            out.append((path, kind, flagged))
+    return out
+
+
+def _readme_notes(readme: Path) -> dict[str, tuple[str, bool]]:
+    """File name -> (kind, flagged) from a README's tables: rows under a heading that names
+    photos are photos; a ⚠ in a row flags the file."""
+    notes: dict[str, tuple[str, bool]] = {}
+    if not readme.exists():
+        return notes
+    kind = "design"
+    for line in readme.read_text().splitlines():
+        if line.startswith("#"):
+            kind = "photo" if "photo" in line.lower() else "design"
+        elif line.startswith("| ") and ".psd" in line.split("|")[1]:
+            notes[line.split("|")[1].strip()] = (kind, "⚠" in line)
+    return notes
+
+
+def truth(path: Path, cache: Path) -> tuple[list[Patch], int, int]:
+    """The true layers as patches, decoded once and cached (psd-tools is slow on big files)."""
+    stored = cache / (path.name + ".npz")
+    if stored.exists() and stored.stat().st_mtime >= path.stat().st_mtime:
+        with np.load(stored) as data:
+            height, width = (int(v) for v in data["size"])
+            places = data["places"]
+            crops = [(data[f"l{i}"], int(x), int(y)) for i, (x, y) in enumerate(places)]
+    else:
+        crops, height, width = read_psd_crops(path)
+        cache.mkdir(parents=True, exist_ok=True)
+        arrays = {f"l{i}": pixels for i, (pixels, _, _) in enumerate(crops)}
+        np.savez_compressed(stored, size=np.array([height, width]),
+                            places=np.array([(x, y) for _, x, y in crops]).reshape(-1, 2),
+                            **arrays)
+    return [Patch.from_crop(p, x, y, height, width) for p, x, y in crops], height, width
+
+
+# --- the server ------------------------------------------------------------------------
+
+
+class Server:
+    """A ``layerbridge serve`` child process on a free loopback port."""
+
+    def __init__(self, engine: str, output_dir: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "layerbridge.cli", "--log-level", "warning", "serve", "--port",
+             "0", "--engine",
+             engine, "--output-dir", str(output_dir), "--max-pixels", str(64 * 2**20)],
+            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        line = self.process.stdout.readline() if self.process.stdout else ""
+        if "ws://127.0.0.1:" not in line:
+            self.process.kill()
+            raise SystemExit(f"the server did not start: {line!r}")
+        self.url = line.split()[-1]
+
+    def tree_mb(self) -> float:
+        """Proportional resident size (PSS) of the server and all its descendants, in MB:
+        the classic engine decomposes in a child process, and children share pages with
+        their parent that must be counted once."""
+        total = 0.0
+        for pid in _descendants(self.process.pid):
+            try:
+                text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            except OSError:  # it ended meanwhile
+                continue
+            for line in text.splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) / 1024
+        return total
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                todo += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+    return out
+
+
+class PeakSampler(threading.Thread):
+    """Samples the server tree's memory every 50 ms while a job runs; keeps the largest."""
+
+    def __init__(self, server: Server) -> None:
+        super().__init__(daemon=True)
+        self.server, self.peak, self.done = server, 0.0, threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.05):
+            self.peak = max(self.peak, self.server.tree_mb())
+
+
+def decompose(server: Server, client: Client, pixels: np.ndarray
+              ) -> tuple[list[Patch], float, float]:
+    """(predicted patches, seconds, peak MB over the resting size) of one job."""
+    height, width = pixels.shape[:2]
+    spec = InputSpec("image", width, height, 0, 0)
+    rest = server.tree_mb()
+    sampler = PeakSampler(server)
+    sampler.start()
+    start = time.perf_counter()
+    try:
+        result = client.run("decompose", {"layers": "auto"}, [(spec, pixels.tobytes())])
+    finally:
+        seconds = time.perf_counter() - start
+        sampler.done.set()
+        sampler.join()
+    peak = sampler.peak - rest
+    layers = []
+    for message in result.layers:
+        crop = np.frombuffer(message["data"], np.uint8).reshape(message["height"],
+                                                                message["width"], 4)
+        layers.append(Patch.from_crop(crop, message["x"], message["y"], height, width))
+    return layers, seconds, peak
+
+
+def on_white(rgba: np.ndarray) -> np.ndarray:
+    a = rgba[..., 3:4].astype(np.float64) / 255.0
+    return rgba[..., :3] * a + 255.0 * (1.0 - a)
+
+
+def measure(server: Server, client: Client, path: Path, kind: str, flagged: bool,
+            cache: Path, max_mp: float | None = None) -> Row | None:
+    """The document's row, or None when it is larger than ``max_mp`` megapixels."""
+    true, height, width = truth(path, cache)
+    row = Row(path.name, kind, flagged, width, height, len(true))
+    if max_mp is not None and row.mp > max_mp:
+        return None
+    pixels = composite(true, height, width)
+    try:
+        pred, row.seconds, row.peak_mb = decompose(server, client, pixels)
+    except Exception as exc:  # a failed job is a result of the benchmark, not its end
+        row.error = f"{type(exc).__name__}: {exc}"
+        return row
+    row.pred_layers = len(pred)
+    back = composite(pred, height, width)
+    row.recomposite = float(np.abs(on_white(back) - on_white(pixels)).max())
+    scores = evaluate_patches(pred, true, height, width, MERGES)
+    row.l1 = tuple(round(s.l1, 4) for s in scores)
+    row.iou = tuple(round(s.iou, 4) for s in scores)
+    return row
+
+
+# --- the report ------------------------------------------------------------------------
+
+
+def table(rows: list[Row]) -> str:
+    head = " | ".join(f"L1/IoU {k}m" for k in range(MERGES + 1))
+    lines = [f"| file | kind | layers pred/true | {head} | recomp | s/MP | peak MB (MB/MP) |",
+             "|---|---|---|" + "---|" * (MERGES + 1) + "---|---|---|"]
+    for r in rows:
+        kind = r.kind + (" ⚠" if r.flagged else "")
+        if r.error:
+            lines.append(f"| {r.name} | {kind} | FAILED: {r.error} |")
+            continue
+        cells = " | ".join(f"{a:.3f} / {b:.3f}" for a, b in zip(r.l1, r.iou, strict=True))
+        lines.append(
+            f"| {r.name} | {kind} | {r.pred_layers}/{r.true_layers} | {cells} | "
+            f"{r.recomposite:.0f} | {r.seconds / r.mp:.2f} | "
+            f"{r.peak_mb:.0f} ({r.peak_mb / r.mp:.0f}) |"
+        )
+    return "\n".join(lines)
+
+
+def summary(rows: list[Row]) -> str:
+    """Means per group and the acceptance figures. Memory per megapixel is taken over
+    documents of at least half a megapixel: a job's fixed cost (its worker process, ~20 MB)
+    says nothing per megapixel of a 100x100 logo."""
+    ok = [r for r in rows if not r.error]
+    groups = {
+        "designs (all)": [r for r in ok if r.kind == "design"],
+        "designs, clean": [r for r in ok if r.kind == "design" and not r.flagged],
+        "designs, flagged ⚠": [r for r in ok if r.kind == "design" and r.flagged],
+        "photos": [r for r in ok if r.kind == "photo"],
+    }
+    lines = ["| group | files | " + " | ".join(f"IoU {k}m" for k in range(MERGES + 1))
+             + " | L1 0m | median s/MP | max s/MP | max MB/MP (>= 0.5 MP) |",
+             "|---|---|" + "---|" * (MERGES + 1) + "---|---|---|---|"]
+    for label, group in groups.items():
+        if not group:
+            continue
+        ious = " | ".join(f"{np.mean([r.iou[k] for r in group]):.3f}" for k in range(MERGES + 1))
+        speed = [r.seconds / r.mp for r in group]
+        lines.append(
+            f"| {label} | {len(group)} | {ious} | {np.mean([r.l1[0] for r in group]):.3f} | "
+            f"{statistics.median(speed):.2f} | {max(speed):.2f} | "
+            f"{max((r.peak_mb / r.mp for r in group if r.mp >= 0.5), default=0):.0f} |"
+        )
+    designs = groups["designs (all)"]
+    collapsed = [r.name for r in designs if r.true_layers >= 4 and r.pred_layers < 3]
+    lines += [
+        "",
+        f"failed jobs: {len(rows) - len(ok)}; largest recomposite error: "
+        f"{max((r.recomposite for r in ok), default=0):.0f} levels",
+        f"designs with >= 4 true layers returned as < 3: {len(collapsed)} "
+        f"{', '.join(collapsed)}",
+    ]
+    return "\n".join(lines)
+
+
+def compare(before: list[Row], after: list[Row]) -> str:
+    """Per-file IoU at 0 and 2 merges before and after, and the design means."""
+    old = {r.name: r for r in before if not r.error}
+    lines = ["| file | IoU 0m before -> after | IoU 2m before -> after | layers |",
+             "|---|---|---|---|"]
+    pairs = [(old[r.name], r) for r in after if r.name in old and not r.error]
+    for a, b in pairs:
+        lines.append(f"| {b.name} | {a.iou[0]:.3f} -> {b.iou[0]:.3f} | "
+                     f"{a.iou[-1]:.3f} -> {b.iou[-1]:.3f} | {a.pred_layers} -> {b.pred_layers} |")
+    designs = [(a, b) for a, b in pairs if b.kind == "design"]
+    if designs:
+        for k in (0, MERGES):
+            lines.append(f"\ndesign mean IoU at {k} merges: "
+                         f"{np.mean([a.iou[k] for a, _ in designs]):.4f} -> "
+                         f"{np.mean([b.iou[k] for _, b in designs]):.4f} ({len(designs)} files)")
+    return "\n".join(lines)
+
+
+def blur_ms_per_mp() -> float:
+    """A full-frame 15x15 box blur, in ms per megapixel: the machine's speed at the moment,
+    to read the s/MP figures against (they move with the load of a shared machine)."""
+    import cv2
+
+    image = np.random.default_rng(0).integers(0, 256, (1024, 1024, 4), dtype=np.uint8)
+    start = time.perf_counter()
+    for _ in range(10):
+        cv2.blur(image, (15, 15))
+    return (time.perf_counter() - start) / 10 / 1.048576 * 1000
+
+
+def load_rows(path: Path) -> list[Row]:
+    return [Row(**{**raw, "l1": tuple(raw["l1"]), "iou": tuple(raw["iou"])})
+            for raw in json.loads(path.read_text())]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folders", nargs="*", type=Path)
+    parser.add_argument("--only", nargs="*", default=[], help="names containing any of these")
+    parser.add_argument("--max-mp", type=float, default=None, help="skip larger documents")
+    parser.add_argument("--engine", default="classic")
+    parser.add_argument("--cache", type=Path, default=CACHE, help="decoded true layers")
+    parser.add_argument("--json", type=Path, help="write the rows here")
+    parser.add_argument("--markdown", type=Path, help="write the tables here")
+    parser.add_argument("--compare", nargs=2, type=Path, metavar=("BEFORE", "AFTER"),
+                        help="compare two --json files instead of running")
+    parser.add_argument("--report", nargs="+", type=Path, metavar="JSON",
+                        help="print the tables of --json files (runs split in parts) instead")
+    args = parser.parse_args()
+    if args.compare:
+        print(compare(load_rows(args.compare[0]), load_rows(args.compare[1])))
+        return
+    if args.report:
+        merged = {r.name: r for path in args.report for r in load_rows(path)}
+        rows = sorted(merged.values(), key=lambda r: r.name)
+        print(table(rows) + "\n\n" + summary(rows))
+        return
+    rows: list[Row] = []
+    blur_before = blur_ms_per_mp()
+    # A terminated benchmark still stops its server (the ``finally`` below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    with tempfile.TemporaryDirectory() as out:
+        server = Server(args.engine, Path(out))
+        try:
+            with Client(server.url, "bench-quality") as client:
+                for path, kind, flagged in documents(args.folders, args.only):
+                    row = measure(server, client, path, kind, flagged, args.cache, args.max_mp)
+                    if row is None:
+                        continue
+                    rows.append(row)
+                    print(table([row]).splitlines()[-1], flush=True)
+                    if args.json:
+                        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
+        finally:
+            server.stop()
+    report = (table(rows) + "\n\n" + summary(rows) + f"\nmachine baseline (15x15 box blur): "
+              f"{blur_before:.1f} ms/MP at the start, {blur_ms_per_mp():.1f} at the end")
+    print("\n" + report)
+    if args.markdown:
+        args.markdown.write_text(report + "\n")
+
+
+if __name__ == "__main__":
+    main()
