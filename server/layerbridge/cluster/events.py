@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+
 from layerbridge.engines.base import JobContext, Layer
 
 OutcomeState = Literal["done", "failed", "cancelled"]
@@ -74,6 +76,6 @@ Event = Started | Report | LayerMade | Outcome
 def replay_report(ctx: JobContext, event: dict[str, Any]) -> None:
     """Hand a replica's report to the front's JobContext, as if its engine ran here."""
     if "preview" in event:
-        ctx.preview(event["preview"])
+        ctx.preview(np.array(event["preview"]))  # a copy: see remote.owned
     else:
         ctx.progress(event["fraction"], event["stage"], event.get("step"), event.get("steps"))

@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
+
 from layerbridge.cluster.events import (
     LayerMade,
     Outcome,
@@ -104,7 +106,7 @@ class RemoteEngine(Engine):
                 elif isinstance(event, LayerMade):
                     if event.count is not None:
                         ctx.set_layer_count(event.count)
-                    yield event.layer
+                    yield owned(event.layer)
                 elif isinstance(event, Outcome):
                     raise_outcome(event)
                     return
@@ -148,6 +150,13 @@ def cancel_when_asked(ctx: JobContext, response: Any, settled: threading.Event) 
         if ctx.cancelled:
             response.cancel()
             return
+
+
+def owned(layer: Layer) -> Layer:
+    """The layer with its own copy of the pixels. Ray hands numpy arrays over as read-only
+    views of its object store; a kept result would pin that memory for as long as it is
+    kept, outside the result store's budget."""
+    return replace(layer, pixels=np.array(layer.pixels))
 
 
 def raise_outcome(outcome: Outcome) -> None:
