@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import itertools
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -29,8 +31,10 @@ from tests.conftest import RunningServer, image_input
 pytestmark = pytest.mark.timeout(900)
 
 REPLICAS = 2
-#: A job long enough to act on while it denoises (a step takes about 0.1-0.5 s here).
-LONG_JOB = {"layers": 2, "steps": 60, "prompt": "a long job"}
+#: A job long enough to act on while it denoises (a step takes about 0.1-1 s here).
+LONG_JOB = {"layers": 2, "steps": 20, "prompt": "a long job"}
+#: A job that outlasts everything a test does while it runs; the test cancels it.
+ENDLESS_JOB = {"layers": 2, "steps": 1000, "prompt": "an endless job"}
 #: Seconds a killed replica may take to be replaced (its engine is built again).
 REPLACE_S = 240
 
@@ -101,16 +105,18 @@ def test_every_op_runs_on_a_replica_and_its_layers_arrive_intact(server, pool) -
     layer = np.zeros((20, 24, 4), np.uint8)
     layer[2:18, 3:21] = (40, 160, 40, 255)
     with server.client("ops") as client:
-        decomposed = client.run("decompose", {"layers": 2, "seed": 5, "prompt": "box"},
-                                [image_input(document)], timeout=300)
-        split = client.run("split", {"layers": 2, "seed": 2, "prompt": "parts"},
-                           [image_input(layer, "layer", 30, 10)], timeout=300)
-        generated = client.run("generate", {"prompt": "a lighthouse", "layers": 1, "seed": 4,
-                                            "width": 96, "height": 64}, timeout=300)
-        regenerated = client.run("regenerate", {"prompt": "make it blue", "seed": 8,
-                                                       "resolution": 640},
-                                 [image_input(layer, "layer", 30, 10),
-                                  image_input(document, "document")], timeout=300)
+        jobs = [  # submitted together: they share the two replicas
+            client.submit("decompose", {"layers": 2, "seed": 5, "prompt": "box"},
+                          [image_input(document)]),
+            client.submit("split", {"layers": 2, "seed": 2, "prompt": "parts"},
+                          [image_input(layer, "layer", 30, 10)]),
+            client.submit("generate", {"prompt": "a lighthouse", "layers": 1, "seed": 4,
+                                       "width": 96, "height": 64}),
+            client.submit("regenerate", {"prompt": "make it blue", "seed": 8, "resolution": 640},
+                          [image_input(layer, "layer", 30, 10), image_input(document, "document")]),
+        ]
+        decomposed, split, generated, regenerated = [client.wait(job, timeout=600)
+                                                     for job in jobs]
     assert [m["name"] for m in decomposed.layers] == ["Background", "Layer 1"]
     assert len(digests(decomposed.layers)) == 2 and len(digests(split.layers)) == 2
     for message in split.layers:  # the parts come back at the layer's place
@@ -139,6 +145,71 @@ def test_an_engine_error_in_a_replica_reaches_the_client_with_its_code_and_messa
     assert len(runs_of(pool, job)) == 1  # raised in the replica, not refused in front
 
 
+# --- two workers ----------------------------------------------------------------------------
+
+
+def test_four_clients_two_jobs_each_all_done_two_at_once(server, pool) -> None:
+    image = [image_input(picture())]
+    results: dict[str, list[str]] = {}
+    seeds: dict[str, int] = {}
+    errors: list[BaseException] = []
+
+    def one_client(index: int) -> None:
+        try:
+            with server.client(f"client-{index}") as client:
+                jobs = [client.submit("decompose", {"layers": 2, "seed": seed, "prompt": "x"},
+                                      image) for seed in (1, 2)]
+                for job, seed in zip(jobs, (1, 2), strict=True):
+                    result = client.wait(job, timeout=600)
+                    assert result.done is not None
+                    results[job], seeds[job] = digests(result.layers), seed
+        except BaseException as exc:  # raised again below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one_client, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len(results) == 8
+    jobs = [server.server.results.get(job) for job in results]
+    spans = [(job.started_at, job.finished_at) for job in jobs if job is not None]
+    assert len(spans) == 8
+    overlapping = [(a, b) for a, b in itertools.combinations(spans, 2)
+                   if a[0] < b[1] and b[0] < a[1]]
+    assert overlapping, "no two jobs ran at the same time"
+    pids = {runs_of(pool, job)[0].pid for job in results}
+    assert len(pids) == REPLICAS
+    for seed in (1, 2):  # the same job gives the same bytes on either replica
+        assert len({tuple(results[job]) for job in results if seeds[job] == seed}) == 1
+
+
+def test_cancel_stops_within_a_step_and_the_replica_takes_no_job_before(server, pool) -> None:
+    with server.client("busy") as busy, server.client("cancels") as client:
+        other = run_until_denoising(busy, ENDLESS_JOB)  # keeps the other replica busy
+        job = run_until_denoising(client, LONG_JOB)
+        # Queued in front while both replicas are busy: it starts the moment a worker is free,
+        # on the replica whose run was just cancelled, the only one free.
+        following = client.submit("decompose", {"layers": 2, "seed": 1, "prompt": "x"},
+                                  [image_input(picture())])
+        client.cancel(job)
+        assert [m["type"] for m in client.events(job, timeout=300)][-1] == "cancelled"
+        result = client.wait(following, timeout=300)
+        busy.cancel(other)
+        assert [m["type"] for m in busy.events(other, timeout=300)][-1] == "cancelled"
+    assert result.done is not None and len(digests(result.layers)) == 2
+    (cancelled,) = runs_of(pool, job)
+    (after,) = runs_of(pool, following)
+    assert after.pid == cancelled.pid
+    assert after.busy == 1  # never two engine runs at once in one replica
+    # The replica's last finished run before this one was the cancelled one: the new job
+    # waited for that run's engine to stop, which it did within one step of the cancel.
+    assert after.previous is not None and after.previous.job == job
+    assert after.previous.state == "cancelled"
+    assert after.previous.steps_after_cancel is not None
+    assert after.previous.steps_after_cancel <= 1
+
+
 # --- a replica dies ----------------------------------------------------------------------
 
 
@@ -162,12 +233,11 @@ def test_killing_the_busy_replica_runs_the_job_again_with_the_same_seed(server, 
     assert result.done is not None and len(digests(result.layers)) == 2
     first, second = runs_of(pool, job)
     assert second.pid != first.pid  # run again on the other replica
-    # The server keeps serving, and the pool gets its replica back.
-    wait_for_full_pool(pool)
-    with server.client("after") as client:
+    with server.client("after") as client:  # the server keeps serving
         after = client.run("decompose", {"layers": 2, "seed": 1, "prompt": "x"},
                            [image_input(picture())], timeout=300)
     assert len(digests(after.layers)) == 2
+    wait_for_full_pool(pool)  # and the pool gets its replica back
 
 
 def test_a_job_whose_replica_dies_twice_fails_with_worker_lost(server, pool) -> None:

@@ -15,7 +15,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from layerbridge.engines.base import JobContext, Layer
+from layerbridge.engines.base import JobContext
+from layerbridge.types import ErrorCode, Layer
 
 OutcomeState = Literal["done", "failed", "cancelled"]
 
@@ -66,7 +67,7 @@ class Outcome:
     """How the job ended; ``code`` and ``message`` are an EngineError's when it failed."""
 
     state: OutcomeState
-    code: str | None = None
+    code: ErrorCode | str | None = None
     message: str | None = None
 
 

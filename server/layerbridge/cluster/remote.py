@@ -32,19 +32,11 @@ from layerbridge.cluster.events import (
     replay_report,
 )
 from layerbridge.cluster.replica import EngineInfo
-from layerbridge.engines.base import (
-    Engine,
-    EngineError,
-    JobCancelled,
-    JobContext,
-    JobRequest,
-    Layer,
-)
+from layerbridge.engines.base import Engine, JobContext, JobRequest
+from layerbridge.types import EngineError, ErrorCode, JobCancelled, Layer
 
 log = logging.getLogger("layerbridge.cluster")
 
-#: The protocol's error code for a job whose worker died (see shared/PROTOCOL.md).
-WORKER_LOST = "worker_lost"
 #: How often a running job's cancel flag is looked at, in seconds.
 CANCEL_POLL_S = 0.02
 #: Started events kept for inspection (which replica ran which job, and how it was).
@@ -85,7 +77,8 @@ class RemoteEngine(Engine):
                 return
             except ReplicaLost as lost:
                 if sent or attempt == 2:
-                    raise EngineError(WORKER_LOST, worker_lost_message(sent, attempt)) from lost
+                    raise EngineError(ErrorCode.WORKER_LOST,
+                                      worker_lost_message(sent, attempt)) from lost
                 log.warning("job %s: %s; running it again on another replica", request.job, lost)
                 ctx.progress(0.0, "retry")
 
@@ -164,16 +157,17 @@ def raise_outcome(outcome: Outcome) -> None:
     if outcome.state == "cancelled":
         raise JobCancelled()
     if outcome.state == "failed":
-        raise EngineError(outcome.code or "engine_failed", outcome.message or "the job failed")
+        raise EngineError(outcome.code or ErrorCode.ENGINE_FAILED,
+                          outcome.message or "the job failed")
 
 
 def with_seed(request: JobRequest) -> JobRequest:
     """The request with a seed drawn here when it has none, so a retry repeats the job."""
-    if request.params.get("seed") is not None:
+    if request.params.seed is not None:
         return request
     seed = secrets.randbits(63)
     log.info("job %s: random seed %d", request.job, seed)
-    return replace(request, params={**request.params, "seed": seed})
+    return replace(request, params=replace(request.params, seed=seed))
 
 
 def worker_lost_message(sent: int, attempt: int) -> str:

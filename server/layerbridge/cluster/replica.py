@@ -35,15 +35,10 @@ from layerbridge.cluster.events import (
     RunRecord,
     Started,
 )
-from layerbridge.engines.base import (
-    ENGINE_FAILED,
-    OUT_OF_MEMORY,
-    EngineError,
-    JobCancelled,
-    JobContext,
-    JobRequest,
-    create_engine,
-)
+from layerbridge.engines.base import JobContext, JobRequest
+from layerbridge.engines.registry import create_engine
+from layerbridge.jobs import unexpected_failure
+from layerbridge.types import OPS, EngineError, ErrorCode, JobCancelled
 
 log = logging.getLogger("layerbridge.cluster.replica")
 
@@ -100,8 +95,6 @@ class EngineReplica:
         self._last_run: RunRecord | None = None
 
     def describe(self) -> EngineInfo:
-        from layerbridge import protocol
-
         engine = self.engine
         return EngineInfo(
             name=engine.name,
@@ -110,7 +103,7 @@ class EngineReplica:
             max_layers=engine.max_layers,
             resolutions=tuple(engine.resolutions),
             unsupported={op: engine.unsupported_message(op)
-                         for op in protocol.OPS if op not in engine.ops},
+                         for op in OPS if op not in engine.ops},
         )
 
     async def run(self, request: JobRequest) -> AsyncIterator[Event]:
@@ -161,7 +154,8 @@ class EngineReplica:
         send: Callable[[Event], None],
     ) -> None:
         """The engine thread: every layer and the outcome go to the loop through ``send``."""
-        outcome = Outcome("failed", ENGINE_FAILED, "the engine thread ended without a result")
+        outcome = Outcome("failed", ErrorCode.ENGINE_FAILED,
+                          "the engine thread ended without a result")
         try:
             for layer in self.engine.run(request, ctx):
                 ctx.check_cancelled()
@@ -173,7 +167,8 @@ class EngineReplica:
             outcome = Outcome("failed", exc.code, exc.message)
         except Exception as exc:  # the engine's bug must not take the replica down
             log.exception("job %s failed in the engine", request.job)
-            outcome = unexpected_outcome(self.engine.name, exc)
+            error = unexpected_failure(self.engine.name, exc)
+            outcome = Outcome("failed", error.code, error.message)
         finally:
             record = steps.record(request.job, outcome.state)
             loop.call_soon_threadsafe(self._finish, record, outcome, send)
@@ -190,19 +185,6 @@ class EngineReplica:
         from ray import serve
 
         return serve.get_replica_context().replica_id.unique_id
-
-
-def unexpected_outcome(engine_name: str, exc: Exception) -> Outcome:
-    """An exception the engine did not turn into an EngineError, as the local worker reports
-    it: out of memory, or the engine's failure with its type and text."""
-    from layerbridge.jobs import is_out_of_memory
-
-    if is_out_of_memory(exc):
-        return Outcome("failed", OUT_OF_MEMORY, f"out of memory: {exc}. Try a smaller image or "
-                       "fewer layers, or start the server with a memory option (see "
-                       "`layerbridge serve --help`)")
-    return Outcome("failed", ENGINE_FAILED,
-                   f"the {engine_name} engine failed: {type(exc).__name__}: {exc}")
 
 
 def keep_replica_grpc_on_loopback() -> None:
