@@ -119,7 +119,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--rss-jobs", type=int, default=100)
     parser.add_argument("--rss-size", type=int, default=512)
+    parser.add_argument("--only-rss", action="store_true", help="measure the driver's memory only")
     args = parser.parse_args()
+    if args.only_rss:
+        with_pool(PoolConfig("tiny", {"steps": 2}, replicas=2), lambda engine, server: print_rss(
+            measure_rss(server, args.rss_jobs, args.rss_size), args.rss_jobs, args.rss_size))
+        return
     import torch
 
     torch.set_num_threads(2)  # the local baseline gets what the 1-replica pool's replica gets
@@ -140,16 +145,7 @@ def main() -> None:
 
     def two_replicas(engine: Engine, server: RunningServer) -> None:
         results["2 replicas"] = report("2 replicas", run_jobs(server, args.jobs, CLIENTS))
-        process = psutil.Process()
-        samples: list[tuple[int, float]] = [(0, process.memory_info().rss / 2**20)]
-
-        def sample(done: int) -> None:
-            if done % 10 == 0:
-                samples.append(report("rss", (done, process.memory_info().rss / 2**20)))
-
-        results["rss seconds"] = run_jobs(server, args.rss_jobs, 2, args.rss_size,
-                                          {"layers": 4}, sample)
-        results["rss"] = samples
+        results["rss"] = measure_rss(server, args.rss_jobs, args.rss_size)
 
     try:
         with_pool(PoolConfig("tiny", {"steps": 2}, replicas=1, cpus_per_replica=2), single_replica)
@@ -165,14 +161,31 @@ def main() -> None:
     remote, here = results["one job"]
     print(f"one job, median of {args.repeat}: Ray {remote:.2f} s, local {here:.2f} s, "
           f"overhead ratio {remote / here:.3f} (aim <= 1.10)")
-    print(f"driver RSS over {args.rss_jobs} jobs of {args.rss_size}x{args.rss_size}, 4 layers "
-          f"({results['rss seconds']:.0f} s):")
-    for done, rss in results["rss"]:
+    print_rss(results["rss"], args.rss_jobs, args.rss_size)
+
+
+def measure_rss(server: RunningServer, jobs: int, size: int) -> list[tuple[int, float]]:
+    """The driver's RSS in MiB before and after every 10 jobs (2 clients, 4 layers each)."""
+    process = psutil.Process()
+    samples: list[tuple[int, float]] = [(0, process.memory_info().rss / 2**20)]
+
+    def sample(done: int) -> None:
+        if done % 10 == 0:
+            samples.append(report("rss", (done, process.memory_info().rss / 2**20)))
+
+    run_jobs(server, jobs, 2, size, {"layers": 4}, sample)
+    return samples
+
+
+def print_rss(samples: list[tuple[int, float]], jobs: int, size: int) -> None:
+    print(f"driver RSS over {jobs} jobs of {size}x{size}, 4 layers:")
+    for done, rss in samples:
         print(f"  after {done:4d} jobs: {rss:7.1f} MiB")
-    warm = [rss for done, rss in results["rss"] if done >= 20]
+    warm = [(done, rss) for done, rss in samples if done >= 20]
     if len(warm) >= 2:
-        per_job = (warm[-1] - warm[0]) / (args.rss_jobs - 20)
-        print(f"  growth after 20 jobs: {warm[-1] - warm[0]:+.1f} MiB ({per_job:+.2f} MiB/job)")
+        grown = warm[-1][1] - warm[0][1]
+        per_job = grown / (warm[-1][0] - warm[0][0])
+        print(f"  growth after 20 jobs: {grown:+.1f} MiB ({per_job:+.2f} MiB/job)")
 
 
 if __name__ == "__main__":

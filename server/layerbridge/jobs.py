@@ -277,8 +277,12 @@ class Worker:
         self.queue = queue
         self.timeout_s = timeout_s
         self.on_start = on_start
-        self.slots = max(1, engine.workers)
         self.active: set[Job] = set()
+
+    @property
+    def slots(self) -> int:
+        """How many jobs run at once: one per worker of the engine."""
+        return max(1, self.engine.workers)
 
     @property
     def running(self) -> Job | None:
