@@ -34,7 +34,7 @@ REPLICAS = 2
 #: A job long enough to act on while it denoises (a step takes about 0.1-1 s here).
 LONG_JOB = {"layers": 2, "steps": 20, "prompt": "a long job"}
 #: A job that outlasts everything a test does while it runs; the test cancels it.
-ENDLESS_JOB = {"layers": 2, "steps": 1000, "prompt": "an endless job"}
+ENDLESS_JOB = {"layers": 2, "steps": 200, "prompt": "an endless job"}
 #: Seconds a killed replica may take to be replaced (its engine is built again).
 REPLACE_S = 240
 
