@@ -31,7 +31,8 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from layerbridge.cluster.pool import PoolConfig, WorkerPool  # noqa: E402
-from layerbridge.engines.base import Engine, create_engine  # noqa: E402
+from layerbridge.engines.base import Engine  # noqa: E402
+from layerbridge.engines.registry import create_engine  # noqa: E402
 from layerbridge.server import ServerConfig  # noqa: E402
 from tests.conftest import RunningServer, image_input, start_server, stop_server  # noqa: E402
 
