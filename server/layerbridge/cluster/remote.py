@@ -14,6 +14,7 @@ first try, so the retry makes the same layers. Otherwise the job fails with
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import threading
@@ -90,6 +91,7 @@ class RemoteEngine(Engine):
             target=cancel_when_asked, args=(ctx, response, settled), daemon=True,
             name=f"cancel-{request.job}",
         ).start()
+        ended = False
         try:
             for event in receive(response, ctx):
                 if isinstance(event, Started):
@@ -101,11 +103,15 @@ class RemoteEngine(Engine):
                         ctx.set_layer_count(event.count)
                     yield owned(event.layer)
                 elif isinstance(event, Outcome):
+                    ended = True
                     raise_outcome(event)
                     return
             raise ReplicaLost("the replica's stream ended without an outcome")
         finally:
             settled.set()
+            if not ended:  # the worker stopped reading (a cancel seen after a layer): stop it
+                with contextlib.suppress(Exception):
+                    response.cancel()
 
     def _started(self, job: str, started: Started) -> None:
         self.starts.append((job, started))
