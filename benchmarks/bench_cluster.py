@@ -165,28 +165,36 @@ def main() -> None:
     print_rss(results["rss"], args.rss_jobs, args.rss_size)
 
 
-def measure_rss(server: RunningServer, jobs: int, size: int) -> list[tuple[int, float]]:
-    """The driver's RSS in MiB before and after every 10 jobs (2 clients, 4 layers each)."""
+def measure_rss(server: RunningServer, jobs: int, size: int) -> list[tuple[int, float, float]]:
+    """The driver's RSS, and the part of it that is shared memory (pages of Ray's object
+    store it has read), in MiB, before and after every 10 jobs (2 clients, 4 layers each)."""
     process = psutil.Process()
-    samples: list[tuple[int, float]] = [(0, process.memory_info().rss / 2**20)]
+
+    def memory(done: int) -> tuple[int, float, float]:
+        info = process.memory_info()
+        return done, info.rss / 2**20, info.shared / 2**20
+
+    samples = [memory(0)]
 
     def sample(done: int) -> None:
         if done % 10 == 0:
-            samples.append(report("rss", (done, process.memory_info().rss / 2**20)))
+            samples.append(report("rss, shared", memory(done)))
 
     run_jobs(server, jobs, 2, size, {"layers": 4}, sample)
     return samples
 
 
-def print_rss(samples: list[tuple[int, float]], jobs: int, size: int) -> None:
+def print_rss(samples: list[tuple[int, float, float]], jobs: int, size: int) -> None:
     print(f"driver RSS over {jobs} jobs of {size}x{size}, 4 layers:")
-    for done, rss in samples:
-        print(f"  after {done:4d} jobs: {rss:7.1f} MiB")
-    warm = [(done, rss) for done, rss in samples if done >= 20]
+    for done, rss, shared in samples:
+        print(f"  after {done:4d} jobs: {rss:7.1f} MiB ({shared:7.1f} MiB shared, "
+              f"{rss - shared:7.1f} MiB private)")
+    warm = [sample for sample in samples if sample[0] >= 20]
     if len(warm) >= 2:
-        grown = warm[-1][1] - warm[0][1]
-        per_job = grown / (warm[-1][0] - warm[0][0])
-        print(f"  growth after 20 jobs: {grown:+.1f} MiB ({per_job:+.2f} MiB/job)")
+        (first, rss0, shared0), (last, rss1, shared1) = warm[0], warm[-1]
+        per_job = (rss1 - rss0) / (last - first)
+        print(f"  growth after 20 jobs: {rss1 - rss0:+.1f} MiB ({per_job:+.2f} MiB/job), "
+              f"of which private {(rss1 - shared1) - (rss0 - shared0):+.1f} MiB")
 
 
 if __name__ == "__main__":
