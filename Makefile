@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[diffusion,test]"
+	$(BIN)/pip install --quiet -e ".[diffusion,cluster,test]"
 	touch $@
 
 demo: setup

@@ -15,11 +15,15 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from layerbridge import __version__, protocol
 from layerbridge.engines.registry import ENGINE_NAMES as ENGINES
 from layerbridge.server import ServerConfig
+
+if TYPE_CHECKING:
+    from layerbridge.cluster.pool import WorkerPool
+    from layerbridge.engines.base import Engine
 
 
 class UsageError(Exception):
@@ -265,7 +269,52 @@ def add_serve(commands: Any) -> None:
     serve.add_argument("--certfile", help="TLS certificate (serve wss://)")
     serve.add_argument("--keyfile", help="TLS private key")
     add_engine_options(serve)
+    add_worker_options(serve)
     serve.set_defaults(run=run_serve)
+
+
+def add_worker_options(serve: argparse.ArgumentParser) -> None:
+    pool = serve.add_argument_group("a pool of workers on Ray Serve (docs/cluster.md)")
+    pool.add_argument(
+        "--workers",
+        choices=("local", "ray"),
+        default="local",
+        help="local: the engine runs in this process (default); ray: one engine per replica",
+    )
+    pool.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="auto|HOST:PORT",
+        help="join this Ray cluster (default: start one of this machine alone, on 127.0.0.1)",
+    )
+    pool.add_argument("--replicas", type=int, default=1, help="workers, one job each at a time")
+    pool.add_argument(
+        "--gpus-per-replica",
+        type=float,
+        default=None,
+        help="GPUs each replica holds (default: 1 for qwen, 0 for classic and tiny)",
+    )
+
+
+def start_engine(args: argparse.Namespace) -> tuple[Engine, WorkerPool | None]:
+    """The engine to serve and, with ``--workers ray``, the pool running it (else None)."""
+    if args.workers == "local":
+        if args.ray_address is not None or args.replicas != 1 or args.gpus_per_replica:
+            raise UsageError("--ray-address, --replicas and --gpus-per-replica need --workers ray")
+        return load_engine(args), None
+    try:
+        from layerbridge.cluster.pool import PoolConfig, WorkerPool
+    except ImportError as exc:
+        raise Failure(f'--workers ray needs Ray ({exc}): pip install "layerbridge[cluster]"') from exc
+    gpus = args.gpus_per_replica
+    if gpus is None:
+        gpus = 1.0 if args.engine == "qwen" else 0.0
+    try:
+        pool = WorkerPool(PoolConfig(args.engine, engine_options(args), args.replicas, gpus,
+                                     address=args.ray_address))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    return pool.start(), pool
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -275,7 +324,7 @@ def run_serve(args: argparse.Namespace) -> int:
         ServerConfig(host=args.host, token=args.token).check()
     except ValueError as exc:
         raise SystemExit(f"layerbridge: {exc}") from exc
-    engine = load_engine(args)
+    engine, pool = start_engine(args)
     limits = limits_for(engine, args.max_pixels, args.max_layers)
     config = ServerConfig(
         host=args.host,
@@ -293,12 +342,17 @@ def run_serve(args: argparse.Namespace) -> int:
     )
 
     def ready(url: str) -> None:
-        print(f"LayerBridge {__version__} serving the {engine.name} engine on {url}", flush=True)
+        on = f" on {pool.config.replicas} Ray workers" if pool is not None else ""
+        print(f"LayerBridge {__version__} serving the {engine.name} engine{on} on {url}",
+              flush=True)
 
     try:
         asyncio.run(run_server(engine, config, ready))
     except OSError as exc:
         raise Failure(bind_failure(args.host, args.port, exc)) from exc
+    finally:
+        if pool is not None:
+            pool.stop()
     return 0
 
 

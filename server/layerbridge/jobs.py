@@ -254,11 +254,14 @@ def layer_frame(job_id: str, index: int, count: int, layer: Layer) -> Frame:
 
 
 class Worker:
-    """Runs queued jobs one at a time on the engine, in a thread, with a time limit.
+    """Runs queued jobs on the engine, up to ``engine.workers`` at once, each in a thread,
+    with a time limit.
 
-    The engine runs in its own daemon thread so the event loop keeps serving while it
-    works; a job that overruns ``timeout_s`` is failed and abandoned (its thread is told
-    to cancel) so the next job can start.
+    A local engine runs one job at a time (one device); a pool of workers
+    (:mod:`layerbridge.cluster`) one per worker, all taken from the one fair queue. Each
+    engine run has its own daemon thread so the event loop keeps serving while it works; a
+    job that overruns ``timeout_s`` is failed and abandoned (its thread is told to cancel)
+    so the next job can start.
     """
 
     def __init__(
@@ -274,23 +277,40 @@ class Worker:
         self.queue = queue
         self.timeout_s = timeout_s
         self.on_start = on_start
-        self.running: Job | None = None
+        self.active: set[Job] = set()
+
+    @property
+    def slots(self) -> int:
+        """How many jobs run at once: one per worker of the engine."""
+        return max(1, self.engine.workers)
+
+    @property
+    def running(self) -> Job | None:
+        """A running job, if any (the first started, when several run)."""
+        return min(self.active, key=lambda job: job.started_at or 0.0, default=None)
 
     async def run_forever(self) -> None:
+        await asyncio.gather(*(self._run_slot() for _ in range(self.slots)))
+
+    async def _run_slot(self) -> None:
         while True:
             job = await self.queue.take()
-            self.running = job
+            self.active.add(job)
             self.on_start(job)
             try:
                 await self.run(job)
             finally:
-                self.running = None
+                self.active.discard(job)
 
     async def run(self, job: Job) -> None:
         loop = asyncio.get_running_loop()
         job.state, job.started_at = JobState.RUNNING, time.monotonic()
         job.ctx = JobContext(lambda event: loop.call_soon_threadsafe(self._report, job, event))
         outcome: asyncio.Future[None] = loop.create_future()
+        # A run abandoned on a time limit or a server stop settles ``outcome`` when no one
+        # awaits it any more: take its exception then, or asyncio logs "Future exception was
+        # never retrieved" whenever the future is collected.
+        outcome.add_done_callback(lambda f: f.cancelled() or f.exception())
         thread = threading.Thread(
             target=self._run_in_thread,
             args=(job, loop, outcome),
@@ -305,9 +325,6 @@ class Worker:
             job.finish(JobState.CANCELLED, message_frame(CancelledMessage(job.id)))
         except asyncio.TimeoutError:
             job.ctx.cancel()
-            # The abandoned thread settles ``outcome`` later (JobCancelled at best): take its
-            # exception then, or asyncio logs "Future exception was never retrieved".
-            outcome.add_done_callback(lambda f: f.cancelled() or f.exception())
             self.fail(
                 job,
                 ErrorCode.TIMEOUT,
@@ -404,16 +421,10 @@ class Worker:
         job.finish(JobState.FAILED, message_frame(ErrorMessage(code, message, job.id)), code)
 
     def _fail_unexpected(self, job: Job, exc: Exception) -> None:
-        if is_out_of_memory(exc):
-            error = out_of_memory_error(exc)
-            self.fail(job, error.code, error.message)
-            return
-        log.exception("job %s failed in the engine", job.id, exc_info=exc)
-        self.fail(
-            job,
-            ErrorCode.ENGINE_FAILED,
-            f"the {self.engine.name} engine failed: {type(exc).__name__}: {exc}",
-        )
+        error = unexpected_failure(self.engine.name, exc)
+        if error.code == ErrorCode.ENGINE_FAILED:
+            log.exception("job %s failed in the engine", job.id, exc_info=exc)
+        self.fail(job, error.code, error.message)
 
     def _log(self, job: Job) -> None:
         request = job.request
@@ -431,3 +442,14 @@ class Worker:
             job.state,
             f" code={job.outcome_code}" if job.outcome_code else "",
         )
+
+
+def unexpected_failure(engine_name: str, exc: Exception) -> EngineError:
+    """What an exception an engine did not turn into an EngineError tells the client:
+    out of memory, or the engine's failure with its type and text. Used in this process and
+    in a pool's replicas alike."""
+    if is_out_of_memory(exc):
+        return out_of_memory_error(exc)
+    return EngineError(
+        ErrorCode.ENGINE_FAILED, f"the {engine_name} engine failed: {type(exc).__name__}: {exc}"
+    )

@@ -136,6 +136,8 @@ class Capabilities(WireRecord):
     resolutions: list[int]
     max_frame_bytes: int
     result_ttl_s: float
+    #: Jobs the server runs at once (one per worker of a pool); absent from older servers.
+    workers: int = 1
 
 
 @dataclass(frozen=True)

@@ -174,14 +174,17 @@ class LayerBridgeServer:
         for job in queued:
             self.queue.remove(job)
             self.worker.fail(job, ErrorCode.SHUTTING_DOWN, "the server is shutting down")
-        running = self.worker.running
-        if running is not None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(running.wait_beyond(1 << 62), self.config.shutdown_grace_s)
-            if not running.finished:
-                running.ctx.cancel()
+        running = list(self.worker.active)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(job.wait_beyond(1 << 62) for job in running)),
+                self.config.shutdown_grace_s,
+            )
+        for job in running:
+            if not job.finished:
+                job.ctx.cancel()
                 self.worker.fail(
-                    running,
+                    job,
                     ErrorCode.SHUTTING_DOWN,
                     "the server is shutting down; the job was stopped before it finished",
                 )
@@ -258,6 +261,7 @@ class LayerBridgeServer:
             resolutions=list(self.engine.resolutions),
             max_frame_bytes=limits.max_frame_bytes,
             result_ttl_s=self.config.result_ttl_s,
+            workers=self.worker.slots,
         )
         return WelcomeMessage(
             protocol=protocol.PROTOCOL_VERSION,

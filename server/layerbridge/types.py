@@ -84,6 +84,7 @@ class ErrorCode(WireEnum):
     TIMEOUT = "timeout"
     MODEL_MISSING = "model_missing"
     SHUTTING_DOWN = "shutting_down"
+    WORKER_LOST = "worker_lost"
 
 
 class JobState(WireEnum):

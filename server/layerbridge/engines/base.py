@@ -157,6 +157,9 @@ class Engine(ABC):
     max_layers: int = 10
     #: Model resolutions, where the engine has any (diffusion buckets).
     resolutions: tuple[int, ...] = ()
+    #: Jobs it runs at once: one for an engine in this process (one device), one per worker
+    #: for a pool (:mod:`layerbridge.cluster`).
+    workers: int = 1
 
     def warm_up(self) -> None:
         """Do heavy imports, JIT compilation and model loading once, before the first job."""
