@@ -305,7 +305,8 @@ def start_engine(args: argparse.Namespace) -> tuple[Engine, WorkerPool | None]:
     try:
         from layerbridge.cluster.pool import PoolConfig, WorkerPool
     except ImportError as exc:
-        raise Failure(f'--workers ray needs Ray ({exc}): pip install "layerbridge[cluster]"') from exc
+        hint = 'pip install "layerbridge[cluster]"'
+        raise Failure(f"--workers ray needs Ray ({exc}): {hint}") from exc
     gpus = args.gpus_per_replica
     if gpus is None:
         gpus = 1.0 if args.engine == "qwen" else 0.0
