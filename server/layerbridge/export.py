@@ -13,6 +13,7 @@ import json
 import re
 import zipfile
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
@@ -93,7 +94,7 @@ def write_ora(layers: list[Layer], size: tuple[int, int], out: Path) -> Path:
 def write_png_folder(layers: list[Layer], size: tuple[int, int], out: Path) -> Path:
     """One PNG per layer (bottom first) and ``manifest.json`` with names and offsets."""
     out.mkdir(parents=True, exist_ok=True)
-    manifest = {"width": size[0], "height": size[1], "layers": []}
+    manifest: dict[str, Any] = {"width": size[0], "height": size[1], "layers": []}
     for index, layer in enumerate(visible_layers(layers)):
         file_name = f"{index:03d}-{safe_name(layer.name)}.png"
         (out / file_name).write_bytes(png_bytes(layer.pixels))
