@@ -245,6 +245,25 @@ def test_layer_comes_from_the_types_module(module: str) -> None:
     assert sources == {"layerbridge.types"}
 
 
+def test_the_gimp_plugins_python_never_imports_the_server_side() -> None:
+    """The plug-in's folder lies outside the package, where import-linter does not look. Its
+    files may use only the client side of the package (whose own imports the import-linter
+    contract "The client never imports the server side" checks)."""
+    plugin_files = [
+        path for path in (ROOT / "gimp_plugin").glob("*/*.py") if "vendor" not in path.parts
+    ]
+    assert any(path.name == "plugin_core.py" for path in plugin_files)
+    server_side = ("layerbridge.server", "layerbridge.jobs", "layerbridge.engines")
+    server_side += ("layerbridge.cli", "layerbridge.export", "layerbridge.imaging")
+    found = {
+        f"{path.parent.name}/{path.name}: {name}"
+        for path in plugin_files
+        for name in imports_of(path)
+        if name in server_side or name.startswith(tuple(f"{m}." for m in server_side))
+    }
+    assert not found
+
+
 def test_the_server_does_not_import_the_client() -> None:
     assert "layerbridge.client" not in imports_of(PACKAGE / "server.py")
 
