@@ -283,3 +283,16 @@ def test_no_outgoing_message_is_a_dict_literal(module: str) -> None:
         if is_dict_call and any(keyword.arg == "type" for keyword in node.keywords):
             found.append(node.lineno)
     assert not found, f"{module} builds messages as dicts at lines {found}"
+
+
+def test_tests_share_helpers_through_one_module() -> None:
+    """Shared helpers live in tests/helpers.py and designs in tests/synthetic.py: no test or
+    benchmark imports from a test module or from conftest.py (pytest's, not a library)."""
+    found = []
+    for path in sorted([*(ROOT / "tests").rglob("*.py"), *(ROOT / "benchmarks").glob("*.py")]):
+        for name in imports_of(path):
+            module = name.rsplit(".", 1)[-1]
+            if module.startswith("test_") or module == "conftest":
+                found.append(f"{path.relative_to(ROOT)}: {name}")
+    assert not found
+

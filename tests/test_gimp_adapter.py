@@ -16,7 +16,8 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from tests.test_gimp_client import PLUGIN_DIR, design
+from tests.helpers import PLUGIN_DIR
+from tests.synthetic import two_box_design as design
 
 
 class Buffer:

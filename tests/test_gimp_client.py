@@ -27,9 +27,9 @@ from layerbridge import protocol
 from layerbridge.client import Client
 from layerbridge.engines.base import Engine, Layer
 from layerbridge.gimp_install import install_into
+from tests.helpers import PLUGIN_DIR
+from tests.synthetic import two_box_design as design
 
-REPO = Path(__file__).resolve().parents[1]
-PLUGIN_DIR = REPO / "gimp_plugin" / "layerbridge"
 SEED = 5
 
 
@@ -60,15 +60,6 @@ class FakeHost:
 
     def add_layer(self, layer: dict) -> None:
         self.layers.append(layer)
-
-
-def design(width: int = 120, height: int = 90) -> bytes:
-    """An opaque picture with flat shapes on a light background."""
-    image = np.zeros((height, width, 4), np.uint8)
-    image[:] = (235, 230, 220, 255)
-    image[8:40, 10:50] = (200, 40, 40, 255)
-    image[50:80, 60:110] = (30, 90, 200, 255)
-    return image.tobytes()
 
 
 def direct(url: str, op: str, params: dict, inputs: list) -> list[dict]:
