@@ -21,8 +21,11 @@ demo: setup
 
 test: lint test-python test-photoshop test-gimp
 
+# ruff, then mypy (strict on server/layerbridge) and the import contracts, both set in pyproject.toml.
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test-python: setup
 	$(BIN)/python -m pytest

@@ -19,8 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from synthetic import design  # noqa: E402
-from test_classic_reconstruction import photo_like  # noqa: E402
+from synthetic import design, photo_like  # noqa: E402
 
 from layerbridge.engines.classic.decompose import decompose  # noqa: E402
 

@@ -34,7 +34,7 @@ from layerbridge.cluster.pool import PoolConfig, WorkerPool  # noqa: E402
 from layerbridge.engines.base import Engine  # noqa: E402
 from layerbridge.engines.registry import create_engine  # noqa: E402
 from layerbridge.server import ServerConfig  # noqa: E402
-from tests.conftest import RunningServer, image_input, start_server, stop_server  # noqa: E402
+from tests.helpers import RunningServer, image_input, start_server, stop_server  # noqa: E402
 
 CLIENTS = 4
 #: Jobs each client keeps submitted at once.

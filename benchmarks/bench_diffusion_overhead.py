@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from layerbridge.engines.base import InputImage, JobContext, JobRequest  # noqa: E402
 from layerbridge.engines.diffusion import DiffusionEngine, to_rgba_pil  # noqa: E402
 from layerbridge.server import ServerConfig  # noqa: E402
-from tests.conftest import image_input, start_server, stop_server  # noqa: E402
+from tests.helpers import image_input, start_server, stop_server  # noqa: E402
 
 PROMPT = "a poster with a red box"
 

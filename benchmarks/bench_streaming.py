@@ -28,7 +28,7 @@ from layerbridge.client import Client  # noqa: E402
 from layerbridge.engines.base import Engine, JobContext, JobRequest, Layer  # noqa: E402
 from layerbridge.imaging import trim_to_alpha  # noqa: E402
 from layerbridge.server import LayerBridgeServer, ServerConfig  # noqa: E402
-from tests.conftest import image_input  # noqa: E402
+from tests.helpers import image_input  # noqa: E402
 
 
 class PrecomputedLayers(Engine):

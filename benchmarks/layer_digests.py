@@ -31,7 +31,7 @@ from synthetic import design  # noqa: E402
 from layerbridge.client import Client  # noqa: E402
 from layerbridge.engines.classic import ClassicEngine  # noqa: E402
 from layerbridge.server import LayerBridgeServer, ServerConfig  # noqa: E402
-from tests.conftest import image_input  # noqa: E402
+from tests.helpers import image_input  # noqa: E402
 
 PSDS = ROOT / "tests" / "data" / "psd"
 SEEDS = range(6)

@@ -36,8 +36,8 @@ from layerbridge.engines.base import Engine, JobContext, JobRequest, Layer  # no
 from layerbridge.engines.classic import ClassicEngine  # noqa: E402
 from layerbridge.imaging import composite  # noqa: E402
 from layerbridge.server import LayerBridgeServer, ServerConfig  # noqa: E402
-from tests.conftest import image_input, layer_pixels  # noqa: E402
-from tests.test_server import design  # noqa: E402
+from tests.helpers import image_input, layer_pixels  # noqa: E402
+from tests.synthetic import flat_design as design  # noqa: E402
 
 EXPECTED_FAULT_CODES = {"engine_failed", "out_of_memory", "timeout"}
 

@@ -94,3 +94,45 @@ def _text(
     draw.text((x - left, y - top), words, font=font, fill=(*map(int, color), 255))
     return np.asarray(img).copy()
 
+
+# --- flat designs without a layer truth, for the server and plug-in tests -------------------
+
+
+def flat_design(width: int = 160, height: int = 120, seed: int = 0) -> np.ndarray:
+    """A flat design: a background, two rectangles and a disc, opaque."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros((height, width, 4), np.uint8)
+    image[...] = (*rng.integers(150, 255, 3), 255)
+    image[10:50, 20:90, :3] = rng.integers(0, 120, 3)
+    image[60:110, 70:150, :3] = rng.integers(0, 120, 3)
+    yy, xx = np.mgrid[:height, :width]
+    image[(yy - 40) ** 2 + (xx - 120) ** 2 < 20**2, :3] = (200, 30, 30)
+    return image
+
+
+def two_box_design(width: int = 120, height: int = 90) -> bytes:
+    """An opaque picture with two flat boxes on a light background, as the GIMP plug-in
+    reads a document: RGBA bytes."""
+    image = np.zeros((height, width, 4), np.uint8)
+    image[:] = (235, 230, 220, 255)
+    image[8:40, 10:50] = (200, 40, 40, 255)
+    image[50:80, 60:110] = (30, 90, 200, 255)
+    return image.tobytes()
+
+
+def photo_like(seed: int, h: int = 240, w: int = 320) -> np.ndarray:
+    """A smooth, noisy, photo-like image: blurred noise fields plus a soft blob subject."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    field = cv2.GaussianBlur(rng.random((h, w, 3)), (0, 0), 12)
+    field = (field - field.min()) / np.ptp(field)
+    ys, xs = np.mgrid[0:h, 0:w]
+    blob = np.exp(-(((ys - h / 2) / (h / 4)) ** 2 + ((xs - w / 2) / (w / 5)) ** 2))[..., None]
+    img = field * (1 - blob) + blob * np.array([0.8, 0.5, 0.3]) + rng.normal(0, 0.02, (h, w, 3))
+    return opaque(np.clip(img * 255, 0, 255).astype(np.uint8))
+
+
+def opaque(rgb: np.ndarray) -> np.ndarray:
+    """An alpha channel of 255 added to uint8 RGB."""
+    return np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], -1)

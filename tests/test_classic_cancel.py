@@ -12,11 +12,11 @@ import multiprocessing
 import time
 
 import numpy as np
-from conftest import image_input, layer_pixels
-from test_classic_reconstruction import photo_like
 
 from layerbridge.engines.base import Layer
 from layerbridge.imaging import composite
+from tests.helpers import image_input, layer_pixels
+from tests.synthetic import photo_like
 
 CANCEL_BOUND_S = 1.0
 

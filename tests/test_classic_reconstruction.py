@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from layerd_metric import read_psd_layers
-from synthetic import design
+from synthetic import design, photo_like
+from synthetic import opaque as _opaque
 
 from layerbridge.engines.base import InputImage, JobContext, JobRequest
 from layerbridge.engines.classic import ClassicEngine
@@ -45,23 +46,6 @@ def assert_reconstructs(pixels: np.ndarray, layers: int | str = "auto") -> list:
     opaque = want[..., 3] == 255
     assert np.abs(got[..., :3] - want[..., :3])[opaque].max(initial=0) <= 1
     return out
-
-
-def _opaque(rgb: np.ndarray) -> np.ndarray:
-    return np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], -1)
-
-
-def photo_like(seed: int, h: int = 240, w: int = 320) -> np.ndarray:
-    """A smooth, noisy, photo-like image: blurred noise fields plus a soft blob subject."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    field = cv2.GaussianBlur(rng.random((h, w, 3)), (0, 0), 12)
-    field = (field - field.min()) / np.ptp(field)
-    ys, xs = np.mgrid[0:h, 0:w]
-    blob = np.exp(-(((ys - h / 2) / (h / 4)) ** 2 + ((xs - w / 2) / (w / 5)) ** 2))[..., None]
-    img = field * (1 - blob) + blob * np.array([0.8, 0.5, 0.3]) + rng.normal(0, 0.02, (h, w, 3))
-    return _opaque(np.clip(img * 255, 0, 255).astype(np.uint8))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -18,8 +18,8 @@ from psd_tools import PSDImage
 from layerbridge.client import Client
 from layerbridge.engines.base import Layer
 from layerbridge.imaging import composite
-from tests.conftest import image_input, start_cli_server
-from tests.test_server import as_layers, design
+from tests.helpers import as_layers, image_input, start_cli_server
+from tests.synthetic import flat_design as design
 
 LAYERBRIDGE = [sys.executable, "-m", "layerbridge.cli"]
 

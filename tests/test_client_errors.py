@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from layerbridge.client import ServerError
-from tests.conftest import image_input
-from tests.test_server import design
+from tests.helpers import image_input
+from tests.synthetic import flat_design as design
 
 
 def test_a_refused_submit_gives_one_error_and_the_next_job_its_done(classic_server) -> None:

@@ -26,7 +26,7 @@ from layerbridge.client import ServerError
 from layerbridge.cluster.events import Started
 from layerbridge.cluster.pool import PoolConfig, WorkerPool
 from layerbridge.protocol import Limits
-from tests.conftest import RunningServer, image_input
+from tests.helpers import RunningServer, image_input
 
 pytestmark = pytest.mark.timeout(900)
 

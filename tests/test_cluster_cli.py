@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from layerbridge.client import Client
-from tests.conftest import image_input
+from tests.helpers import image_input
 
 LAYERBRIDGE = [sys.executable, "-m", "layerbridge.cli"]
 

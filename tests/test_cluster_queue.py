@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from layerbridge.engines.base import Engine, JobContext, JobRequest, Layer
-from tests.conftest import image_input
+from tests.helpers import image_input
 
 WORKERS = 2
 

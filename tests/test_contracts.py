@@ -245,6 +245,25 @@ def test_layer_comes_from_the_types_module(module: str) -> None:
     assert sources == {"layerbridge.types"}
 
 
+def test_the_gimp_plugins_python_never_imports_the_server_side() -> None:
+    """The plug-in's folder lies outside the package, where import-linter does not look. Its
+    files may use only the client side of the package (whose own imports the import-linter
+    contract "The client never imports the server side" checks)."""
+    plugin_files = [
+        path for path in (ROOT / "gimp_plugin").glob("*/*.py") if "vendor" not in path.parts
+    ]
+    assert any(path.name == "plugin_core.py" for path in plugin_files)
+    server_side = ("layerbridge.server", "layerbridge.jobs", "layerbridge.engines")
+    server_side += ("layerbridge.cli", "layerbridge.export", "layerbridge.imaging")
+    found = {
+        f"{path.parent.name}/{path.name}: {name}"
+        for path in plugin_files
+        for name in imports_of(path)
+        if name in server_side or name.startswith(tuple(f"{m}." for m in server_side))
+    }
+    assert not found
+
+
 def test_the_server_does_not_import_the_client() -> None:
     assert "layerbridge.client" not in imports_of(PACKAGE / "server.py")
 
@@ -264,3 +283,16 @@ def test_no_outgoing_message_is_a_dict_literal(module: str) -> None:
         if is_dict_call and any(keyword.arg == "type" for keyword in node.keywords):
             found.append(node.lineno)
     assert not found, f"{module} builds messages as dicts at lines {found}"
+
+
+def test_tests_share_helpers_through_one_module() -> None:
+    """Shared helpers live in tests/helpers.py and designs in tests/synthetic.py: no test or
+    benchmark imports from a test module or from conftest.py (pytest's, not a library)."""
+    found = []
+    for path in sorted([*(ROOT / "tests").rglob("*.py"), *(ROOT / "benchmarks").glob("*.py")]):
+        for name in imports_of(path):
+            module = name.rsplit(".", 1)[-1]
+            if module.startswith("test_") or module == "conftest":
+                found.append(f"{path.relative_to(ROOT)}: {name}")
+    assert not found
+

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from layerbridge.client import Client
-from tests.conftest import image_input
+from tests.helpers import image_input
 
 STEPS = 4  # the tiny engine's cache computes one step, then may reuse (see engines/tiny.py)
 

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from layerbridge import protocol
-from tests.test_gimp_client import PLUGIN_DIR, design
+from tests.helpers import PLUGIN_DIR
+from tests.synthetic import two_box_design as design
 
 
 class Buffer:

@@ -26,9 +26,9 @@ from layerbridge import protocol
 from layerbridge.client import Client
 from layerbridge.engines.base import Engine, Layer
 from layerbridge.gimp_install import install_into
+from tests.helpers import PLUGIN_DIR
+from tests.synthetic import two_box_design as design
 
-REPO = Path(__file__).resolve().parents[1]
-PLUGIN_DIR = REPO / "gimp_plugin" / "layerbridge_gimp"
 SEED = 5
 
 
@@ -63,15 +63,6 @@ class FakeHost:
 
     def show_preview(self, preview: dict) -> None:
         self.previews.append((len(self.layers), preview))
-
-
-def design(width: int = 120, height: int = 90) -> bytes:
-    """An opaque picture with flat shapes on a light background."""
-    image = np.zeros((height, width, 4), np.uint8)
-    image[:] = (235, 230, 220, 255)
-    image[8:40, 10:50] = (200, 40, 40, 255)
-    image[50:80, 60:110] = (30, 90, 200, 255)
-    return image.tobytes()
 
 
 def direct(url: str, op: str, params: dict, inputs: list) -> list[dict]:

@@ -19,7 +19,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,34 +27,20 @@ import torch
 
 from layerbridge.client import Client, ServerError
 from layerbridge.engines.base import Engine, JobContext, JobRequest, Layer
-from tests.conftest import image_input, start_cli_server
-from tests.test_hardening_load import check_job_complete, hello, raw_connect, raw_send, submit
-from tests.test_server import design
+from tests.helpers import (
+    FaultyEngine,
+    check_job_complete,
+    hello,
+    image_input,
+    raise_bug,
+    raw_connect,
+    raw_send,
+    start_cli_server,
+    submit,
+)
+from tests.synthetic import flat_design as design
 
 LAYERBRIDGE = [sys.executable, "-m", "layerbridge.cli"]
-
-
-class FaultyEngine(Engine):
-    """The real classic engine with injected faults: ``faults[n]`` runs instead on the
-    n-th call (1-based), every other call delegates. A test double for fault injection."""
-
-    def __init__(self, inner: Engine, faults: dict[int, Callable[[JobContext], None]]) -> None:
-        self.inner, self.faults = inner, faults
-        self.name, self.ops = inner.name, inner.ops
-        self.min_layers, self.max_layers = inner.min_layers, inner.max_layers
-        self.calls = 0
-
-    def run(self, request: JobRequest, ctx: JobContext) -> Iterator[Layer]:
-        self.calls += 1
-        fault = self.faults.get(self.calls)
-        if fault is not None:
-            ctx.progress(0.1, "fault")
-            fault(ctx)
-        yield from self.inner.run(request, ctx)
-
-
-def raise_bug(ctx: JobContext) -> None:
-    raise ZeroDivisionError("injected bug in the engine")
 
 
 def cuda_out_of_memory(ctx: JobContext) -> None:

@@ -23,7 +23,7 @@ from websockets.sync.client import connect
 
 from layerbridge import protocol
 from layerbridge.server import LayerBridgeServer, ServerConfig
-from tests.conftest import image_input
+from tests.helpers import image_input
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "shared" / "protocol.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)

@@ -7,28 +7,30 @@ job at a gate before delegating, so a test can fill the queue deterministically.
 
 from __future__ import annotations
 
-import base64
 import gc
 import hashlib
 import json
-import os
 import socket
-import struct
 import threading
 import time
 import tracemalloc
-from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 import pytest
 
 from layerbridge.client import Client, ServerError
-from layerbridge.engines.base import Engine, JobContext, JobRequest, Layer
-from layerbridge.imaging import composite
-from tests.conftest import image_input, layer_pixels
-from tests.test_server import design
+from tests.helpers import (
+    GatedEngine,
+    check_job_complete,
+    hello,
+    image_input,
+    raw_connect,
+    raw_send,
+    submit,
+    wait_until,
+)
+from tests.synthetic import flat_design as design
 
 
 def server_rss() -> int:
@@ -56,101 +58,6 @@ class RssSampler:
         self._stop.set()
         self._thread.join()
         return self.peak
-
-
-class GatedEngine(Engine):
-    """The real classic engine behind a gate: each job waits until ``gate`` is open.
-
-    A test double only in when it starts; the layers are the classic engine's own.
-    """
-
-    def __init__(self, inner: Engine) -> None:
-        self.inner = inner
-        self.name, self.ops = inner.name, inner.ops
-        self.min_layers, self.max_layers = inner.min_layers, inner.max_layers
-        self.gate = threading.Event()
-
-    def run(self, request: JobRequest, ctx: JobContext) -> Iterator[Layer]:
-        while not self.gate.wait(0.02):
-            ctx.check_cancelled()
-        yield from self.inner.run(request, ctx)
-
-
-def check_job_complete(result, image: np.ndarray) -> None:
-    """Every layer once, indices 0..count-1, digests match, composites to the image."""
-    layers = result.layers
-    assert result.done is not None and result.done["layers"] == len(layers) >= 1
-    assert [m["index"] for m in layers] == list(range(len(layers)))
-    assert all(m["count"] == len(layers) for m in layers)
-    for m in layers:
-        assert hashlib.sha256(m["data"]).hexdigest() == m["sha256"]
-        assert len(m["data"]) == m["width"] * m["height"] * 4
-    from layerbridge.engines.base import Layer as L
-
-    flat = composite(
-        [L(m["name"], layer_pixels(m), m["x"], m["y"]) for m in layers],
-        image.shape[1],
-        image.shape[0],
-    )
-    assert np.abs(flat.astype(int) - image).max() <= 1
-
-
-def wait_until(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.01)
-
-
-# --- raw websocket: a client that can stop reading or vanish without a close ----------
-
-
-def raw_connect(url: str, rcvbuf: int | None = None) -> socket.socket:
-    """A websocket handshake on a bare socket (optionally with a tiny receive buffer)."""
-    parsed = urlparse(url)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    if rcvbuf:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    sock.connect((parsed.hostname, parsed.port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            f"GET / HTTP/1.1\r\nHost: {parsed.hostname}:{parsed.port}\r\n"
-            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    response = b""
-    while b"\r\n\r\n" not in response:
-        response += sock.recv(1)
-    assert response.startswith(b"HTTP/1.1 101"), response
-    return sock
-
-
-def raw_send(sock: socket.socket, payload: str | bytes) -> None:
-    """One masked client frame: text for str, binary for bytes."""
-    opcode = 0x1 if isinstance(payload, str) else 0x2
-    data = payload.encode() if isinstance(payload, str) else payload
-    header = bytes([0x80 | opcode])
-    if len(data) < 126:
-        header += bytes([0x80 | len(data)])
-    elif len(data) < 1 << 16:
-        header += bytes([0x80 | 126]) + struct.pack("!H", len(data))
-    else:
-        header += bytes([0x80 | 127]) + struct.pack("!Q", len(data))
-    mask = os.urandom(4)
-    masked = np.frombuffer(data, np.uint8) ^ np.resize(np.frombuffer(mask, np.uint8), len(data))
-    sock.sendall(header + mask + masked.tobytes())
-
-
-def hello(name: str) -> str:
-    return json.dumps({"type": "hello", "protocol": 1, "client": name})
-
-
-def submit(job: str, image: np.ndarray) -> list:
-    spec = {"name": "image", "width": image.shape[1], "height": image.shape[0]}
-    message = {"type": "submit", "job": job, "op": "decompose", "params": {}, "inputs": [spec]}
-    return [json.dumps(message), np.ascontiguousarray(image).tobytes()]
 
 
 # --- tests ----------------------------------------------------------------------------

@@ -19,10 +19,15 @@ from websockets.sync.client import connect
 
 from layerbridge.client import Client, ServerError
 from layerbridge.server import ServerConfig
-from tests.conftest import image_input
-from tests.test_hardening_faults import FaultyEngine, raise_bug
-from tests.test_hardening_load import GatedEngine, check_job_complete, wait_until
-from tests.test_server import design
+from tests.helpers import (
+    FaultyEngine,
+    GatedEngine,
+    check_job_complete,
+    image_input,
+    raise_bug,
+    wait_until,
+)
+from tests.synthetic import flat_design as design
 
 TOKEN = "tok-Zq8x3KvN1pL0"
 

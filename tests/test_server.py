@@ -16,24 +16,12 @@ from websockets.sync.client import connect
 
 from layerbridge import protocol
 from layerbridge.client import Client, ProtocolMismatch, ServerError, ServerUnavailable
-from layerbridge.engines.base import Layer
 from layerbridge.imaging import composite
-from tests.conftest import image_input, layer_pixels
+from tests.helpers import as_layers, image_input, layer_pixels
+from tests.synthetic import flat_design as design
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "shared" / "protocol.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
-
-
-def design(width: int = 160, height: int = 120, seed: int = 0) -> np.ndarray:
-    """A flat design: a background, two rectangles and a disc, opaque."""
-    rng = np.random.default_rng(seed)
-    image = np.zeros((height, width, 4), np.uint8)
-    image[...] = (*rng.integers(150, 255, 3), 255)
-    image[10:50, 20:90, :3] = rng.integers(0, 120, 3)
-    image[60:110, 70:150, :3] = rng.integers(0, 120, 3)
-    yy, xx = np.mgrid[:height, :width]
-    image[(yy - 40) ** 2 + (xx - 120) ** 2 < 20**2, :3] = (200, 30, 30)
-    return image
 
 
 def slow_image(seed: int = 1) -> np.ndarray:
@@ -43,10 +31,6 @@ def slow_image(seed: int = 1) -> np.ndarray:
     noise = rng.integers(-40, 40, base.shape, dtype=np.int16)
     noise[..., 3] = 0
     return np.clip(base + noise, 0, 255).astype(np.uint8)
-
-
-def as_layers(messages: list[dict]) -> list[Layer]:
-    return [Layer(m["name"], layer_pixels(m), m["x"], m["y"]) for m in messages]
 
 
 def check_messages(messages: list[dict]) -> None:

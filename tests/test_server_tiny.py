@@ -13,7 +13,7 @@ import pytest
 
 from layerbridge.engines.base import InputImage, JobContext, JobRequest, Layer
 from layerbridge.engines.diffusion import DiffusionEngine
-from tests.conftest import image_input, layer_pixels
+from tests.helpers import image_input, layer_pixels
 
 STEPS = 2
 PARAMS = {"prompt": "", "seed": None, "steps": None, "resolution": None,

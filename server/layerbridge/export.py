@@ -126,7 +126,7 @@ def write_ora(layers: list[Layer], size: tuple[int, int], out: Path) -> Path:
 def write_png_folder(layers: list[Layer], size: tuple[int, int], out: Path) -> Path:
     """One PNG per layer (bottom first) and ``manifest.json`` with names and offsets."""
     out.mkdir(parents=True, exist_ok=True)
-    manifest = {"width": size[0], "height": size[1], "layers": []}
+    manifest: dict[str, Any] = {"width": size[0], "height": size[1], "layers": []}
     for index, layer in enumerate(visible_layers(layers)):
         file_name = f"{index:03d}-{safe_name(layer.name)}.png"
         (out / file_name).write_bytes(png_bytes(layer.pixels))

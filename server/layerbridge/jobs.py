@@ -237,7 +237,7 @@ def layer_frame(job_id: str, index: int, count: int, layer: Layer) -> Frame:
         # long as the result is kept, while the store's budget counts only the band.
         pixels = pixels.copy()
     # A view of the pixels, not a copy: websockets sends any bytes-like object.
-    data = memoryview(pixels).cast("B")
+    data = pixels.data.cast("B")
     height, width = pixels.shape[:2]
     header = LayerMessage(
         job=job_id,
@@ -390,7 +390,7 @@ class Worker:
         if "preview" in event:
             pixels = np.ascontiguousarray(event["preview"], dtype=np.uint8)
             header = PreviewMessage(job.id, int(pixels.shape[1]), int(pixels.shape[0]))
-            job.append(message_frame(header, memoryview(pixels).cast("B"), durable=False))
+            job.append(message_frame(header, pixels.data.cast("B"), durable=False))
         else:
             progress = ProgressMessage(
                 job.id, event["fraction"], event["stage"], event.get("step"), event.get("steps")

@@ -637,11 +637,15 @@ class ServerConnection:
             return [self._hello(message)]
         if not self.greeted:
             job = message.get("job")
-            valid = isinstance(job, str) and len(job) <= MAX_JOB_ID_LENGTH
+            valid = (  # echo only a real id
+                isinstance(job, str)
+                and len(job) <= MAX_JOB_ID_LENGTH
+                and _JOB_ID.fullmatch(job) is not None
+            )
             raise ProtocolError(
                 ErrorCode.HELLO_REQUIRED,
                 f'send "hello" before {kind!r}',
-                job if valid and _JOB_ID.fullmatch(job) else None,  # echo only a real id
+                job if valid else None,
             )
         if kind == "submit":
             submit, specs = parse_submit(message, self.limits)

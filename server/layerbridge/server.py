@@ -18,6 +18,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -232,14 +233,17 @@ class LayerBridgeServer:
             given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
         )
 
-    async def _dispatch(self, client: Client, item: protocol.ClientEvent | protocol.ProtocolError):
-        handlers: dict[type, Callable[[Client, object], Awaitable[None]]] = {
+    async def _dispatch(
+        self, client: Client, item: protocol.ClientEvent | protocol.ProtocolError
+    ) -> None:
+        # Any: each handler takes the one event type it is keyed by.
+        handlers: dict[type, Callable[[Client, Any], Awaitable[None]]] = {
             protocol.ProtocolError: self._on_error,
             protocol.Hello: self._on_hello,
             protocol.Submit: self._on_submit,
             protocol.Cancel: self._on_cancel,
             protocol.Fetch: self._on_fetch,
-        }  # type: ignore[dict-item]
+        }
         await handlers[type(item)](client, item)
 
     async def _on_error(self, client: Client, error: protocol.ProtocolError) -> None:

@@ -102,7 +102,7 @@ class JobContext:
     ``report`` is called from the engine's thread; the server makes it thread-safe.
     """
 
-    def __init__(self, report: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(self, report: Callable[[dict[str, Any]], object] | None = None) -> None:
         self._report = report or (lambda event: None)
         self._cancel = threading.Event()
         self.layer_count: int | None = None

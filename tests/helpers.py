@@ -1,0 +1,222 @@
+"""Helpers shared by the tests and benchmarks, in one place: the real server in a thread,
+submit inputs, layers read back, engine wrappers that only change timing or inject faults,
+and a bare websocket for clients that misbehave. Designs to decompose are in synthetic.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+
+from layerbridge.client import Client
+from layerbridge.engines.base import Engine, JobContext, JobRequest, Layer
+from layerbridge.imaging import composite
+from layerbridge.protocol import InputSpec
+from layerbridge.server import LayerBridgeServer, ServerConfig
+
+REPO = Path(__file__).resolve().parents[1]
+# The GIMP plug-in's folder: the one that holds its host-free core.
+PLUGIN_DIR = next((REPO / "gimp_plugin").glob("*/plugin_core.py")).parent
+
+
+# --- the real server in a background thread --------------------------------------------
+
+
+@dataclass
+class RunningServer:
+    server: LayerBridgeServer
+    loop: asyncio.AbstractEventLoop
+    url: str
+
+    def client(self, name: str = "test", **kwargs) -> Client:
+        client = Client(self.url, name, **kwargs)
+        client.connect()
+        return client
+
+    def call(self, coroutine) -> object:
+        """Run a coroutine on the server's loop (to inspect or stop it) and wait for it."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(60)
+
+
+def start_server(engine: Engine, config: ServerConfig) -> RunningServer:
+    loop = asyncio.new_event_loop()
+    server = LayerBridgeServer(engine, replace(config, port=0))
+    thread = threading.Thread(target=loop.run_forever, daemon=True, name="server")
+    thread.start()
+    asyncio.run_coroutine_threadsafe(server.start(), loop).result(30)
+    return RunningServer(server, loop, server.url)
+
+
+def stop_server(running: RunningServer) -> None:
+    running.call(running.server.stop())
+    running.loop.call_soon_threadsafe(running.loop.stop)
+
+
+def image_input(pixels: np.ndarray, name: str = "image", x: int = 0, y: int = 0):
+    """One submit input from an (h, w, 4) uint8 array."""
+    height, width = pixels.shape[:2]
+    return (InputSpec(name, width, height, x, y), np.ascontiguousarray(pixels).tobytes())
+
+
+def layer_pixels(message: dict) -> np.ndarray:
+    return np.frombuffer(message["data"], np.uint8).reshape(message["height"], message["width"], 4)
+
+
+def start_cli_server(output_dir: Path) -> tuple[subprocess.Popen, str]:
+    """`layerbridge serve --port 0` as a user runs it; return the process and its URL."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "layerbridge.cli", "serve", "--port", "0"]
+        + ["--output-dir", str(output_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    line = server.stdout.readline()
+    if "ws://127.0.0.1:" not in line:
+        server.kill()
+        raise AssertionError(f"the server did not start: {server.stderr.read()}")
+    return server, line.split()[-1]
+
+
+# --- layers read back -----------------------------------------------------------------
+
+
+def as_layers(messages: list[dict]) -> list[Layer]:
+    return [Layer(m["name"], layer_pixels(m), m["x"], m["y"]) for m in messages]
+
+
+# --- engines wrapped: the real engine, held at a gate or with injected faults --------
+
+
+class FaultyEngine(Engine):
+    """The real classic engine with injected faults: ``faults[n]`` runs instead on the
+    n-th call (1-based), every other call delegates. A test double for fault injection."""
+
+    def __init__(self, inner: Engine, faults: dict[int, Callable[[JobContext], None]]) -> None:
+        self.inner, self.faults = inner, faults
+        self.name, self.ops = inner.name, inner.ops
+        self.min_layers, self.max_layers = inner.min_layers, inner.max_layers
+        self.calls = 0
+
+    def run(self, request: JobRequest, ctx: JobContext) -> Iterator[Layer]:
+        self.calls += 1
+        fault = self.faults.get(self.calls)
+        if fault is not None:
+            ctx.progress(0.1, "fault")
+            fault(ctx)
+        yield from self.inner.run(request, ctx)
+
+
+def raise_bug(ctx: JobContext) -> None:
+    raise ZeroDivisionError("injected bug in the engine")
+
+
+class GatedEngine(Engine):
+    """The real classic engine behind a gate: each job waits until ``gate`` is open.
+
+    A test double only in when it starts; the layers are the classic engine's own.
+    """
+
+    def __init__(self, inner: Engine) -> None:
+        self.inner = inner
+        self.name, self.ops = inner.name, inner.ops
+        self.min_layers, self.max_layers = inner.min_layers, inner.max_layers
+        self.gate = threading.Event()
+
+    def run(self, request: JobRequest, ctx: JobContext) -> Iterator[Layer]:
+        while not self.gate.wait(0.02):
+            ctx.check_cancelled()
+        yield from self.inner.run(request, ctx)
+
+
+def check_job_complete(result, image: np.ndarray) -> None:
+    """Every layer once, indices 0..count-1, digests match, composites to the image."""
+    layers = result.layers
+    assert result.done is not None and result.done["layers"] == len(layers) >= 1
+    assert [m["index"] for m in layers] == list(range(len(layers)))
+    assert all(m["count"] == len(layers) for m in layers)
+    for m in layers:
+        assert hashlib.sha256(m["data"]).hexdigest() == m["sha256"]
+        assert len(m["data"]) == m["width"] * m["height"] * 4
+    from layerbridge.engines.base import Layer as L
+
+    flat = composite(
+        [L(m["name"], layer_pixels(m), m["x"], m["y"]) for m in layers],
+        image.shape[1],
+        image.shape[0],
+    )
+    assert np.abs(flat.astype(int) - image).max() <= 1
+
+
+def wait_until(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
+# --- raw websocket: a client that can stop reading or vanish without a close ----------
+
+
+def raw_connect(url: str, rcvbuf: int | None = None) -> socket.socket:
+    """A websocket handshake on a bare socket (optionally with a tiny receive buffer)."""
+    parsed = urlparse(url)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.connect((parsed.hostname, parsed.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET / HTTP/1.1\r\nHost: {parsed.hostname}:{parsed.port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += sock.recv(1)
+    assert response.startswith(b"HTTP/1.1 101"), response
+    return sock
+
+
+def raw_send(sock: socket.socket, payload: str | bytes) -> None:
+    """One masked client frame: text for str, binary for bytes."""
+    opcode = 0x1 if isinstance(payload, str) else 0x2
+    data = payload.encode() if isinstance(payload, str) else payload
+    header = bytes([0x80 | opcode])
+    if len(data) < 126:
+        header += bytes([0x80 | len(data)])
+    elif len(data) < 1 << 16:
+        header += bytes([0x80 | 126]) + struct.pack("!H", len(data))
+    else:
+        header += bytes([0x80 | 127]) + struct.pack("!Q", len(data))
+    mask = os.urandom(4)
+    masked = np.frombuffer(data, np.uint8) ^ np.resize(np.frombuffer(mask, np.uint8), len(data))
+    sock.sendall(header + mask + masked.tobytes())
+
+
+def hello(name: str) -> str:
+    return json.dumps({"type": "hello", "protocol": 1, "client": name})
+
+
+def submit(job: str, image: np.ndarray) -> list:
+    spec = {"name": "image", "width": image.shape[1], "height": image.shape[0]}
+    message = {"type": "submit", "job": job, "op": "decompose", "params": {}, "inputs": [spec]}
+    return [json.dumps(message), np.ascontiguousarray(image).tobytes()]
