@@ -238,18 +238,16 @@ def add_decompose(commands: Any) -> None:
 
 
 def run_decompose(args: argparse.Namespace) -> int:
-    import numpy as np
-    from PIL import Image
     from tqdm import tqdm
 
     from layerbridge.engines.base import EngineError, InputImage, JobContext, JobRequest
     from layerbridge.export import export_layers
+    from layerbridge.image_files import ImageFileError, read_image
 
     try:
-        with Image.open(args.image) as image:
-            pixels = np.asarray(image.convert("RGBA"))
-    except OSError as exc:
-        raise SystemExit(f"layerbridge: cannot read {args.image}: {exc}") from exc
+        pixels = read_image(args.image)
+    except ImageFileError as exc:
+        raise SystemExit(f"layerbridge: {exc}") from exc
     layers_param: int | str = args.layers if args.layers == "auto" else int(args.layers)
     engine = load_engine(args)
     params = protocol.validate_params(
