@@ -108,12 +108,51 @@ def test_a_hung_engine_times_out_and_the_next_job_runs(serve, classic_engine, ca
         jobs = [client.submit("decompose", {}, [image_input(design(seed=k))]) for k in range(3)]
         started = time.monotonic()
         assert [outcome(client, job) for job in jobs] == ["timeout", "timeout", "done"]
-        # the third job did not wait for the first's stuck thread (3 s) to come back
-        assert time.monotonic() - started < 2.9
+        # the next job waited for the first's stuck thread (3 s) to come back: the engine
+        # is never run by two threads at once
+        assert time.monotonic() - started >= 2.9
         client.fetch(jobs[0])
         assert "limit of 0.5 s" in list(client.events(jobs[0], timeout=10))[-1]["message"]
     gc.collect()  # the abandoned job's settled future: its exception was taken, not leaked
     assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+
+
+class SharedPipeline(Engine):
+    """The classic engine behind one shared, stateful stage, as a diffusion pipeline's
+    scheduler is: a test double that counts how many threads are inside it at once. Its
+    first call stalls in a long "kernel" that does not look at the job's cancel flag."""
+
+    def __init__(self, inner: Engine, stall_s: float) -> None:
+        self.inner, self.stall_s = inner, stall_s
+        self.name, self.ops = inner.name, inner.ops
+        self.min_layers, self.max_layers = inner.min_layers, inner.max_layers
+        self.calls = self.inside = self.most_inside = 0
+        self.lock = threading.Lock()
+
+    def run(self, request: JobRequest, ctx: JobContext) -> Iterator[Layer]:
+        with self.lock:
+            self.calls += 1
+            first = self.calls == 1
+            self.inside += 1
+            self.most_inside = max(self.most_inside, self.inside)
+        try:
+            time.sleep(self.stall_s if first else 0.3)
+            layers = list(self.inner.run(request, ctx))
+        finally:
+            with self.lock:
+                self.inside -= 1
+        yield from layers
+
+
+def test_a_timed_out_jobs_thread_never_shares_the_engine_with_the_next(
+    serve, classic_engine
+) -> None:
+    engine = SharedPipeline(classic_engine, stall_s=2.5)
+    running = serve(engine, job_timeout_s=0.5)
+    with running.client("shared") as client:
+        jobs = [client.submit("decompose", {}, [image_input(design(seed=k))]) for k in range(3)]
+        assert [outcome(client, job) for job in jobs] == ["timeout", "done", "done"]
+    assert engine.most_inside == 1
 
 
 class SlowLayers(Engine):
