@@ -147,10 +147,11 @@ class SharedPipeline(Engine):
 def test_a_timed_out_jobs_thread_never_shares_the_engine_with_the_next(
     serve, classic_engine
 ) -> None:
-    engine = SharedPipeline(classic_engine, stall_s=2.5)
-    running = serve(engine, job_timeout_s=0.5)
+    engine = SharedPipeline(classic_engine, stall_s=5.0)
+    running = serve(engine, job_timeout_s=2.0)
     with running.client("shared") as client:
-        jobs = [client.submit("decompose", {}, [image_input(design(seed=k))]) for k in range(3)]
+        images = [design(80, 60, seed=k) for k in range(3)]
+        jobs = [client.submit("decompose", {}, [image_input(image)]) for image in images]
         assert [outcome(client, job) for job in jobs] == ["timeout", "done", "done"]
     assert engine.most_inside == 1
 

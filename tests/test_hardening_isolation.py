@@ -36,7 +36,10 @@ class Peer:
         source: str = "127.0.0.1",
         hello: dict[str, Any] | None = None,
     ) -> None:
-        self.ws = connect(url, source_address=(source, 0), max_size=None, open_timeout=10)
+        # Entered by hand, as the library's client does: the connection outlives a block.
+        self.ws = connect(
+            url, source_address=(source, 0), max_size=None, open_timeout=10
+        ).__enter__()
         self.reader = protocol.ClientConnection()
         self.inbox: list[dict[str, Any]] = []
         self.send_json({"type": "hello", "protocol": 1, "client": name, **(hello or {})})

@@ -16,6 +16,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from layerbridge.protocol import Limits
 from tests.test_hardening_faults import read_frame
 from tests.test_hardening_isolation import Peer, Result, outcome
 from tests.test_hardening_load import (
@@ -131,7 +132,7 @@ def test_ended_jobs_are_let_go_on_time_without_any_traffic(serve, classic_engine
 
 @pytest.mark.parametrize("offset", [2500, 1 << 20])
 def test_an_offset_cannot_inflate_the_canvas(serve, classic_engine, tmp_path, offset) -> None:
-    running = serve(classic_engine, max_pixels=512 * 512, output_dir=tmp_path)
+    running = serve(classic_engine, limits=Limits(max_pixels=512 * 512), output_dir=tmp_path)
     pixel = design(1, 1, seed=0)
     with Peer(running.url, "offset") as peer:
         peer.submit("far", pixel, {"save": "far.psd"}, op="split", name="layer", x=offset, y=offset)
