@@ -1,0 +1,97 @@
+"""What a connection may hold before it has proved anything, and for how long.
+
+A connection that has not said ``hello`` is a stranger: it may send only small frames
+(one text frame's worth, see :data:`PRE_HELLO_FRAME_BYTES`), only so many strangers are
+let in at once (the rest get HTTP 503 at the handshake), and a stranger that stays silent
+is closed after ``hello_timeout_s``. Once greeted, a connection that stops reading is
+closed when a send has waited ``send_timeout_s``: its frames would otherwise pin the
+memory of every job it streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import logging
+from collections.abc import Awaitable
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.http11 import Request, Response
+
+log = logging.getLogger("layerbridge.server")
+
+#: Largest frame accepted before ``hello``: a text message's limit (protocol 64 KiB).
+PRE_HELLO_FRAME_BYTES = 64 * 1024
+#: Close code for a connection that said nothing in time (policy violation).
+CLOSE_POLICY = 1008
+
+
+class ConnectionGuard:
+    """Counts connections, all and those not greeted yet, and turns away the excess."""
+
+    def __init__(self, max_connections: int, max_before_hello: int) -> None:
+        self.max_connections = max_connections
+        self.max_before_hello = max_before_hello
+        self.open = 0
+        self.waiting_for_hello = 0
+
+    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """websockets' ``process_request`` hook: 503 when either cap is reached."""
+        if self.open >= self.max_connections:
+            reason = f"the server has its maximum of {self.max_connections} connections"
+        elif self.waiting_for_hello >= self.max_before_hello:
+            reason = f"{self.max_before_hello} connections are waiting to say hello"
+        else:
+            return None
+        log.warning("refused a connection from %s: %s", _address(connection), reason)
+        return connection.respond(
+            http.HTTPStatus.SERVICE_UNAVAILABLE, f"{reason}; try again in a moment\n"
+        )
+
+    def opened(self) -> None:
+        self.open += 1
+        self.waiting_for_hello += 1
+
+    def greeted(self) -> None:
+        self.waiting_for_hello -= 1
+
+    def closed(self, greeted: bool) -> None:
+        self.open -= 1
+        if not greeted:
+            self.waiting_for_hello -= 1
+
+
+def allow_full_frames(ws: ServerConnection, max_frame_bytes: int) -> None:
+    """After ``hello``: frames up to the server's pixel limit (websockets reads the limit
+    from its protocol object for every new frame)."""
+    ws.protocol.max_message_size = max_frame_bytes
+
+
+def close_unless_greeted(
+    ws: ServerConnection, is_greeted: Any, timeout_s: float
+) -> asyncio.TimerHandle:
+    """Close ``ws`` after ``timeout_s`` unless ``is_greeted()`` by then."""
+
+    def check() -> None:
+        if not is_greeted():
+            log.info("closed %s: no hello within %g s", _address(ws), timeout_s)
+            asyncio.ensure_future(ws.close(CLOSE_POLICY, "no hello in time"))
+
+    return asyncio.get_running_loop().call_later(timeout_s, check)
+
+
+async def send_within(ws: ServerConnection, sending: Awaitable[None], timeout_s: float) -> None:
+    """Await ``sending``; if the peer has not taken it within ``timeout_s``, drop the
+    connection (abort: a close handshake would wait behind the same full buffer)."""
+    try:
+        await asyncio.wait_for(sending, timeout_s)
+    except asyncio.TimeoutError:
+        log.info("closed %s: it read nothing for %g s", _address(ws), timeout_s)
+        ws.transport.abort()
+        raise
+
+
+def _address(ws: ServerConnection) -> str:
+    address = ws.remote_address
+    return str(address[0]) if isinstance(address, tuple) and address else "?"
