@@ -83,13 +83,13 @@ def close_unless_greeted(
 
 async def send_within(ws: ServerConnection, sending: Awaitable[None], timeout_s: float) -> None:
     """Await ``sending``; if the peer has not taken it within ``timeout_s``, drop the
-    connection (abort: a close handshake would wait behind the same full buffer)."""
+    connection (abort: a close handshake would wait behind the same full buffer). The
+    next send on it raises ``ConnectionClosed``, which ends its streams as usual."""
     try:
         await asyncio.wait_for(sending, timeout_s)
     except asyncio.TimeoutError:
         log.info("closed %s: it read nothing for %g s", _address(ws), timeout_s)
         ws.transport.abort()
-        raise
 
 
 def _address(ws: ServerConnection) -> str:
