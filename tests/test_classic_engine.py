@@ -12,9 +12,9 @@ from layerbridge.engines.base import (
     JobCancelled,
     JobContext,
     JobRequest,
-    create_engine,
 )
 from layerbridge.engines.classic import ClassicEngine
+from layerbridge.engines.registry import create_engine
 
 
 def _request(op: str, layers: object = "auto") -> JobRequest:

@@ -139,7 +139,7 @@ def test_prompt_ops_on_classic_fail_with_the_engines_message(classic_server, op)
 
 @pytest.fixture(scope="module")
 def tiny_engine() -> Engine:
-    from layerbridge.engines.base import create_engine
+    from layerbridge.engines.registry import create_engine
 
     try:
         engine = create_engine("tiny")

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from layerbridge import __version__, protocol
-from layerbridge.server import DEFAULT_PORT
-
-ENGINES = ("classic", "qwen", "tiny")
+from layerbridge.engines.registry import ENGINE_NAMES as ENGINES
+from layerbridge.server import ServerConfig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,7 +117,8 @@ def engine_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def load_engine(args: argparse.Namespace) -> Any:
-    from layerbridge.engines.base import EngineError, create_engine
+    from layerbridge.engines.registry import create_engine
+    from layerbridge.types import EngineError
 
     try:
         engine = create_engine(args.engine, **engine_options(args))
@@ -136,17 +136,18 @@ def load_engine(args: argparse.Namespace) -> Any:
 
 
 def add_serve(commands: Any) -> None:
+    defaults = ServerConfig()
     serve = commands.add_parser("serve", help="run the websocket server for the plug-ins")
     serve.add_argument(
         "--host",
-        default="127.0.0.1",
-        help="address to bind (default 127.0.0.1; any other needs --token)",
+        default=defaults.host,
+        help=f"address to bind (default {defaults.host}; any other needs --token)",
     )
     serve.add_argument(
         "--port",
         type=int,
-        default=DEFAULT_PORT,
-        help=f"port (default {DEFAULT_PORT}; 0 picks a free one)",
+        default=defaults.port,
+        help=f"port (default {defaults.port}; 0 picks a free one)",
     )
     serve.add_argument(
         "--token",
@@ -160,15 +161,17 @@ def add_serve(commands: Any) -> None:
         metavar="ORIGIN",
         help="a browser Origin allowed to connect (repeatable); none by default",
     )
-    serve.add_argument("--max-pixels", type=int, default=protocol.Limits().max_pixels)
-    serve.add_argument("--max-layers", type=int, default=protocol.Limits().max_layers)
-    serve.add_argument("--max-queue", type=int, default=64)
-    serve.add_argument("--max-jobs-per-client", type=int, default=8)
-    serve.add_argument("--job-timeout", type=float, default=3600.0, help="seconds per job")
+    serve.add_argument("--max-pixels", type=int, default=defaults.limits.max_pixels)
+    serve.add_argument("--max-layers", type=int, default=defaults.limits.max_layers)
+    serve.add_argument("--max-queue", type=int, default=defaults.max_queue)
+    serve.add_argument("--max-jobs-per-client", type=int, default=defaults.max_jobs_per_client)
+    serve.add_argument(
+        "--job-timeout", type=float, default=defaults.job_timeout_s, help="seconds per job"
+    )
     serve.add_argument(
         "--result-ttl",
         type=float,
-        default=1800.0,
+        default=defaults.result_ttl_s,
         help="seconds a finished job's results are kept for fetch",
     )
     serve.add_argument(
@@ -184,7 +187,7 @@ def add_serve(commands: Any) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from layerbridge.server import ServerConfig, run_server
+    from layerbridge.server import run_server
 
     try:  # before loading the engine: a refused bind should not wait for a model
         ServerConfig(host=args.host, token=args.token).check()
@@ -240,9 +243,10 @@ def add_decompose(commands: Any) -> None:
 def run_decompose(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from layerbridge.engines.base import EngineError, InputImage, JobContext, JobRequest
+    from layerbridge.engines.base import JobContext, JobRequest
     from layerbridge.export import export_layers
     from layerbridge.image_files import ImageFileError, read_image
+    from layerbridge.types import EngineError, InputImage
 
     try:
         pixels = read_image(args.image)

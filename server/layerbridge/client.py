@@ -15,37 +15,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
-from websockets.frames import Opcode
 from websockets.sync.client import ClientConnection as WebSocket
 from websockets.sync.client import connect
 
-try:  # inside the package, or beside it in the GIMP plug-in's folder
-    from layerbridge import protocol
-except ImportError:  # pragma: no cover - the plug-in's vendored copy
-    import protocol  # type: ignore[no-redef]
+from layerbridge import protocol
+from layerbridge.logs import TokenSafeLogger
+from layerbridge.protocol import CancelMessage, FetchMessage, HelloMessage
+from layerbridge.types import ErrorCode, LayerBridgeError
 
 DEFAULT_URL = "ws://127.0.0.1:7861"
 FINAL_TYPES = ("done", "error", "cancelled")
 START_HINT = "start it with `layerbridge serve` (see the LayerBridge README)"
-
-
-class TokenSafeLogger(logging.LoggerAdapter):
-    """websockets' connection logger without the contents of text frames going one way.
-
-    At DEBUG websockets logs the start of every frame; a ``hello`` carries the token,
-    which must never reach a log. ``direction`` is ``">"`` for frames sent (a client)
-    or ``"<"`` for frames received (the server). All else is logged as websockets does.
-    """
-
-    def __init__(self, logger: logging.Logger, direction: str) -> None:
-        super().__init__(logger, {})
-        self.direction = direction
-
-    def log(self, level, msg, *args, **kwargs):  # type: ignore[no-untyped-def]
-        frame = args[0] if args else None
-        if msg == f"{self.direction} %s" and getattr(frame, "opcode", None) is Opcode.TEXT:
-            args = (f"TEXT [{len(frame.data)} bytes, not logged: it may hold the token]",)
-        super().log(level, msg, *args, **kwargs)
 
 
 class ServerUnavailable(ConnectionError):
@@ -56,12 +36,13 @@ class ProtocolMismatch(RuntimeError):
     """The server speaks another protocol version."""
 
 
-class ServerError(RuntimeError):
+class ServerError(LayerBridgeError, RuntimeError):
     """An ``error`` message from the server: ``code`` is stable, ``message`` says what to do."""
 
-    def __init__(self, code: str, message: str, job: str | None = None) -> None:
-        super().__init__(f"{message} ({code})")
-        self.code, self.message, self.job = code, message, job
+    def __init__(self, code: ErrorCode | str, message: str, job: str | None = None) -> None:
+        super().__init__(code, message)
+        self.args = (f"{message} ({code})",)
+        self.job = job
 
 
 @dataclass
@@ -120,10 +101,10 @@ class Client:
             raise ServerUnavailable(
                 f"no LayerBridge server at {self.url} ({exc}); {START_HINT}"
             ) from exc
-        self._send(protocol.encode(protocol.hello_message(self.client_name, self.token)))
+        self._send(protocol.encode(HelloMessage(self.client_name, self.token)))
         reply = self._receive()
         if reply["type"] == "error":
-            if reply["code"] == protocol.PROTOCOL_MISMATCH:
+            if reply["code"] == ErrorCode.PROTOCOL_MISMATCH:
                 raise ProtocolMismatch(reply["message"])
             raise ServerError(reply["code"], reply["message"])
         if reply["type"] != "welcome":
@@ -152,11 +133,11 @@ class Client:
         return job
 
     def cancel(self, job: str) -> None:
-        self._send(protocol.encode({"type": "cancel", "job": job}))
+        self._send(protocol.encode(CancelMessage(job)))
 
     def fetch(self, job: str) -> None:
         """Ask for a job's results again (after a reconnect); read them with ``events``."""
-        self._send(protocol.encode({"type": "fetch", "job": job}))
+        self._send(protocol.encode(FetchMessage(job)))
 
     # --- results ------------------------------------------------------------------
 

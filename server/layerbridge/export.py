@@ -28,8 +28,8 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 from PIL import Image
 
-from layerbridge.engines.base import Layer
 from layerbridge.imaging import composite, trim_to_alpha
+from layerbridge.types import Layer
 
 FORMATS = ("psd", "ora", "png")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 PLUGIN_NAME = "layerbridge"
 PLUGIN_FILES = ("layerbridge.py", "plugin_core.py")
-CLIENT_FILES = ("__init__.py", "protocol.py", "client.py")
+CLIENT_FILES = ("__init__.py", "types.py", "protocol.py", "logs.py", "client.py")
 COMPILED_SUFFIXES = (".so", ".pyd", ".dylib", ".c")
 FLATPAK_ID = "org.gimp.GIMP"
 

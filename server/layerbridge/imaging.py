@@ -1,6 +1,6 @@
 """Host-free RGBA image and layer maths shared by the server, engines, export and tests.
 
-Everything here works on plain numpy arrays and :class:`~layerbridge.engines.base.Layer`
+Everything here works on plain numpy arrays and :class:`~layerbridge.types.Layer`
 objects, so the same code defines "what the user sees" for every engine and every test.
 Colours are sRGB and not premultiplied, as on the wire; blending is done in float.
 """
@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import cv2
 import numpy as np
 
-from layerbridge.engines.base import Layer
+from layerbridge.types import Layer
 
 __all__ = ["composite", "over", "resize_premultiplied", "to_float", "to_uint8", "trim_to_alpha"]
 

@@ -22,20 +22,33 @@ from typing import Any
 import numpy as np
 
 from layerbridge import protocol
-from layerbridge.engines.base import (
-    Engine,
-    EngineError,
-    JobCancelled,
-    JobContext,
-    JobRequest,
-    Layer,
-)
+from layerbridge.engines.base import Engine, JobContext, JobRequest
 from layerbridge.export import export_layers
 from layerbridge.imaging import trim_to_alpha
+from layerbridge.protocol import (
+    CancelledMessage,
+    DoneMessage,
+    ErrorMessage,
+    LayerMessage,
+    PreviewMessage,
+    ProgressMessage,
+    Timings,
+)
+from layerbridge.types import (
+    EngineError,
+    ErrorCode,
+    JobCancelled,
+    JobState,
+    Layer,
+    LayerBridgeError,
+    is_out_of_memory,
+    out_of_memory_error,
+)
 
 log = logging.getLogger("layerbridge.jobs")
 
-FINAL_STATES = ("done", "failed", "cancelled")
+#: Kept for code that imported it; ``JobState.final`` is the rule.
+FINAL_STATES = tuple(state for state in JobState if state.final)
 
 
 @dataclass(frozen=True)
@@ -56,7 +69,7 @@ class Frame:
 
 
 def message_frame(
-    message: dict[str, Any], data: bytes | None = None, durable: bool = True
+    message: protocol.Message, data: bytes | memoryview | None = None, durable: bool = True
 ) -> Frame:
     return Frame(protocol.encode(message), data, durable)
 
@@ -71,8 +84,8 @@ class Job:
         )
         self.owner = owner
         self.size = size  # the document's (width, height)
-        self.state = "queued"
-        self.outcome_code: str | None = None
+        self.state = JobState.QUEUED
+        self.outcome_code: ErrorCode | str | None = None
         self.frames: list[Frame] = []
         self.nbytes = 0
         self.ctx = JobContext()
@@ -88,7 +101,7 @@ class Job:
 
     @property
     def finished(self) -> bool:
-        return self.state in FINAL_STATES
+        return self.state.final
 
     def append(self, frame: Frame) -> None:
         """Record a frame and wake every connection streaming this job (event loop only)."""
@@ -98,7 +111,7 @@ class Job:
         self.nbytes += frame.size
         self._wake()
 
-    def finish(self, state: str, frame: Frame, code: str | None = None) -> None:
+    def finish(self, state: JobState, frame: Frame, code: ErrorCode | str | None = None) -> None:
         if self.finished:
             return
         self.frames.append(frame)
@@ -119,8 +132,8 @@ class Job:
         self._changed = asyncio.Event()
 
 
-class QueueFull(Exception):
-    pass
+class QueueFull(LayerBridgeError):
+    """The queue (or this client's share of it) has no room: ``code`` says which."""
 
 
 class FairQueue:
@@ -138,13 +151,13 @@ class FairQueue:
     def put(self, job: Job) -> None:
         if len(self) >= self.max_jobs:
             raise QueueFull(
-                protocol.QUEUE_FULL,
+                ErrorCode.QUEUE_FULL,
                 f"the server's queue is full ({self.max_jobs} jobs); try again when a job is done",
             )
         queue = self._queues.setdefault(job.owner, deque())
         if len(queue) >= self.max_per_client:
             raise QueueFull(
-                protocol.TOO_MANY_JOBS,
+                ErrorCode.TOO_MANY_JOBS,
                 f"this client already has {self.max_per_client} jobs queued; wait for one to "
                 "finish or cancel one",
             )
@@ -226,24 +239,18 @@ def layer_frame(job_id: str, index: int, count: int, layer: Layer) -> Frame:
     # A view of the pixels, not a copy: websockets sends any bytes-like object.
     data = memoryview(pixels).cast("B")
     height, width = pixels.shape[:2]
-    header = {
-        "type": "layer",
-        "job": job_id,
-        "index": index,
-        "count": count,
-        "name": trimmed.name,
-        "x": int(trimmed.x),
-        "y": int(trimmed.y),
-        "width": int(width),
-        "height": int(height),
-        "sha256": hashlib.sha256(data).hexdigest(),
-    }
+    header = LayerMessage(
+        job=job_id,
+        index=index,
+        count=count,
+        name=trimmed.name,
+        x=int(trimmed.x),
+        y=int(trimmed.y),
+        width=int(width),
+        height=int(height),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
     return message_frame(header, data)
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """CUDA's OutOfMemoryError (torch) or a host MemoryError, without importing torch."""
-    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
 
 
 class Worker:
@@ -281,7 +288,7 @@ class Worker:
 
     async def run(self, job: Job) -> None:
         loop = asyncio.get_running_loop()
-        job.state, job.started_at = "running", time.monotonic()
+        job.state, job.started_at = JobState.RUNNING, time.monotonic()
         job.ctx = JobContext(lambda event: loop.call_soon_threadsafe(self._report, job, event))
         outcome: asyncio.Future[None] = loop.create_future()
         thread = threading.Thread(
@@ -295,7 +302,7 @@ class Worker:
             await asyncio.wait_for(asyncio.shield(outcome), self.timeout_s)
             self._succeed(job)
         except JobCancelled:
-            job.finish("cancelled", message_frame({"type": "cancelled", "job": job.id}))
+            job.finish(JobState.CANCELLED, message_frame(CancelledMessage(job.id)))
         except asyncio.TimeoutError:
             job.ctx.cancel()
             # The abandoned thread settles ``outcome`` later (JobCancelled at best): take its
@@ -303,7 +310,7 @@ class Worker:
             outcome.add_done_callback(lambda f: f.cancelled() or f.exception())
             self.fail(
                 job,
-                protocol.TIMEOUT,
+                ErrorCode.TIMEOUT,
                 f"the job ran past the server's limit of "
                 f"{self.timeout_s:g} s (--job-timeout) and was stopped",
             )
@@ -356,7 +363,7 @@ class Worker:
 
     def _save(self, job: Job, layers: list[Layer]) -> None:
         """Write the layers to the output folder when the job asked (``params.save``)."""
-        name = job.request.params.get("save")
+        name = job.request.params.save
         if not name or self.output_dir is None:
             return
         job.ctx.progress(1.0, "save")
@@ -365,52 +372,44 @@ class Worker:
     def _report(self, job: Job, event: dict[str, Any]) -> None:
         if "preview" in event:
             pixels = np.ascontiguousarray(event["preview"], dtype=np.uint8)
-            header = {
-                "type": "preview",
-                "job": job.id,
-                "width": int(pixels.shape[1]),
-                "height": int(pixels.shape[0]),
-            }
+            header = PreviewMessage(job.id, int(pixels.shape[1]), int(pixels.shape[0]))
             job.append(message_frame(header, memoryview(pixels).cast("B"), durable=False))
         else:
-            job.append(message_frame({"type": "progress", "job": job.id, **event}, durable=False))
+            progress = ProgressMessage(
+                job.id, event["fraction"], event["stage"], event.get("step"), event.get("steps")
+            )
+            job.append(message_frame(progress, durable=False))
 
     def _succeed(self, job: Job) -> None:
         now = time.monotonic()
         started = job.started_at or now
-        done = {
-            "type": "done",
-            "job": job.id,
-            "width": job.size[0],
-            "height": job.size[1],
-            "layers": job.ctx.layer_count or 0,
-            "timings": {
-                "queued_s": round(started - job.submitted_at, 4),
-                "run_s": round(now - started, 4),
-                "total_s": round(now - job.submitted_at, 4),
-            },
-        }
-        if job.saved is not None:
-            done["saved"] = str(job.saved)
-        job.finish("done", message_frame(done))
+        timings = Timings(
+            queued_s=round(started - job.submitted_at, 4),
+            run_s=round(now - started, 4),
+            total_s=round(now - job.submitted_at, 4),
+        )
+        done = DoneMessage(
+            job=job.id,
+            width=job.size[0],
+            height=job.size[1],
+            layers=job.ctx.layer_count or 0,
+            timings=timings,
+            saved=None if job.saved is None else str(job.saved),
+        )
+        job.finish(JobState.DONE, message_frame(done))
 
-    def fail(self, job: Job, code: str, message: str) -> None:
-        job.finish("failed", message_frame(protocol.error_message(code, message, job.id)), code)
+    def fail(self, job: Job, code: ErrorCode | str, message: str) -> None:
+        job.finish(JobState.FAILED, message_frame(ErrorMessage(code, message, job.id)), code)
 
     def _fail_unexpected(self, job: Job, exc: Exception) -> None:
         if is_out_of_memory(exc):
-            self.fail(
-                job,
-                protocol.OUT_OF_MEMORY,
-                f"out of memory: {exc}. Try a smaller image "
-                "or fewer layers, or start the server with a memory option (see "
-                "`layerbridge serve --help`)",
-            )
+            error = out_of_memory_error(exc)
+            self.fail(job, error.code, error.message)
             return
         log.exception("job %s failed in the engine", job.id, exc_info=exc)
         self.fail(
             job,
-            protocol.ENGINE_FAILED,
+            ErrorCode.ENGINE_FAILED,
             f"the {self.engine.name} engine failed: {type(exc).__name__}: {exc}",
         )
 

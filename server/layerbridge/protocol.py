@@ -1,14 +1,17 @@
 """LayerBridge protocol v1, sans I/O: messages in, events out, no sockets.
 
-This module is the single place that knows the wire format (``shared/PROTOCOL.md``).
-The asyncio server, the synchronous client used by the GIMP plug-in and the tests all
-drive it. It uses the standard library only, so the GIMP plug-in can ship a copy.
+This module is the single place that knows the wire format (``shared/PROTOCOL.md``), in
+both directions. The asyncio server, the synchronous client used by the GIMP plug-in and
+the tests all drive it. It uses the standard library only (and :mod:`layerbridge.types`,
+which does too), so the GIMP plug-in can ship a copy.
 
 A connection alternates JSON text frames and, after a message that announces them,
 binary frames of raw RGBA8 pixels. :class:`ServerConnection` turns what a client sends
 into :class:`Hello`, :class:`Submit`, :class:`Cancel` and :class:`Fetch` events and
 raises :class:`ProtocolError` for anything malformed; :class:`ClientConnection` builds
-a client's frames and turns the server's frames into message dicts.
+a client's frames and turns the server's frames into message dicts. Every message either
+side sends is a typed :class:`Message` (:class:`WelcomeMessage`, :class:`LayerMessage`,
+:class:`SubmitMessage`, ...) turned into text by the one encoder, :func:`encode`.
 """
 
 from __future__ import annotations
@@ -16,61 +19,55 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from layerbridge.types import (
+    OPS,
+    ErrorCode,
+    GenerateParams,
+    LayerBridgeError,
+    LayerCount,
+    OpParams,
+    param_names,
+    params_class,
+)
 
 PROTOCOL_VERSION = 1
-OPS = ("decompose", "generate", "regenerate", "split")
 BINARY_MESSAGES = ("layer", "preview")  # server messages followed by one binary frame
 MAX_TEXT_BYTES = 64 * 1024
 MAX_JOB_ID_LENGTH = 128
 MAX_PROMPT_LENGTH = 4000
 MAX_COORDINATE = 1 << 20
 
-# Stable error codes. Clients may switch on them; the message is for people.
-BAD_JSON = "bad_json"
-BAD_MESSAGE = "bad_message"
-UNKNOWN_TYPE = "unknown_type"
-HELLO_REQUIRED = "hello_required"
-PROTOCOL_MISMATCH = "protocol_mismatch"
-UNAUTHORIZED = "unauthorized"
-UNKNOWN_OP = "unknown_op"
-UNSUPPORTED_OP = "unsupported_op"
-BAD_PARAMS = "bad_params"
-BAD_INPUT = "bad_input"
-WRONG_BYTE_COUNT = "wrong_byte_count"
-UNEXPECTED_BINARY = "unexpected_binary"
-MISSING_BINARY = "missing_binary"
-TOO_MANY_PIXELS = "too_many_pixels"
-TOO_MANY_LAYERS = "too_many_layers"
-QUEUE_FULL = "queue_full"
-TOO_MANY_JOBS = "too_many_jobs"
-TOO_MANY_FETCHES = "too_many_fetches"
-DUPLICATE_JOB = "duplicate_job"
-UNKNOWN_JOB = "unknown_job"
-ENGINE_FAILED = "engine_failed"
-OUT_OF_MEMORY = "out_of_memory"
-TIMEOUT = "timeout"
-MODEL_MISSING = "model_missing"
-SHUTTING_DOWN = "shutting_down"
+
+# Each code by its name as well (``protocol.BAD_PARAMS``), for code written before the enum;
+# taken from the enum, so the codes are still listed once.
+globals().update(ErrorCode.__members__)
+if TYPE_CHECKING:
+
+    def __getattr__(name: str) -> ErrorCode: ...
+
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]+$")
 # A file name the server may write into its output folder: no folders, no dot first.
 _SAVE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9 _.()-]{0,150}\.(psd|ora)$", re.IGNORECASE)
 
 
-class ProtocolError(Exception):
+class ProtocolError(LayerBridgeError):
     """Something a peer sent that breaks the protocol; answered with an ``error`` message."""
 
-    def __init__(self, code: str, message: str, job: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+    def __init__(self, code: ErrorCode | str, message: str, job: str | None = None) -> None:
+        super().__init__(code, message)
         self.job = job
 
+    def to_error(self) -> ErrorMessage:
+        return ErrorMessage(self.code, self.message, self.job)
+
     def to_message(self) -> dict[str, Any]:
-        return error_message(self.code, self.message, self.job)
+        """The ``error`` message as its wire dict."""
+        return self.to_error().to_wire()
 
 
 @dataclass(frozen=True)
@@ -89,16 +86,209 @@ class Limits:
 # --- messages -------------------------------------------------------------------------
 
 
-def encode(message: dict[str, Any]) -> str:
-    """One JSON text frame."""
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+@dataclass(frozen=True)
+class Message:
+    """A message either side sends. Its fields are its wire keys, in wire order, after
+    ``type``; a field whose default is None is left out while it is None."""
+
+    type: ClassVar[str]
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"type": self.type}
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if value is None and spec.default is None:
+                continue
+            wire[spec.name] = _wire_value(value)
+        return wire
 
 
-def error_message(code: str, message: str, job: str | None = None) -> dict[str, Any]:
-    msg: dict[str, Any] = {"type": "error", "code": code, "message": message}
-    if job is not None:
-        msg["job"] = job
-    return msg
+def _wire_value(value: Any) -> Any:
+    if isinstance(value, Message):
+        return value.to_wire()
+    if isinstance(value, WireRecord):
+        return {spec.name: _wire_value(getattr(value, spec.name)) for spec in fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_wire_value(item) for item in value]
+    return value
+
+
+@dataclass(frozen=True)
+class WireRecord:
+    """A JSON object nested in a message: its fields are its keys, in order."""
+
+
+# server -> client
+
+
+@dataclass(frozen=True)
+class LayerRange(WireRecord):
+    min: int
+    max: int
+
+
+@dataclass(frozen=True)
+class Capabilities(WireRecord):
+    ops: list[str]
+    max_pixels: int
+    layers: LayerRange
+    resolutions: list[int]
+    max_frame_bytes: int
+    result_ttl_s: float
+
+
+@dataclass(frozen=True)
+class WelcomeMessage(Message):
+    type: ClassVar[str] = "welcome"
+    protocol: int
+    server: str
+    engine: str
+    capabilities: Capabilities
+
+
+@dataclass(frozen=True)
+class QueuedMessage(Message):
+    type: ClassVar[str] = "queued"
+    job: str
+    position: int
+
+
+@dataclass(frozen=True)
+class ProgressMessage(Message):
+    type: ClassVar[str] = "progress"
+    job: str
+    fraction: float
+    stage: str
+    step: int | None = None
+    steps: int | None = None
+
+
+@dataclass(frozen=True)
+class PreviewMessage(Message):
+    """The header of a full-document preview; its RGBA8 pixels follow as one binary frame."""
+
+    type: ClassVar[str] = "preview"
+    job: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class LayerMessage(Message):
+    """The header of one layer; its RGBA8 pixels follow as one binary frame."""
+
+    type: ClassVar[str] = "layer"
+    job: str
+    index: int
+    count: int
+    name: str
+    x: int
+    y: int
+    width: int
+    height: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Timings(WireRecord):
+    queued_s: float
+    run_s: float
+    total_s: float
+
+
+@dataclass(frozen=True)
+class DoneMessage(Message):
+    type: ClassVar[str] = "done"
+    job: str
+    width: int
+    height: int
+    layers: int
+    timings: Timings
+    saved: str | None = None
+
+
+@dataclass(frozen=True)
+class CancelledMessage(Message):
+    type: ClassVar[str] = "cancelled"
+    job: str
+
+
+@dataclass(frozen=True)
+class ErrorMessage(Message):
+    type: ClassVar[str] = "error"
+    code: ErrorCode | str
+    message: str
+    job: str | None = None
+
+
+# client -> server
+
+
+@dataclass(frozen=True)
+class HelloMessage(Message):
+    type: ClassVar[str] = "hello"
+    client: str
+    token: str | None = None
+    protocol: int = PROTOCOL_VERSION
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"type": self.type, "protocol": self.protocol, "client": self.client}
+        if self.token:
+            wire["token"] = self.token
+        return wire
+
+
+@dataclass(frozen=True)
+class InputSpec(WireRecord):
+    """An input image announced by ``submit``: a name, a size and a document offset."""
+
+    name: str
+    width: int
+    height: int
+    x: int = 0
+    y: int = 0
+
+    @property
+    def byte_count(self) -> int:
+        return self.width * self.height * 4
+
+
+@dataclass(frozen=True)
+class SubmitMessage(Message):
+    type: ClassVar[str] = "submit"
+    job: str
+    op: str
+    params: Mapping[str, Any]
+    inputs: list[InputSpec]
+
+    def to_wire(self) -> dict[str, Any]:
+        wire = super().to_wire()
+        wire["params"] = dict(self.params)
+        return wire
+
+
+@dataclass(frozen=True)
+class CancelMessage(Message):
+    type: ClassVar[str] = "cancel"
+    job: str
+
+
+@dataclass(frozen=True)
+class FetchMessage(Message):
+    type: ClassVar[str] = "fetch"
+    job: str
+
+
+def encode(message: Message | Mapping[str, Any]) -> str:
+    """One JSON text frame: the one encoder of every message (a plain dict is taken as is,
+    for tests that forge frames)."""
+    wire = message.to_wire() if isinstance(message, Message) else message
+    return json.dumps(wire, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def error_message(code: ErrorCode | str, message: str, job: str | None = None) -> dict[str, Any]:
+    """An ``error`` message as its wire dict."""
+    return ErrorMessage(code, message, job).to_wire()
 
 
 def decode(text: str | bytes) -> dict[str, Any]:
@@ -106,7 +296,7 @@ def decode(text: str | bytes) -> dict[str, Any]:
     size = len(text.encode("utf-8", "surrogatepass")) if isinstance(text, str) else len(text)
     if size > MAX_TEXT_BYTES:
         raise ProtocolError(
-            BAD_MESSAGE,
+            ErrorCode.BAD_MESSAGE,
             f"text message of {size} bytes is over the {MAX_TEXT_BYTES} byte limit; "
             "send pixels as binary frames",
         )
@@ -114,10 +304,12 @@ def decode(text: str | bytes) -> dict[str, Any]:
         message = json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise ProtocolError(
-            BAD_JSON, f"message is not valid JSON ({exc}); send one JSON object"
+            ErrorCode.BAD_JSON, f"message is not valid JSON ({exc}); send one JSON object"
         ) from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        raise ProtocolError(BAD_MESSAGE, 'a message must be a JSON object with a string "type"')
+        raise ProtocolError(
+            ErrorCode.BAD_MESSAGE, 'a message must be a JSON object with a string "type"'
+        )
     return message
 
 
@@ -147,62 +339,49 @@ def _number_in(lo: float, hi: float) -> Callable[[Any], bool]:
 
 @dataclass(frozen=True)
 class Param:
-    """One op parameter: which ops take it, what values pass, its default, a hint."""
+    """One op parameter's rule: what values pass, a hint, the ops that cannot go without it.
 
-    ops: tuple[str, ...]
+    Which ops take it and its default are the params classes' (:mod:`layerbridge.types`).
+    """
+
     check: Callable[[Any], bool]
     hint: str
-    default: Any = None
     required: tuple[str, ...] = ()
+
+    def ops(self, name: str) -> tuple[str, ...]:
+        return tuple(op for op in OPS if name in param_names(op))
 
 
 PARAMS: dict[str, Param] = {
     "prompt": Param(
-        OPS,
         _text(MAX_PROMPT_LENGTH),
         f"a string of at most {MAX_PROMPT_LENGTH} characters",
-        default="",
         required=("generate", "regenerate"),
     ),
-    "layers": Param(
-        ("decompose", "generate", "split"),
-        lambda v: v == "auto" or _is_int(v),
-        'an integer or "auto"',
-        default="auto",
-    ),
+    "layers": Param(lambda v: v == "auto" or _is_int(v), 'an integer or "auto"'),
     "seed": Param(
-        OPS,
         lambda v: v is None or _int_in(0, 2**63 - 1)(v),
         "an integer from 0 to 2**63-1, or null for a random seed",
     ),
     "steps": Param(
-        OPS,
         lambda v: v is None or _int_in(1, 200)(v),
         "an integer from 1 to 200, or null for the engine's default",
     ),
-    "width": Param(
-        ("generate",), _int_in(64, 1 << 14), "an integer from 64 to 16384", default=1024
-    ),
-    "height": Param(
-        ("generate",), _int_in(64, 1 << 14), "an integer from 64 to 16384", default=1024
-    ),
+    "width": Param(_int_in(64, 1 << 14), "an integer from 64 to 16384"),
+    "height": Param(_int_in(64, 1 << 14), "an integer from 64 to 16384"),
     "resolution": Param(
-        OPS,
         lambda v: v is None or _is_int(v),
         "one of the server's resolutions (welcome.capabilities.resolutions)",
     ),
     "negative_prompt": Param(
-        OPS,
         lambda v: v is None or _text(MAX_PROMPT_LENGTH)(v),
         f"a string of at most {MAX_PROMPT_LENGTH} characters",
     ),
     "guidance": Param(
-        OPS,
         lambda v: v is None or _number_in(0.0, 30.0)(v),
         "a number from 0 to 30 (true CFG scale), or null for the default",
     ),
     "save": Param(
-        OPS,
         lambda v: v is None or (isinstance(v, str) and bool(_SAVE_NAME.fullmatch(v))),
         "a plain file name ending in .psd or .ora (no folders), written into the "
         "server's output folder",
@@ -218,44 +397,52 @@ INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
-def validate_params(op: str, params: Any, limits: Limits, job: str | None = None) -> dict:
-    """Check ``params`` for ``op`` and return them with defaults filled in."""
+def validate_params(op: str, params: Any, limits: Limits, job: str | None = None) -> OpParams:
+    """Check ``params`` for ``op``: the op's typed params, every default applied. The only
+    place a parameter's value or a limit on it is checked."""
     if not isinstance(params, dict):
-        raise ProtocolError(BAD_PARAMS, '"params" must be a JSON object', job)
-    known = [name for name, p in PARAMS.items() if op in p.ops]
+        raise ProtocolError(ErrorCode.BAD_PARAMS, '"params" must be a JSON object', job)
+    cls = params_class(op)
+    if cls is None:
+        raise ProtocolError(
+            ErrorCode.UNKNOWN_OP, f"unknown op {op!r}; ops are {', '.join(OPS)}", job
+        )
+    known = [name for name in PARAMS if name in param_names(op)]
     for name in params:
         if name not in known:
             raise ProtocolError(
-                BAD_PARAMS,
+                ErrorCode.BAD_PARAMS,
                 f"op {op!r} takes no parameter {name!r}; it takes {', '.join(known)}",
                 job,
             )
-    result: dict[str, Any] = {}
     for name in known:
         spec = PARAMS[name]
         if name not in params:
             if op in spec.required:
-                raise ProtocolError(BAD_PARAMS, f"op {op!r} needs {name!r}: {spec.hint}", job)
-            result[name] = spec.default
+                raise ProtocolError(
+                    ErrorCode.BAD_PARAMS, f"op {op!r} needs {name!r}: {spec.hint}", job
+                )
             continue
         value = params[name]
         if not spec.check(value):
-            raise ProtocolError(BAD_PARAMS, f"{name!r} must be {spec.hint}, not {value!r}", job)
-        result[name] = value
-    if op in PARAMS["prompt"].required and not result["prompt"].strip():
-        raise ProtocolError(BAD_PARAMS, f"op {op!r} needs a non-empty 'prompt'", job)
-    _check_layer_count(result.get("layers"), limits, job)
-    if op == "generate":
-        _check_pixels(result["width"], result["height"], limits, "the generated image", job)
+            raise ProtocolError(
+                ErrorCode.BAD_PARAMS, f"{name!r} must be {spec.hint}, not {value!r}", job
+            )
+    result = cls(**params)
+    if op in PARAMS["prompt"].required and not result.prompt.strip():
+        raise ProtocolError(ErrorCode.BAD_PARAMS, f"op {op!r} needs a non-empty 'prompt'", job)
+    _check_layer_count(getattr(result, "layers", None), limits, job)
+    if isinstance(result, GenerateParams):
+        _check_pixels(result.width, result.height, limits, "the generated image", job)
     return result
 
 
-def _check_layer_count(layers: Any, limits: Limits, job: str | None) -> None:
+def _check_layer_count(layers: LayerCount | None, limits: Limits, job: str | None) -> None:
     if layers is None or layers == "auto":
         return
     if not limits.min_layers <= layers <= limits.max_layers:
         raise ProtocolError(
-            TOO_MANY_LAYERS if layers > limits.max_layers else BAD_PARAMS,
+            ErrorCode.TOO_MANY_LAYERS if layers > limits.max_layers else ErrorCode.BAD_PARAMS,
             f"'layers' is {layers}; this server makes {limits.min_layers} to "
             f'{limits.max_layers} layers, or "auto"',
             job,
@@ -265,7 +452,7 @@ def _check_layer_count(layers: Any, limits: Limits, job: str | None) -> None:
 def _check_pixels(width: int, height: int, limits: Limits, what: str, job: str | None) -> None:
     if width * height > limits.max_pixels:
         raise ProtocolError(
-            TOO_MANY_PIXELS,
+            ErrorCode.TOO_MANY_PIXELS,
             f"{what} is {width}x{height} = {width * height} pixels; this server takes at most "
             f"{limits.max_pixels}: scale it down or start the server with a larger --max-pixels",
             job,
@@ -273,21 +460,6 @@ def _check_pixels(width: int, height: int, limits: Limits, what: str, job: str |
 
 
 # --- server side ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """An input image announced by ``submit``: a name, a size and a document offset."""
-
-    name: str
-    width: int
-    height: int
-    x: int = 0
-    y: int = 0
-
-    @property
-    def byte_count(self) -> int:
-        return self.width * self.height * 4
 
 
 @dataclass(frozen=True)
@@ -301,7 +473,7 @@ class Hello:
 class Submit:
     job: str
     op: str
-    params: dict[str, Any]
+    params: OpParams
     inputs: list[tuple[InputSpec, bytes]] = field(default_factory=list)
 
 
@@ -322,7 +494,7 @@ def _job_id(message: dict[str, Any]) -> str:
     job = message.get("job")
     if not isinstance(job, str) or len(job) > MAX_JOB_ID_LENGTH or not _JOB_ID.fullmatch(job):
         raise ProtocolError(
-            BAD_MESSAGE,
+            ErrorCode.BAD_MESSAGE,
             f'"job" must be a client-chosen id of 1 to {MAX_JOB_ID_LENGTH} characters from '
             "A-Z a-z 0-9 _ . : - (a UUID is ideal)",
         )
@@ -333,23 +505,23 @@ def _input_spec(raw: Any, op: str, limits: Limits, job: str) -> InputSpec:
     required, optional = INPUTS[op]
     if not isinstance(raw, dict):
         raise ProtocolError(
-            BAD_INPUT, "each input must be an object {name, width, height, x, y}", job
+            ErrorCode.BAD_INPUT, "each input must be an object {name, width, height, x, y}", job
         )
     name = raw.get("name")
     if name not in required + optional:
         allowed = ", ".join(required + optional) or "none"
         raise ProtocolError(
-            BAD_INPUT, f"op {op!r} takes no input {name!r}; it takes {allowed}", job
+            ErrorCode.BAD_INPUT, f"op {op!r} takes no input {name!r}; it takes {allowed}", job
         )
     for key in ("width", "height"):
         if not _int_in(1, 1 << 16)(raw.get(key)):
             raise ProtocolError(
-                BAD_INPUT, f"input {name!r}: {key!r} must be a positive integer", job
+                ErrorCode.BAD_INPUT, f"input {name!r}: {key!r} must be a positive integer", job
             )
     for key in ("x", "y"):
         if not _int_in(-MAX_COORDINATE, MAX_COORDINATE)(raw.get(key, 0)):
             raise ProtocolError(
-                BAD_INPUT, f"input {name!r}: {key!r} must be an integer offset", job
+                ErrorCode.BAD_INPUT, f"input {name!r}: {key!r} must be an integer offset", job
             )
     spec = InputSpec(name, raw["width"], raw["height"], raw.get("x", 0), raw.get("y", 0))
     _check_pixels(spec.width, spec.height, limits, f"input {name!r}", job)
@@ -361,18 +533,20 @@ def parse_submit(message: dict[str, Any], limits: Limits) -> tuple[Submit, list[
     job = _job_id(message)
     op = message.get("op")
     if op not in OPS:
-        raise ProtocolError(UNKNOWN_OP, f"unknown op {op!r}; ops are {', '.join(OPS)}", job)
+        raise ProtocolError(
+            ErrorCode.UNKNOWN_OP, f"unknown op {op!r}; ops are {', '.join(OPS)}", job
+        )
     params = validate_params(op, message.get("params", {}), limits, job)
     raw_inputs = message.get("inputs", [])
     if not isinstance(raw_inputs, list):
-        raise ProtocolError(BAD_INPUT, '"inputs" must be a list', job)
+        raise ProtocolError(ErrorCode.BAD_INPUT, '"inputs" must be a list', job)
     specs = [_input_spec(raw, op, limits, job) for raw in raw_inputs]
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
-        raise ProtocolError(BAD_INPUT, f"an input name appears twice in {names}", job)
+        raise ProtocolError(ErrorCode.BAD_INPUT, f"an input name appears twice in {names}", job)
     missing = [name for name in INPUTS[op][0] if name not in names]
     if missing:
-        raise ProtocolError(BAD_INPUT, f"op {op!r} needs input {missing[0]!r}", job)
+        raise ProtocolError(ErrorCode.BAD_INPUT, f"op {op!r} needs input {missing[0]!r}", job)
     return Submit(job, op, params), specs
 
 
@@ -404,7 +578,7 @@ class ServerConnection:
         if self._pending is not None:
             out.append(
                 ProtocolError(
-                    MISSING_BINARY,
+                    ErrorCode.MISSING_BINARY,
                     f"submit {self._pending.job!r} announced "
                     f"{len(self._expected) + len(self._received)} input frame(s) but a text frame "
                     f"came after {len(self._received)}; "
@@ -425,7 +599,7 @@ class ServerConnection:
         if self._pending is None:
             return [
                 ProtocolError(
-                    UNEXPECTED_BINARY,
+                    ErrorCode.UNEXPECTED_BINARY,
                     "a binary frame arrived that no submit announced; "
                     "send submit with its inputs first",
                 )
@@ -436,7 +610,7 @@ class ServerConnection:
             self._reset_pending(discard_rest=True)
             return [
                 ProtocolError(
-                    WRONG_BYTE_COUNT,
+                    ErrorCode.WRONG_BYTE_COUNT,
                     f"input {spec.name!r} is {spec.width}x{spec.height} RGBA8, "
                     f"so its frame must be "
                     f"{spec.byte_count} bytes, not {len(data)}",
@@ -458,7 +632,7 @@ class ServerConnection:
             job = message.get("job")
             valid = isinstance(job, str) and len(job) <= MAX_JOB_ID_LENGTH
             raise ProtocolError(
-                HELLO_REQUIRED,
+                ErrorCode.HELLO_REQUIRED,
                 f'send "hello" before {kind!r}',
                 job if valid and _JOB_ID.fullmatch(job) else None,  # echo only a real id
             )
@@ -473,7 +647,7 @@ class ServerConnection:
         if kind == "fetch":
             return [Fetch(_job_id(message))]
         raise ProtocolError(
-            UNKNOWN_TYPE,
+            ErrorCode.UNKNOWN_TYPE,
             f"unknown message type {kind!r}; clients send hello, submit, cancel, fetch",
         )
 
@@ -481,17 +655,19 @@ class ServerConnection:
         version, client = message.get("protocol"), message.get("client")
         if not _is_int(version) or version != PROTOCOL_VERSION:
             raise ProtocolError(
-                PROTOCOL_MISMATCH,
+                ErrorCode.PROTOCOL_MISMATCH,
                 f"this server speaks LayerBridge protocol {PROTOCOL_VERSION}, the client "
                 f"{version!r}: update the plug-in and the server to the same release",
             )
         if not isinstance(client, str) or not client or len(client) > 200:
-            raise ProtocolError(BAD_MESSAGE, '"client" must name the client, e.g. "gimp/0.1.0"')
+            raise ProtocolError(
+                ErrorCode.BAD_MESSAGE, '"client" must name the client, e.g. "gimp/0.1.0"'
+            )
         token = message.get("token")
         token = token if isinstance(token, str) else None
         if not self._check_token(token):
             raise ProtocolError(
-                UNAUTHORIZED,
+                ErrorCode.UNAUTHORIZED,
                 "wrong or missing token: copy the token the server printed at start into the "
                 "plug-in's settings",
             )
@@ -506,27 +682,15 @@ class ServerConnection:
 # --- client side ----------------------------------------------------------------------
 
 
-def hello_message(client: str, token: str | None = None) -> dict[str, Any]:
-    msg: dict[str, Any] = {"type": "hello", "protocol": PROTOCOL_VERSION, "client": client}
-    if token:
-        msg["token"] = token
-    return msg
-
-
 def submit_frames(
     job: str,
     op: str,
-    params: dict[str, Any],
-    inputs: list[tuple[InputSpec, bytes]] = (),  # type: ignore[assignment]
+    params: Mapping[str, Any],
+    inputs: list[tuple[InputSpec, bytes]] | tuple[()] = (),
 ) -> list[str | bytes]:
     """The frames of one ``submit``: its JSON, then one binary frame per input, in order."""
-    specs = [
-        {"name": s.name, "width": s.width, "height": s.height, "x": s.x, "y": s.y}
-        for s, _ in inputs
-    ]
-    frames: list[str | bytes] = [
-        encode({"type": "submit", "job": job, "op": op, "params": params, "inputs": specs})
-    ]
+    specs = [spec for spec, _ in inputs]
+    frames: list[str | bytes] = [encode(SubmitMessage(job, op, params, specs))]
     for spec, data in inputs:
         if len(data) != spec.byte_count:
             raise ValueError(f"input {spec.name!r} has {len(data)} bytes, not {spec.byte_count}")
@@ -549,7 +713,7 @@ class ClientConnection:
             return self._binary(bytes(frame))
         if self._header is not None:
             raise ProtocolError(
-                MISSING_BINARY,
+                ErrorCode.MISSING_BINARY,
                 f"the server sent text after a "
                 f"{self._header['type']!r} header instead of its pixels",
             )
@@ -562,11 +726,13 @@ class ClientConnection:
     def _binary(self, data: bytes) -> list[dict[str, Any]]:
         header, self._header = self._header, None
         if header is None:
-            raise ProtocolError(UNEXPECTED_BINARY, "the server sent pixels with no header")
+            raise ProtocolError(
+                ErrorCode.UNEXPECTED_BINARY, "the server sent pixels with no header"
+            )
         expected = int(header["width"]) * int(header["height"]) * 4
         if len(data) != expected:
             raise ProtocolError(
-                WRONG_BYTE_COUNT,
+                ErrorCode.WRONG_BYTE_COUNT,
                 f"{header['type']} frame has {len(data)} bytes, its header says {expected}",
             )
         return [{**header, "data": data}]

@@ -24,9 +24,18 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from layerbridge import __version__, protocol
-from layerbridge.client import TokenSafeLogger
-from layerbridge.engines.base import Engine, InputImage, JobRequest
+from layerbridge.engines.base import Engine, JobRequest
 from layerbridge.jobs import FairQueue, Frame, Job, QueueFull, ResultStore, Worker, message_frame
+from layerbridge.logs import TokenSafeLogger
+from layerbridge.protocol import (
+    CancelledMessage,
+    Capabilities,
+    ErrorMessage,
+    LayerRange,
+    QueuedMessage,
+    WelcomeMessage,
+)
+from layerbridge.types import ErrorCode, GenerateParams, InputImage, JobState
 
 log = logging.getLogger("layerbridge.server")
 
@@ -109,7 +118,7 @@ class Client:
             if frame.data is not None:
                 await self.ws.send(frame.data)
 
-    async def send_message(self, message: dict) -> None:
+    async def send_message(self, message: protocol.Message) -> None:
         await self.send(message_frame(message))
 
 
@@ -125,6 +134,8 @@ class LayerBridgeServer:
             engine, self.queue, config.job_timeout_s, config.output_dir, self._announce_positions
         )
         self.clients: set[Client] = set()
+        #: Who is streaming each job right now: its stream tasks and their clients.
+        self._streams: dict[Job, dict[asyncio.Task[None], Client]] = {}
         self._server: Server | None = None
         self._worker_task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -162,7 +173,7 @@ class LayerBridgeServer:
         queued = self.queue.order()
         for job in queued:
             self.queue.remove(job)
-            self.worker.fail(job, protocol.SHUTTING_DOWN, "the server is shutting down")
+            self.worker.fail(job, ErrorCode.SHUTTING_DOWN, "the server is shutting down")
         running = self.worker.running
         if running is not None:
             with contextlib.suppress(asyncio.TimeoutError):
@@ -171,11 +182,11 @@ class LayerBridgeServer:
                 running.ctx.cancel()
                 self.worker.fail(
                     running,
-                    protocol.SHUTTING_DOWN,
+                    ErrorCode.SHUTTING_DOWN,
                     "the server is shutting down; the job was stopped before it finished",
                 )
         await asyncio.sleep(0)  # let the streams pick up the final frames
-        streams = {task for client in self.clients for task in client.streams}
+        streams = {task for tasks in self._streams.values() for task in tasks}
         if streams:
             # wait, not gather: a stream cancelled by its closing connection must not cancel
             # the shutdown itself.
@@ -230,64 +241,63 @@ class LayerBridgeServer:
 
     async def _on_error(self, client: Client, error: protocol.ProtocolError) -> None:
         log.info("client %s: %s: %s", client.name, error.code, error.message)
-        await client.send_message(error.to_message())
-        if error.code == protocol.UNAUTHORIZED:
+        await client.send_message(error.to_error())
+        if error.code == ErrorCode.UNAUTHORIZED:
             await client.ws.close(1008, "unauthorized")
 
     async def _on_hello(self, client: Client, hello: protocol.Hello) -> None:
         log.info("client %s connected from %s", client.name, client.ws.remote_address)
         await client.send_message(self.welcome())
 
-    def welcome(self) -> dict:
+    def welcome(self) -> WelcomeMessage:
         limits = self.config.limits
-        return {
-            "type": "welcome",
-            "protocol": protocol.PROTOCOL_VERSION,
-            "server": f"layerbridge/{__version__}",
-            "engine": self.engine.name,
-            "capabilities": {
-                "ops": list(self.engine.ops),
-                "max_pixels": limits.max_pixels,
-                "layers": {"min": limits.min_layers, "max": limits.max_layers},
-                "resolutions": list(self.engine.resolutions),
-                "max_frame_bytes": limits.max_frame_bytes,
-                "result_ttl_s": self.config.result_ttl_s,
-            },
-        }
+        capabilities = Capabilities(
+            ops=list(self.engine.ops),
+            max_pixels=limits.max_pixels,
+            layers=LayerRange(limits.min_layers, limits.max_layers),
+            resolutions=list(self.engine.resolutions),
+            max_frame_bytes=limits.max_frame_bytes,
+            result_ttl_s=self.config.result_ttl_s,
+        )
+        return WelcomeMessage(
+            protocol=protocol.PROTOCOL_VERSION,
+            server=f"layerbridge/{__version__}",
+            engine=self.engine.name,
+            capabilities=capabilities,
+        )
 
     async def _on_submit(self, client: Client, submit: protocol.Submit) -> None:
         error = self._refusal(submit)
         if error is not None:
-            await client.send_message(protocol.error_message(*error, job=submit.job))
+            await client.send_message(ErrorMessage(*error, job=submit.job))
             return
         job = Job(make_request(submit), client.name, document_size(submit))
         try:
             self.queue.put(job)
         except QueueFull as exc:
-            code, message = exc.args
-            await client.send_message(protocol.error_message(code, message, submit.job))
+            await client.send_message(ErrorMessage(exc.code, exc.message, submit.job))
             return
         self.results.add(job)
         self._announce_positions()
         self._stream(client, job, replay=False)
 
-    def _refusal(self, submit: protocol.Submit) -> tuple[str, str] | None:
+    def _refusal(self, submit: protocol.Submit) -> tuple[ErrorCode, str] | None:
         if self._stopping:
-            return protocol.SHUTTING_DOWN, "the server is shutting down; submit after it restarts"
+            return ErrorCode.SHUTTING_DOWN, "the server is shutting down; submit after it restarts"
         if submit.op not in self.engine.ops:
-            return protocol.UNSUPPORTED_OP, self.engine.unsupported_message(submit.op)
+            return ErrorCode.UNSUPPORTED_OP, self.engine.unsupported_message(submit.op)
         if submit.job in self.results:
-            return protocol.DUPLICATE_JOB, (
+            return ErrorCode.DUPLICATE_JOB, (
                 f"job id {submit.job!r} is already in use; give every job a new id (a UUID)"
             )
-        if submit.params.get("save") and self.config.output_dir is None:
-            return protocol.BAD_PARAMS, (
+        if submit.params.save and self.config.output_dir is None:
+            return ErrorCode.BAD_PARAMS, (
                 "this server saves no files: start it with --output-dir to use 'save'"
             )
-        resolution = submit.params.get("resolution")
+        resolution = submit.params.resolution
         if resolution is not None and resolution not in self.engine.resolutions:
             allowed = ", ".join(map(str, self.engine.resolutions)) or "none (this engine)"
-            return protocol.BAD_PARAMS, f"'resolution' {resolution} is not one of {allowed}"
+            return ErrorCode.BAD_PARAMS, f"'resolution' {resolution} is not one of {allowed}"
         return None
 
     async def _on_cancel(self, client: Client, cancel: protocol.Cancel) -> None:
@@ -295,7 +305,7 @@ class LayerBridgeServer:
         if job is None:
             await client.send_message(self._unknown_job(cancel.job))
         elif self.queue.remove(job):
-            job.finish("cancelled", message_frame({"type": "cancelled", "job": job.id}))
+            job.finish(JobState.CANCELLED, message_frame(CancelledMessage(job.id)))
             self._announce_positions()
         elif not job.finished:
             job.ctx.cancel()  # the engine stops at its next step and the worker reports it
@@ -318,13 +328,11 @@ class LayerBridgeServer:
             return
         message = f"this connection is already receiving {limit} jobs: read them and wait for "
         message += "their 'done' before fetching more"
-        await client.send_message(
-            protocol.error_message(protocol.TOO_MANY_FETCHES, message, job.id)
-        )
+        await client.send_message(ErrorMessage(ErrorCode.TOO_MANY_FETCHES, message, job.id))
 
-    def _unknown_job(self, job_id: str) -> dict:
-        return protocol.error_message(
-            protocol.UNKNOWN_JOB,
+    def _unknown_job(self, job_id: str) -> ErrorMessage:
+        return ErrorMessage(
+            ErrorCode.UNKNOWN_JOB,
             f"no job {job_id!r} here: results are kept {self.config.result_ttl_s:g} s after a "
             "job ends, and not across server restarts",
             job_id,
@@ -336,12 +344,19 @@ class LayerBridgeServer:
         task = asyncio.create_task(
             self._send_job(client, job, replay), name=f"{client.id}-{job.id}"
         )
-        task.job = job  # type: ignore[attr-defined]
         client.streams.add(task)
+        self._streams.setdefault(job, {})[task] = client
         task.add_done_callback(client.streams.discard)
+        task.add_done_callback(lambda done: self._stream_ended(job, done))
+
+    def _stream_ended(self, job: Job, task: asyncio.Task[None]) -> None:
+        streams = self._streams.get(job, {})
+        streams.pop(task, None)
+        if not streams:
+            self._streams.pop(job, None)
 
     def _streaming_clients(self, job: Job) -> set[Client]:
-        return {c for c in self.clients for t in c.streams if getattr(t, "job", None) is job}
+        return set(self._streams.get(job, {}).values())
 
     async def _send_job(self, client: Client, job: Job, replay: bool) -> None:
         """Send a job's frames to one client from the start, then as they come.
@@ -363,10 +378,7 @@ class LayerBridgeServer:
 
     def _announce_positions(self, started: Job | None = None) -> None:
         for position, job in enumerate(self.queue.order()):
-            frame = message_frame(
-                {"type": "queued", "job": job.id, "position": position}, None, durable=False
-            )
-            job.append(frame)
+            job.append(message_frame(QueuedMessage(job.id, position), durable=False))
 
 
 def make_request(submit: protocol.Submit) -> JobRequest:
@@ -379,7 +391,7 @@ def make_request(submit: protocol.Submit) -> JobRequest:
         )
         for spec, data in submit.inputs
     }
-    return JobRequest(submit.job, submit.op, dict(submit.params), inputs)
+    return JobRequest(submit.job, submit.op, submit.params, inputs)
 
 
 def document_size(submit: protocol.Submit) -> tuple[int, int]:
@@ -392,7 +404,9 @@ def document_size(submit: protocol.Submit) -> tuple[int, int]:
     if "layer" in specs:
         layer = specs["layer"]
         return max(1, layer.x + layer.width), max(1, layer.y + layer.height)
-    return submit.params["width"], submit.params["height"]
+    if not isinstance(submit.params, GenerateParams):
+        raise ValueError(f"a {submit.op} job without its input has no document size")
+    return submit.params.width, submit.params.height
 
 
 async def run_server(

@@ -1,4 +1,5 @@
-"""Engines: one interface (``base.Engine``), chosen when the server starts."""
+"""Engines: one interface (``base.Engine``), chosen by name when the server starts
+(``registry.create_engine``)."""
 
 from layerbridge.engines.base import (
     Engine,
@@ -8,8 +9,8 @@ from layerbridge.engines.base import (
     JobContext,
     JobRequest,
     Layer,
-    create_engine,
 )
+from layerbridge.engines.registry import create_engine
 
 __all__ = [
     "Engine",

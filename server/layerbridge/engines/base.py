@@ -9,50 +9,42 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
-# Stable error codes that engines raise (see shared/PROTOCOL.md for the full list).
-UNSUPPORTED_OP = "unsupported_op"
-BAD_PARAMS = "bad_params"
-BAD_INPUT = "bad_input"
-ENGINE_FAILED = "engine_failed"
-OUT_OF_MEMORY = "out_of_memory"
-MODEL_MISSING = "model_missing"
+from layerbridge.types import (
+    OPS,
+    EngineError,
+    ErrorCode,
+    InputImage,
+    JobCancelled,
+    Layer,
+    OpParams,
+    Params,
+    params_class,
+)
 
+__all__ = [
+    "Engine",
+    "EngineError",
+    "InputImage",
+    "JobCancelled",
+    "JobContext",
+    "JobRequest",
+    "Layer",
+    "required_input",
+]
 
-class EngineError(Exception):
-    """A failure the user can act on: ``code`` is stable, ``message`` says what to do."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class JobCancelled(Exception):
-    """Raised inside an engine by :meth:`JobContext.check_cancelled` once a cancel arrives."""
-
-
-@dataclass(frozen=True)
-class InputImage:
-    """An image a client sent with a job, placed at (x, y) in document coordinates."""
-
-    name: str
-    pixels: np.ndarray  # (height, width, 4) uint8, sRGB, not premultiplied
-    x: int = 0
-    y: int = 0
-
-    @property
-    def width(self) -> int:
-        return int(self.pixels.shape[1])
-
-    @property
-    def height(self) -> int:
-        return int(self.pixels.shape[0])
+# The codes engines raise, by their old names (the list itself is ``ErrorCode``).
+UNSUPPORTED_OP = ErrorCode.UNSUPPORTED_OP
+BAD_PARAMS = ErrorCode.BAD_PARAMS
+BAD_INPUT = ErrorCode.BAD_INPUT
+ENGINE_FAILED = ErrorCode.ENGINE_FAILED
+OUT_OF_MEMORY = ErrorCode.OUT_OF_MEMORY
+MODEL_MISSING = ErrorCode.MODEL_MISSING
 
 
 def required_input(request: JobRequest, name: str) -> InputImage:
@@ -70,24 +62,38 @@ def required_input(request: JobRequest, name: str) -> InputImage:
 class JobRequest:
     """The whole of one job as a plain object: what the client asked for, validated.
 
-    ``params`` holds the op's parameters with defaults filled in (see
-    ``layerbridge.protocol``); ``layers`` there is an int or ``"auto"``.
+    ``params`` are the op's typed params (:class:`~layerbridge.types.DecomposeParams`, ...)
+    with every default applied, as the protocol's validation built them; engines read their
+    attributes (``request.params.layers`` is an int or ``"auto"``). A plain mapping given
+    here (a script or test calling an engine directly) becomes the op's params class with
+    its defaults, unchecked.
     """
 
     job: str
     op: str
-    params: dict[str, Any] = field(default_factory=dict)
+    params: OpParams = field(default_factory=lambda: cast(OpParams, {}))
     inputs: dict[str, InputImage] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.params, Params):
+            object.__setattr__(self, "params", typed_params(self.op, self.params))
+        elif self.params.op != self.op:
+            raise EngineError(
+                ErrorCode.BAD_PARAMS, f"a {self.op} job got {type(self.params).__name__}"
+            )
 
-@dataclass
-class Layer:
-    """One RGBA layer: ``pixels`` (h, w, 4) uint8, not premultiplied, placed at (x, y)."""
 
-    name: str
-    pixels: np.ndarray
-    x: int = 0
-    y: int = 0
+def typed_params(op: str, values: Mapping[str, Any]) -> OpParams:
+    """``values`` as ``op``'s params class; an engine error for an unknown op or name."""
+    cls = params_class(op)
+    if cls is None:
+        raise EngineError(
+            ErrorCode.UNSUPPORTED_OP, f"unknown op {op!r}: the ops are {', '.join(OPS)}"
+        )
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise EngineError(ErrorCode.BAD_PARAMS, f"bad parameters for {op!r}: {exc}") from None
 
 
 class JobContext:
@@ -163,20 +169,3 @@ class Engine(ABC):
         Layers are at document size and position (the server trims them to their
         alpha bounds). Raise :class:`EngineError` for failures the user can fix.
         """
-
-
-def create_engine(name: str, **options: Any) -> Engine:
-    """Build the engine called ``name`` (``classic``, ``qwen`` or ``tiny``)."""
-    if name == "classic":
-        from layerbridge.engines.classic import ClassicEngine
-
-        return ClassicEngine(**options)
-    if name == "qwen":
-        from layerbridge.engines.diffusion import DiffusionEngine
-
-        return DiffusionEngine.from_pretrained(**options)
-    if name == "tiny":
-        from layerbridge.engines.diffusion import DiffusionEngine
-
-        return DiffusionEngine.tiny(**options)
-    raise ValueError(f"unknown engine {name!r}: choose classic, qwen or tiny")

@@ -45,6 +45,7 @@ from layerbridge.engines.base import (
     required_input,
 )
 from layerbridge.imaging import resize_premultiplied
+from layerbridge.types import GenerateParams
 
 log = logging.getLogger("layerbridge.diffusion")
 
@@ -319,7 +320,8 @@ class DiffusionEngine(Engine):
 
     def _run_generate(self, request: JobRequest, ctx: JobContext) -> Iterator[Layer]:
         params = request.params
-        size = (int(params.get("width") or 1024), int(params.get("height") or 1024))
+        assert isinstance(params, GenerateParams)  # JobRequest types params by its op
+        size = (params.width, params.height)
         image = self._text_to_image(params, size, ctx)
         ctx.preview(image)
         layers = self._decompose(image, params, ctx, 0.5, 1.0)

@@ -17,6 +17,7 @@ from layerbridge.engines.base import (
     required_input,
 )
 from layerbridge.engines.classic.decompose import decompose
+from layerbridge.types import DecomposeParams, SplitParams
 
 _NEEDS_MODEL = (
     "the classic engine is weight-free and cannot {what}: start the server with "
@@ -65,11 +66,12 @@ class ClassicEngine(Engine):
         estimate_alpha_cf(image, trimap)
 
     def run(self, request: JobRequest, ctx: JobContext) -> Iterator[Layer]:
-        if request.op not in self.ops:
+        params = request.params
+        if request.op not in self.ops or not isinstance(params, (DecomposeParams, SplitParams)):
             raise EngineError(UNSUPPORTED_OP, self.unsupported_message(request.op))
         source = required_input(request, "image" if request.op == "decompose" else "layer")
         pixels = np.asarray(source.pixels)
-        count = self._count(request.params.get("layers", "auto"))
+        count = self._count(params.layers)
         ctx.progress(0.0, "start")
         layers = decompose(pixels, count, ctx.progress, ctx.check_cancelled)
         ctx.progress(1.0, "done")
