@@ -84,6 +84,7 @@ class ErrorCode(WireEnum):
     TIMEOUT = "timeout"
     MODEL_MISSING = "model_missing"
     SHUTTING_DOWN = "shutting_down"
+    SERVER_BUSY = "server_busy"
 
 
 class JobState(WireEnum):
