@@ -200,7 +200,8 @@ def test_client_killed_mid_stream_fetches_every_layer_once_after_reconnect(
     image = design(seed=3)
     sock = raw_connect(running.url)
     raw_send(sock, hello("killed"))
-    assert json.loads(read_frame(sock)[1])["type"] == "welcome"
+    welcome = json.loads(read_frame(sock)[1])
+    assert welcome["type"] == "welcome"
     for frame in submit("killed-job", image):
         raw_send(sock, frame)
     while True:  # read until the first layer's pixels arrived, then die
@@ -210,9 +211,9 @@ def test_client_killed_mid_stream_fetches_every_layer_once_after_reconnect(
     # An abrupt kill: RST, no close frame.
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
-    job = running.server.results.get("killed-job")
+    [job] = [j for j in running.server.results.jobs() if j.id == "killed-job"]
     assert not job.finished, "the stream was not cut in the middle"
-    with running.client("back") as client:
+    with running.client("back", secret=welcome["secret"]) as client:  # the same client
         client.fetch("killed-job")
         result = client.wait("killed-job", timeout=60)
     check_job_complete(result, image)  # indices 0..count-1 once each, sha256, composite

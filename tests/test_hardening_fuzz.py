@@ -195,7 +195,7 @@ def check_items(items: list) -> None:
 @given(frames=frame_sequences)
 def test_sans_io_connection_never_raises_and_recovers(frames: list) -> None:
     server = server_token_check()
-    conn = protocol.ServerConnection(SMALL, server._check_token)
+    conn = protocol.ServerConnection(SMALL, server.tokens.check)
     for frame in frames:
         if isinstance(frame, str):
             check_items(conn.receive_text(frame))
@@ -322,7 +322,13 @@ def fresh_decompose(url: str) -> None:
 
 
 def test_real_server_survives_fuzzed_frames_and_memory_returns(serve, classic_engine) -> None:
-    running = serve(classic_engine, token=TOKEN, limits=SMALL, max_jobs_per_client=64)
+    running = serve(
+        classic_engine,
+        token=TOKEN,
+        limits=SMALL,
+        max_jobs_per_client=64,
+        failed_token_delay_s=0.001,  # fuzzed hellos guess tokens; the delay has its own test
+    )
     fresh_decompose(running.url)  # warm every code path once before the baseline
     sent = {"frames": 0, "batches": 0}
     baseline = rss_bytes()

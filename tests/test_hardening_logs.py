@@ -14,7 +14,7 @@ from pathlib import Path
 
 from websockets.exceptions import ConnectionClosed
 
-from layerbridge.logsafe import escape
+from layerbridge.logs import escape
 from tests.test_hardening_faults import read_frame
 from tests.test_hardening_isolation import Peer, outcome
 from tests.test_hardening_load import raw_connect, wait_until

@@ -360,14 +360,16 @@ def run_procedure(procedure, run_mode, image, drawables, config, data):
         Gimp.progress_init(f"LayerBridge: connecting to {settings.server}")
         client = core.connect(settings.server, settings.token)
         settings.save(Gimp.directory())  # remembered once a server answered at it
-        watcher = core.CancelWatcher.start(settings.server, settings.token)
+        watcher = core.CancelWatcher.start(settings.server, settings.token, secret=client.secret)
         try:
             outcome = core.run_job(
                 client,
                 request,
                 host,
                 job=watcher.job,
-                reconnect=lambda: core.connect(settings.server, settings.token),
+                reconnect=lambda: core.connect(
+                    settings.server, settings.token, secret=client.secret
+                ),
             )
         finally:
             watcher.stop()

@@ -33,30 +33,46 @@ class PositionAnnouncer:
         min_interval_s: float = 0.5,
     ) -> None:
         self.order, self.tell, self.min_interval_s = order, tell, min_interval_s
-        self._told: dict[int, tuple[int, float]] = {}  # id(job) -> (position, when)
-        self._pending: asyncio.Handle | None = None
+        self._told: dict[Positioned, tuple[int, float]] = {}  # job -> (position, when)
+        self._soon: asyncio.Handle | None = None
+        self._later: asyncio.TimerHandle | None = None
 
     def changed(self) -> None:
         """The queue changed: announce once the current burst of events has been handled."""
-        if self._pending is None:
-            self._pending = asyncio.get_running_loop().call_soon(self._announce)
+        if self._soon is None:
+            self._soon = asyncio.get_running_loop().call_soon(self._announce)
+
+    def tell_new(self, job: Positioned) -> None:
+        """A job just queued hears its position now, before the worker may take it; the
+        jobs it moved hear theirs with the next announcement."""
+        order = list(self.order())
+        if job in order:
+            position = order.index(job)
+            self.tell(job, position)
+            self._told[job] = (position, time.monotonic())
+        self.changed()
 
     def _announce(self) -> None:
-        self._pending = None
+        self._soon = None
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
         now = time.monotonic()
-        told: dict[int, tuple[int, float]] = {}
+        told: dict[Positioned, tuple[int, float]] = {}
         retry_at: float | None = None
         for position, job in enumerate(self.order()):
-            last = self._told.get(id(job))
-            told[id(job)] = last if last is not None else (-1, 0.0)
+            last = self._told.get(job)
             if last is not None and last[0] == position:
+                told[job] = last
                 continue
+            # A job's first position and position 0 are told at once; moves are throttled.
             due = 0.0 if last is None or position == 0 else last[1] + self.min_interval_s
-            if now >= due:
+            if last is None or now >= due:
                 self.tell(job, position)
-                told[id(job)] = (position, now)
+                told[job] = (position, now)
             else:
+                told[job] = last
                 retry_at = due if retry_at is None else min(retry_at, due)
         self._told = told  # jobs that left the queue are forgotten
         if retry_at is not None:
-            self._pending = asyncio.get_running_loop().call_later(retry_at - now, self._announce)
+            self._later = asyncio.get_running_loop().call_later(retry_at - now, self._announce)
