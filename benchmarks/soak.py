@@ -159,7 +159,7 @@ def client_loop(n: int, url: str, until: float, tally: Tally) -> None:
                     next(client.events(job, timeout=60))
                 kill(client)
                 tally.add("killed_mid_job")
-                client = Client(url, f"soak-{n}-back")
+                client = Client(url, f"soak-{n}-back", secret=client.secret)  # the same client
                 client.connect()
                 for job in jobs:
                     client.fetch(job)

@@ -334,3 +334,46 @@ def test_a_refused_submit_costs_one_error_and_its_frames_are_taken_quietly(
         assert len(bad) == 1 and bad[0]["type"] == "error", bad
         assert peer.inbox == [], peer.inbox  # no job-less unexpected_binary
         assert peer.drain(0.3) == []
+
+
+def test_serve_reads_a_team_tokens_file_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.txt"
+    bad.write_text("alice short\n")
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "layerbridge.cli",
+            "serve",
+            "--port",
+            "0",
+            "--tokens-file",
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode != 0 and "Traceback" not in run.stderr
+    assert "bad.txt:1" in run.stderr and "shorter than 16" in run.stderr, run.stderr
+    good = tmp_path / "team.txt"
+    good.write_text("# the team\nalice alice-token-0123456789\nbob bob-token-0123456789xx\n")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "layerbridge.cli", "serve", "--port", "0"]
+        + ["--tokens-file", str(good), "--output-dir", str(tmp_path / "out")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        url = server.stdout.readline().split()[-1]
+        with Peer(url, "a", hello={"token": "alice-token-0123456789"}) as alice:
+            assert alice.welcome["type"] == "welcome"
+        with Peer(url, "x", hello={"token": "nobody-0123456789"}) as stranger:
+            assert stranger.welcome.get("code") == "unauthorized"
+    finally:
+        server.terminate()
+        server.wait(30)

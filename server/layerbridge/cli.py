@@ -182,16 +182,63 @@ def add_serve(commands: Any) -> None:
     )
     serve.add_argument("--certfile", help="TLS certificate (serve wss://)")
     serve.add_argument("--keyfile", help="TLS private key")
+    add_hardening_options(serve, defaults)
     add_engine_options(serve)
     serve.set_defaults(run=run_serve)
 
 
+def add_hardening_options(serve: argparse.ArgumentParser, defaults: ServerConfig) -> None:
+    """Who may use the server, and how much of it: team tokens and resource limits."""
+    limits = serve.add_argument_group("users and resource limits")
+    limits.add_argument(
+        "--tokens-file",
+        type=Path,
+        default=None,
+        help="a team server's users: one 'USER TOKEN' per line; each user's jobs are theirs "
+        "on any connection (see the README)",
+    )
+    limits.add_argument(
+        "--max-jobs-per-address",
+        type=int,
+        default=defaults.max_jobs_per_address,
+        help="queued jobs of all clients at one network address",
+    )
+    limits.add_argument(
+        "--memory-budget",
+        type=int,
+        default=defaults.memory_budget >> 20,
+        metavar="MIB",
+        help="MiB of queued inputs, running and kept jobs, unread frames and uploads; new "
+        f"work is refused past it (default {defaults.memory_budget >> 20})",
+    )
+    limits.add_argument("--max-connections", type=int, default=defaults.max_connections)
+    limits.add_argument(
+        "--max-connections-before-hello",
+        type=int,
+        default=defaults.max_connections_before_hello,
+    )
+    limits.add_argument(
+        "--hello-timeout",
+        type=float,
+        default=defaults.hello_timeout_s,
+        help="seconds a new connection has to say hello",
+    )
+    limits.add_argument(
+        "--send-timeout",
+        type=float,
+        default=defaults.send_timeout_s,
+        help="seconds a send may wait on a client that reads nothing before it is dropped",
+    )
+
+
 def run_serve(args: argparse.Namespace) -> int:
+    from layerbridge.identity import read_tokens_file
     from layerbridge.server import run_server
 
     try:  # before loading the engine: a refused bind should not wait for a model
-        ServerConfig(host=args.host, token=args.token).check()
-    except ValueError as exc:
+        users = read_tokens_file(args.tokens_file) if args.tokens_file else {}
+        ServerConfig(host=args.host, token=args.token, tokens=users).check()
+    except (OSError, ValueError) as exc:
         raise SystemExit(f"layerbridge: {exc}") from exc
     engine = load_engine(args)
     limits = protocol.Limits(
@@ -212,6 +259,13 @@ def run_serve(args: argparse.Namespace) -> int:
         output_dir=args.output_dir,
         certfile=args.certfile,
         keyfile=args.keyfile,
+        tokens=users,
+        max_jobs_per_address=args.max_jobs_per_address,
+        memory_budget=args.memory_budget << 20,
+        max_connections=args.max_connections,
+        max_connections_before_hello=args.max_connections_before_hello,
+        hello_timeout_s=args.hello_timeout,
+        send_timeout_s=args.send_timeout,
     )
 
     def ready(url: str) -> None:
