@@ -105,12 +105,15 @@ def wait_until(condition, timeout: float = 30.0) -> None:
 # --- raw websocket: a client that can stop reading or vanish without a close ----------
 
 
-def raw_connect(url: str, rcvbuf: int | None = None) -> socket.socket:
-    """A websocket handshake on a bare socket (optionally with a tiny receive buffer)."""
+def raw_connect(url: str, rcvbuf: int | None = None, source: str | None = None) -> socket.socket:
+    """A websocket handshake on a bare socket (optionally with a tiny receive buffer, from
+    another loopback address)."""
     parsed = urlparse(url)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     if rcvbuf:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    if source:
+        sock.bind((source, 0))
     sock.connect((parsed.hostname, parsed.port))
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall(

@@ -71,18 +71,24 @@ def test_a_big_frame_before_hello_is_answered_with_close_1009(classic_server) ->
 
 
 def test_connections_that_never_say_hello_are_capped_and_timed_out(serve, classic_engine) -> None:
-    running = serve(classic_engine, max_connections_before_hello=3, hello_timeout_s=1.5)
-    silent = [raw_connect(running.url) for _ in range(3)]
+    running = serve(classic_engine, max_connections_before_hello=8, hello_timeout_s=8)
+    # a quarter of the places per address: 2 here, from 4 addresses
+    sources = [f"127.0.0.{n}" for n in (1, 1, 2, 2, 3, 3, 4, 4)]
+    silent = [raw_connect(running.url, source=source) for source in sources[:2]]
     try:
-        with pytest.raises(InvalidStatus) as refused:
+        with pytest.raises(InvalidStatus) as refused:  # a third from the same address
             connect(running.url, open_timeout=5).close()
+        assert refused.value.response.status_code == 503
+        silent += [raw_connect(running.url, source=source) for source in sources[2:]]
+        with pytest.raises(InvalidStatus) as refused:  # all 8 places taken
+            connect(running.url, open_timeout=5, source_address=("127.0.0.9", 0)).close()
         assert refused.value.response.status_code == 503
         raw_send(silent[0], json.dumps({"type": "hello", "protocol": 1, "client": "late"}))
         silent[0].settimeout(10)
         assert read_frame(silent[0])[0] == 0x1  # welcome
         with Peer(running.url, "now") as peer:  # one fewer waiting for hello: room again
             assert peer.welcome["type"] == "welcome"
-        # the two that stay silent are closed after hello_timeout_s
+        # the others, silent, are closed after hello_timeout_s
         for sock in silent[1:]:
             sock.settimeout(10)
             opcode, payload = read_frame(sock)

@@ -11,6 +11,7 @@ memory of every job it streams.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http
 import logging
 from collections.abc import Awaitable
@@ -28,20 +29,27 @@ CLOSE_POLICY = 1008
 
 
 class ConnectionGuard:
-    """Counts connections, all and those not greeted yet, and turns away the excess."""
+    """Counts connections, all and those not greeted yet (in all and per address), and
+    turns away the excess: one address may hold a quarter of the places before hello, so
+    a guesser waiting out its failed-token delays cannot keep everyone else out."""
 
     def __init__(self, max_connections: int, max_before_hello: int) -> None:
         self.max_connections = max_connections
         self.max_before_hello = max_before_hello
+        self.max_before_hello_per_address = max(1, max_before_hello // 4)
         self.open = 0
         self.waiting_for_hello = 0
+        self._waiting_at: dict[str, int] = {}
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """websockets' ``process_request`` hook: 503 when either cap is reached."""
+        """websockets' ``process_request`` hook: 503 when a cap is reached."""
+        waiting_here = self._waiting_at.get(_address(connection), 0)
         if self.open >= self.max_connections:
             reason = f"the server has its maximum of {self.max_connections} connections"
         elif self.waiting_for_hello >= self.max_before_hello:
             reason = f"{self.max_before_hello} connections are waiting to say hello"
+        elif waiting_here >= self.max_before_hello_per_address:
+            reason = f"{waiting_here} connections from your address are waiting to say hello"
         else:
             return None
         log.warning("refused a connection from %s: %s", _address(connection), reason)
@@ -49,17 +57,23 @@ class ConnectionGuard:
             http.HTTPStatus.SERVICE_UNAVAILABLE, f"{reason}; try again in a moment\n"
         )
 
-    def opened(self) -> None:
+    def opened(self, address: str) -> None:
         self.open += 1
         self.waiting_for_hello += 1
+        self._waiting_at[address] = self._waiting_at.get(address, 0) + 1
 
-    def greeted(self) -> None:
+    def greeted(self, address: str) -> None:
         self.waiting_for_hello -= 1
+        left = self._waiting_at.get(address, 1) - 1
+        if left > 0:
+            self._waiting_at[address] = left
+        else:
+            self._waiting_at.pop(address, None)
 
-    def closed(self, greeted: bool) -> None:
+    def closed(self, address: str, greeted: bool) -> None:
         self.open -= 1
         if not greeted:
-            self.waiting_for_hello -= 1
+            self.greeted(address)  # no longer waiting either way
 
 
 def allow_full_frames(ws: ServerConnection, max_frame_bytes: int) -> None:
@@ -82,14 +96,36 @@ def close_unless_greeted(
 
 
 async def send_within(ws: ServerConnection, sending: Awaitable[None], timeout_s: float) -> None:
-    """Await ``sending``; if the peer has not taken it within ``timeout_s``, drop the
-    connection (abort: a close handshake would wait behind the same full buffer). The
-    next send on it raises ``ConnectionClosed``, which ends its streams as usual."""
-    try:
-        await asyncio.wait_for(sending, timeout_s)
-    except asyncio.TimeoutError:
-        log.info("closed %s: it read nothing for %g s", _address(ws), timeout_s)
-        ws.transport.abort()
+    """Await ``sending``; drop the connection if the peer reads nothing for ``timeout_s``.
+
+    "Reads nothing" is judged by the connection's write buffer, which shrinks whenever the
+    peer takes bytes: a slow reader on a thin link keeps its connection however long a big
+    layer takes, a reader that stopped is aborted (a close handshake would wait behind the
+    same full buffer). The next send on it raises ``ConnectionClosed``, which ends its
+    streams as usual.
+    """
+    task = asyncio.ensure_future(sending)
+    loop = asyncio.get_running_loop()
+    last_size, last_progress = -1, loop.time()
+    while True:
+        try:
+            done, _ = await asyncio.wait({task}, timeout=min(1.0, timeout_s))
+        except asyncio.CancelledError:  # the stream was stopped: so is its send
+            task.cancel()
+            raise
+        if done:
+            return task.result()
+        size = ws.transport.get_write_buffer_size()
+        if last_size < 0 or size < last_size:
+            last_progress = loop.time()
+        last_size = size
+        if loop.time() - last_progress >= timeout_s:
+            log.info("closed %s: it read nothing for %g s", _address(ws), timeout_s)
+            ws.transport.abort()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            return
 
 
 def _address(ws: ServerConnection) -> str:

@@ -269,7 +269,7 @@ class LayerBridgeServer:
         client.conn = protocol.ServerConnection(
             self.config.limits, self.tokens.check, functools.partial(self._admit, client)
         )
-        self.guard.opened()
+        self.guard.opened(client.address)
         self.clients.add(client)
         deadline = guard.close_unless_greeted(
             ws, lambda: client.identity is not None, self.config.hello_timeout_s
@@ -286,7 +286,7 @@ class LayerBridgeServer:
             pass
         finally:
             deadline.cancel()
-            self.guard.closed(greeted=client.identity is not None)
+            self.guard.closed(client.address, greeted=client.identity is not None)
             self.clients.discard(client)
             for task in client.streams:
                 task.cancel()  # the jobs go on; only this connection's streaming stops
@@ -314,7 +314,7 @@ class LayerBridgeServer:
     async def _on_hello(self, client: Client, hello: protocol.Hello) -> None:
         identity, secret = self.identities.resolve(hello.user, hello.secret)
         client.identity = identity
-        self.guard.greeted()
+        self.guard.greeted(client.address)
         guard.allow_full_frames(client.ws, self.config.limits.max_frame_bytes)
         self.token_delay.succeeded(client.address)
         log.info("client %s (%s) connected from %s", client.name, identity.label, client.address)
