@@ -109,6 +109,9 @@ class Job:
         self.finished_at: float | None = None
         self.saved: Path | None = None
         self._changed = asyncio.Event()
+        #: Told how many bytes this job's memory grew by (negative: shrank): the store's
+        #: running total, so the memory budget is counted without walking every job.
+        self.on_memory: Callable[[int], None] | None = None
 
     @property
     def id(self) -> str:
@@ -134,12 +137,15 @@ class Job:
             return  # a late frame from an abandoned engine thread
         self.frames.append(frame)
         self.nbytes += frame.size
+        self._grew(frame.size)
         self._wake()
 
     def finish(self, state: JobState, frame: Frame, code: ErrorCode | str | None = None) -> None:
         if self.finished:
             return
+        before = self.memory
         self.frames.append(frame)
+        self.nbytes += frame.size
         self.state, self.outcome_code = state, code
         self.finished_at = time.monotonic()
         # A kept result holds its output frames (counted in the memory budget), not the
@@ -152,7 +158,12 @@ class Job:
             self.frames = [frame]
             self.nbytes = frame.size
             self.generation += 1
+        self._grew(self.memory - before)
         self._wake()
+
+    def _grew(self, nbytes: int) -> None:
+        if self.on_memory is not None and nbytes:
+            self.on_memory(nbytes)
 
     async def wait_beyond(self, cursor: int) -> None:
         """Return once there is a frame at ``cursor`` or the job is finished."""
@@ -244,41 +255,57 @@ class ResultStore:
         self.ttl_s = ttl_s
         self.max_bytes = max_bytes
         self._jobs: dict[tuple[str, str], Job] = {}
+        self._bytes = 0  # sum of the kept jobs' memory, kept up to date by the jobs
 
     def __contains__(self, job_id: str) -> bool:
         """Whether any owner has a job of this id (tests and tools; clients see their own)."""
         return any(key[1] == job_id for key in self._jobs)
 
     def get(self, owner: str, job_id: str) -> Job | None:
-        return self._jobs.get((owner, job_id))
+        """The job, unless it ended more than ``ttl_s`` ago (then it is let go now)."""
+        job = self._jobs.get((owner, job_id))
+        if job is not None and job.finished and self._expired(job, time.monotonic()):
+            self.discard(job)
+            return None
+        return job
 
     def add(self, job: Job) -> None:
-        self.evict()
         self._jobs[job.key] = job
+        self._bytes += job.memory
+        job.on_memory = self._grew
 
     def discard(self, job: Job) -> None:
         if self._jobs.get(job.key) is job:
             del self._jobs[job.key]
+            self._bytes -= job.memory
+            job.on_memory = None
 
     def jobs(self) -> list[Job]:
         return list(self._jobs.values())
 
     def memory(self) -> int:
-        return sum(job.memory for job in self._jobs.values())
+        return self._bytes
 
-    def evict(self, free_bytes: int = 0) -> None:
+    def _grew(self, nbytes: int) -> None:
+        self._bytes += nbytes
+
+    def _expired(self, job: Job, now: float) -> bool:
+        return now - (job.finished_at or now) > self.ttl_s
+
+    def evict(self, free_bytes: int = 0) -> int:
         """Drop finished jobs past their time, then the oldest finished while over
-        ``max_bytes`` or until ``free_bytes`` more are free."""
+        ``max_bytes`` or until ``free_bytes`` more are free; return how many went."""
         now = time.monotonic()
         finished = sorted(
             (j for j in self._jobs.values() if j.finished), key=lambda j: j.finished_at or 0
         )
-        total = self.memory()
-        target = min(self.max_bytes, total - free_bytes)
+        target = min(self.max_bytes, self._bytes - free_bytes)
+        gone = 0
         for job in finished:
-            if now - (job.finished_at or now) > self.ttl_s or total > target:
-                total -= job.memory
-                del self._jobs[job.key]
+            if self._expired(job, now) or self._bytes > target:
+                self.discard(job)
+                gone += 1
+        return gone
 
 
 def layer_frame(job_id: str, index: int, count: int, layer: Layer) -> Frame:

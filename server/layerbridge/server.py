@@ -25,7 +25,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from layerbridge import __version__, guard, protocol
-from layerbridge.budget import MemoryBudget
+from layerbridge.budget import MemoryBudget, release_free_memory
 from layerbridge.engines.base import Engine, JobRequest
 from layerbridge.identity import FailedTokenDelay, Identities, Identity, TokenBook
 from layerbridge.jobs import FairQueue, Frame, Job, QueueFull, ResultStore, Worker, message_frame
@@ -260,7 +260,8 @@ class LayerBridgeServer:
         every_s = min(5.0, max(0.05, self.config.result_ttl_s / 4))
         while True:
             await asyncio.sleep(every_s)
-            self.results.evict()
+            if self.results.evict():
+                release_free_memory()
 
     # --- connections --------------------------------------------------------------
 
@@ -400,7 +401,6 @@ class LayerBridgeServer:
         self._stream(client, job, replay=False)
 
     async def _on_cancel(self, client: Client, cancel: protocol.Cancel) -> None:
-        self.results.evict()
         job = self.results.get(client.owner, cancel.job)
         if job is None:
             await client.send_message(self._unknown_job(cancel.job))
@@ -426,7 +426,6 @@ class LayerBridgeServer:
             await client.send_message(CancelledMessage(job.id))
 
     async def _on_fetch(self, client: Client, fetch: protocol.Fetch) -> None:
-        self.results.evict()
         job = self.results.get(client.owner, fetch.job)
         if job is None:
             await client.send_message(self._unknown_job(fetch.job))
@@ -502,8 +501,9 @@ class LayerBridgeServer:
 
     def _unread_bytes(self) -> int:
         """Jobs no longer kept whose frames a slow reader is still being sent."""
-        kept = {id(job) for job in self.results.jobs()}
-        return sum(job.memory for job in self._streams if id(job) not in kept)
+        return sum(
+            job.memory for job in self._streams if self.results.get(job.owner, job.id) is not job
+        )
 
     def _upload_bytes(self) -> int:
         return sum(client.conn.pending_bytes for client in self.clients)
