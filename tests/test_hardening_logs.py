@@ -67,12 +67,14 @@ def test_no_token_in_the_log_at_debug_even_in_fragments(tmp_path: Path) -> None:
         assert "ws://127.0.0.1:" in line, server.stderr.read() if server.poll() else line
         url = line.split()[-1]
         hello = json.dumps({"type": "hello", "protocol": 1, "client": "frag", "token": TOKEN})
+        secrets = []
         for pieces in (7, 3, len(hello)):
             sock = raw_connect(url)
             sock.settimeout(10)
             send_fragmented(sock, hello, pieces)
             opcode, payload = read_frame(sock)
             assert json.loads(payload)["type"] == "welcome"
+            secrets.append(json.loads(payload)["secret"])
             sock.close()
         sock = raw_connect(url)  # and a wrong token, fragmented
         sock.settimeout(10)
@@ -83,6 +85,8 @@ def test_no_token_in_the_log_at_debug_even_in_fragments(tmp_path: Path) -> None:
         server.send_signal(signal.SIGINT)
         _, log = server.communicate(timeout=60)
     assert "TEXT" in log or "CONT" in log  # debug logging was on and saw the frames
+    for secret in secrets:  # the welcome the server sent is not in its log either
+        assert secret[:12] not in log
     for secret in (TOKEN, TOKEN[::-1]):
         for start in range(len(secret) - 4):
             piece = secret[start : start + 5]

@@ -99,7 +99,7 @@ class Client:
                 max_size=None,  # the server announces and enforces its own limits
                 compression=None,
                 origin=self.origin,  # type: ignore[arg-type]
-                logger=TokenSafeLogger(logging.getLogger("websockets.client"), ">"),
+                logger=TokenSafeLogger(logging.getLogger("websockets.client")),
             ).__enter__()
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
             raise ServerUnavailable(

@@ -45,22 +45,23 @@ def _escape_char(char: str) -> str:
 
 
 class TokenSafeLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """websockets' connection logger without the contents of frames going one way.
+    """websockets' connection logger without the contents of text frames.
 
     At DEBUG websockets logs the start of every frame, fragments included; a ``hello``
-    carries the token, which must never reach a log. What a text or continuation frame
-    holds is replaced by its size. ``direction`` is ``">"`` for frames sent (a client) or
-    ``"<"`` for frames received (the server). All else is logged as websockets does.
+    carries the token and a ``welcome`` the client's secret, which must never reach a log.
+    What a text or continuation frame holds is replaced by its size. ``directions`` are
+    ``">"`` for frames sent and ``"<"`` for frames received (both by default). All else is
+    logged as websockets does.
     """
 
-    def __init__(self, logger: logging.Logger, direction: str) -> None:
+    def __init__(self, logger: logging.Logger, directions: str = "<>") -> None:
         super().__init__(logger, {})
-        self.direction = direction
+        self.frame_messages = {f"{direction} %s" for direction in directions}
 
     def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
         frame = args[0] if args else None
         opcode = getattr(frame, "opcode", None)
-        if msg == f"{self.direction} %s" and opcode in _SECRET_OPCODES:
+        if msg in self.frame_messages and opcode in _SECRET_OPCODES:
             size = len(getattr(frame, "data", b""))
             kind = getattr(opcode, "name", "TEXT")
             args = (f"{kind} [{size} bytes, not logged: it may hold the token]",)

@@ -209,7 +209,7 @@ class LayerBridgeServer:
             max_queue=4,
             ssl=self.config.ssl_context(),
             compression=None,  # pixels barely compress and deflate would cost CPU per frame
-            logger=TokenSafeLogger(logging.getLogger("websockets.server"), "<"),
+            logger=TokenSafeLogger(logging.getLogger("websockets.server")),
         )
         self._tasks = [
             asyncio.create_task(self.worker.run_forever(), name="worker"),
