@@ -3,7 +3,8 @@
 `layerbridge serve` runs as its own process (so its memory is measured alone, from
 /proc) with a memory budget. Honest client threads loop: connect, submit designs, check
 every layer (each once, sha256, composite back to the image), sometimes vanish and come
-back with their secret to fetch. Attacker threads, for the first part of the run:
+back with their secret to fetch (from 127.0.0.1). Attacker threads, for the first part of
+the run, the floods from addresses of their own (127.0.0.5 to .8):
 
 - churn: submit and cancel 1x1 jobs as fast as the server answers;
 - snoop: fetch and cancel job ids it did not submit;
@@ -128,7 +129,7 @@ def honest_loop(n: int, url: str, until: float, tally: Tally) -> None:
 
 def churn(url: str, until: float, tally: Tally) -> None:
     tiny = design(1, 1, seed=0)
-    with Peer(url, "churn") as peer:
+    with Peer(url, "churn", source="127.0.0.5") as peer:
         k = 0
         while time.monotonic() < until:
             for _ in range(50):
@@ -141,7 +142,7 @@ def churn(url: str, until: float, tally: Tally) -> None:
 
 def snoop(url: str, until: float, tally: Tally) -> None:
     rng = random.Random(7)
-    with Peer(url, "snoop") as peer:
+    with Peer(url, "snoop", source="127.0.0.6") as peer:
         while time.monotonic() < until:
             job = f"{rng.randrange(1 << 64):x}"
             peer.send_json({"type": rng.choice(("fetch", "cancel")), "job": job})
@@ -155,7 +156,7 @@ def crowd(url: str, until: float, tally: Tally) -> None:
     """Eight connections from one address submit until refused and never read."""
     image = design(512, 512, seed=3)
     while time.monotonic() < until:
-        socks = [raw_connect(url, rcvbuf=4096) for _ in range(8)]
+        socks = [raw_connect(url, rcvbuf=4096, source="127.0.0.7") for _ in range(8)]
         for n, sock in enumerate(socks):
             raw_send(sock, hello(f"crowd-{n}"))
             for k in range(8):
@@ -170,13 +171,13 @@ def crowd(url: str, until: float, tally: Tally) -> None:
 def strangers(url: str, until: float, tally: Tally) -> None:
     while time.monotonic() < until:
         for _ in range(4):
-            sock = raw_connect(url)
+            sock = raw_connect(url, source="127.0.0.8")
             try:
                 raw_send(sock, b"\0" * (8 * MiB))  # closed with 1009 after the header
             except OSError:
                 tally.add("stranger_big_frame_closed")
             sock.close()
-        silent = [raw_connect(url) for _ in range(4)]
+        silent = [raw_connect(url, source="127.0.0.8") for _ in range(4)]
         time.sleep(4)  # past --hello-timeout: closed by the server
         for sock in silent:
             sock.settimeout(1)

@@ -131,3 +131,31 @@ async def send_within(ws: ServerConnection, sending: Awaitable[None], timeout_s:
 def _address(ws: ServerConnection) -> str:
     address = ws.remote_address
     return str(address[0]) if isinstance(address, tuple) and address else "?"
+
+
+class Pace:
+    """At most ``rate`` messages a second from one connection (bursts of ``rate``), and a
+    turn for every other connection after each message.
+
+    A handler whose socket is full of frames would otherwise handle them all before any
+    other connection is served: one client sending submit+cancel pairs as fast as it can
+    kept every other client's handshake waiting. Past the rate the handler waits, stops
+    reading, and TCP slows the sender down; nothing is refused.
+    """
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self._tokens = rate
+        self._last = asyncio.get_running_loop().time()
+
+    async def wait(self) -> None:
+        now = asyncio.get_running_loop().time()
+        self._tokens = min(self.rate, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens < 1:
+            await asyncio.sleep((1 - self._tokens) / self.rate)
+            self._tokens = 1.0
+            self._last = asyncio.get_running_loop().time()
+        else:
+            await asyncio.sleep(0)  # a turn for the others
+        self._tokens -= 1

@@ -72,6 +72,8 @@ class ServerConfig:
     send_timeout_s: float = 60.0
     #: First delay before a wrong token is answered; it doubles per failure (per address).
     failed_token_delay_s: float = 0.25
+    #: Frames one connection may send a second (in bursts as large); beyond, it waits.
+    max_messages_per_s: float = 200.0
     #: Jobs one connection may be receiving at once (its own and fetched ones): each costs a
     #: task, so a client sending fetches without reading would otherwise grow memory freely.
     max_streams_per_client: int = 32
@@ -275,8 +277,10 @@ class LayerBridgeServer:
         deadline = guard.close_unless_greeted(
             ws, lambda: client.identity is not None, self.config.hello_timeout_s
         )
+        pace = guard.Pace(self.config.max_messages_per_s)
         try:
             async for frame in ws:
+                await pace.wait()
                 if isinstance(frame, str):
                     items = client.conn.receive_text(frame)
                 else:
