@@ -71,8 +71,13 @@ def test_a_big_frame_before_hello_is_answered_with_close_1009(classic_server) ->
 
 
 def test_connections_that_never_say_hello_are_capped_and_timed_out(serve, classic_engine) -> None:
-    running = serve(classic_engine, max_connections_before_hello=8, hello_timeout_s=8)
-    # a quarter of the places per address: 2 here, from 4 addresses
+    running = serve(
+        classic_engine,
+        max_connections_before_hello=8,
+        max_connections_before_hello_per_address=2,  # as a server off loopback would have
+        hello_timeout_s=8,
+    )
+    # 2 places per address here, from 4 addresses
     sources = [f"127.0.0.{n}" for n in (1, 1, 2, 2, 3, 3, 4, 4)]
     silent = [raw_connect(running.url, source=source) for source in sources[:2]]
     try:

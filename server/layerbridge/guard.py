@@ -30,13 +30,13 @@ CLOSE_POLICY = 1008
 
 class ConnectionGuard:
     """Counts connections, all and those not greeted yet (in all and per address), and
-    turns away the excess: one address may hold a quarter of the places before hello, so
+    turns away the excess: one address may hold only part of the places before hello, so
     a guesser waiting out its failed-token delays cannot keep everyone else out."""
 
-    def __init__(self, max_connections: int, max_before_hello: int) -> None:
+    def __init__(self, max_connections: int, max_before_hello: int, per_address: int) -> None:
         self.max_connections = max_connections
         self.max_before_hello = max_before_hello
-        self.max_before_hello_per_address = max(1, max_before_hello // 4)
+        self.max_before_hello_per_address = per_address
         self.open = 0
         self.waiting_for_hello = 0
         self._waiting_at: dict[str, int] = {}

@@ -67,6 +67,9 @@ class ServerConfig:
     memory_budget: int = 3 << 30
     max_connections: int = 256
     max_connections_before_hello: int = 32
+    #: Of those, from one address: by default a quarter off loopback, all on loopback
+    #: (where every client shares the address and a burst of local clients is normal).
+    max_connections_before_hello_per_address: int | None = None
     hello_timeout_s: float = 10.0
     #: A send that waits this long on a client that reads nothing closes its connection.
     send_timeout_s: float = 60.0
@@ -93,6 +96,14 @@ class ServerConfig:
             return ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return False
+
+    @property
+    def before_hello_per_address(self) -> int:
+        if self.max_connections_before_hello_per_address is not None:
+            return self.max_connections_before_hello_per_address
+        if self.loopback:
+            return self.max_connections_before_hello
+        return max(1, self.max_connections_before_hello // 4)
 
     def check(self) -> None:
         """Refuse a configuration that would expose the server to anyone on the network."""
@@ -165,7 +176,9 @@ class LayerBridgeServer:
         self.identities = Identities()
         self.token_delay = FailedTokenDelay(first_s=config.failed_token_delay_s)
         self.guard = guard.ConnectionGuard(
-            config.max_connections, config.max_connections_before_hello
+            config.max_connections,
+            config.max_connections_before_hello,
+            config.before_hello_per_address,
         )
         self.queue = FairQueue(
             config.max_queue, config.max_jobs_per_client, config.max_jobs_per_address
