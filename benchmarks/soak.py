@@ -9,6 +9,10 @@ mid-job on others, then reconnect and fetch. At the end it prints how many clien
 jobs the server held at once, the faults survived and the server's peak memory.
 
     python benchmarks/soak.py [--minutes 5] [--clients 16] [--fault-rate 0.1]
+    python benchmarks/soak.py --attack [--minutes 10] [--clients 6] [--budget-mib 1024]
+
+``--attack`` runs honest clients beside the attacks of benchmarks/attackers.py against
+`layerbridge serve` in its own process, and checks its memory against its budget.
 """
 
 from __future__ import annotations
@@ -155,7 +159,7 @@ def client_loop(n: int, url: str, until: float, tally: Tally) -> None:
                     next(client.events(job, timeout=60))
                 kill(client)
                 tally.add("killed_mid_job")
-                client = Client(url, f"soak-{n}-back")
+                client = Client(url, f"soak-{n}-back", secret=client.secret)  # the same client
                 client.connect()
                 for job in jobs:
                     client.fetch(job)
@@ -173,7 +177,16 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--fault-rate", type=float, default=0.1)
+    parser.add_argument("--attack", action="store_true", help="honest clients beside attacks")
+    parser.add_argument("--budget-mib", type=int, default=1024, help="server memory budget")
     args = parser.parse_args()
+    if args.attack:
+        import tempfile
+
+        from benchmarks.attackers import run_attack_soak
+
+        with tempfile.TemporaryDirectory() as folder:
+            return run_attack_soak(args.minutes, args.clients, args.budget_mib, Path(folder))
 
     engine = FaultInjector(ClassicEngine(), args.fault_rate, hang_s=3.0)
     engine.inner.warm_up()

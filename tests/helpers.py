@@ -19,10 +19,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
+from psd_tools import PSDImage
+from websockets.sync.client import connect
 
+from layerbridge import protocol
 from layerbridge.client import Client
 from layerbridge.engines.base import Engine, JobContext, JobRequest, Layer
 from layerbridge.imaging import composite
@@ -174,12 +178,15 @@ def wait_until(condition, timeout: float = 30.0) -> None:
 # --- raw websocket: a client that can stop reading or vanish without a close ----------
 
 
-def raw_connect(url: str, rcvbuf: int | None = None) -> socket.socket:
-    """A websocket handshake on a bare socket (optionally with a tiny receive buffer)."""
+def raw_connect(url: str, rcvbuf: int | None = None, source: str | None = None) -> socket.socket:
+    """A websocket handshake on a bare socket (optionally with a tiny receive buffer, from
+    another loopback address)."""
     parsed = urlparse(url)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     if rcvbuf:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    if source:
+        sock.bind((source, 0))
     sock.connect((parsed.hostname, parsed.port))
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall(
@@ -220,3 +227,146 @@ def submit(job: str, image: np.ndarray) -> list:
     spec = {"name": "image", "width": image.shape[1], "height": image.shape[0]}
     message = {"type": "submit", "job": job, "op": "decompose", "params": {}, "inputs": [spec]}
     return [json.dumps(message), np.ascontiguousarray(image).tobytes()]
+
+
+# --- clients and files read back, shared by the hardening and CLI tests -----------------
+
+
+def read_frame(sock: socket.socket) -> tuple[int, bytes]:
+    """One unmasked server frame: (opcode, payload)."""
+
+    def exactly(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            assert chunk, "the server closed the connection"
+            data += chunk
+        return data
+
+    first, second = exactly(2)
+    length = second & 0x7F
+    if length == 126:
+        length = struct.unpack("!H", exactly(2))[0]
+    elif length == 127:
+        length = struct.unpack("!Q", exactly(8))[0]
+    return first & 0x0F, exactly(length)
+
+
+def read_psd_layers(path: Path) -> tuple[PSDImage, list]:
+    psd = PSDImage.open(path)
+    return psd, [layer for layer in psd.descendants() if not layer.is_group()]
+
+
+FINAL = ("done", "error", "cancelled")
+
+
+class Peer:
+    """A raw websocket client from a chosen loopback address; keeps every message."""
+
+    def __init__(
+        self,
+        url: str,
+        name: str = "peer",
+        source: str = "127.0.0.1",
+        hello: dict[str, Any] | None = None,
+    ) -> None:
+        # Entered by hand, as the library's client does: the connection outlives a block.
+        self.ws = connect(
+            url, source_address=(source, 0), max_size=None, open_timeout=10
+        ).__enter__()
+        self.reader = protocol.ClientConnection()
+        self.inbox: list[dict[str, Any]] = []
+        self.send_json({"type": "hello", "protocol": 1, "client": name, **(hello or {})})
+        self.welcome = self.next()
+
+    def __enter__(self) -> Peer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.ws.close()
+
+    @property
+    def secret(self) -> str:
+        return self.welcome["secret"]
+
+    def send_json(self, message: dict[str, Any]) -> None:
+        self.ws.send(json.dumps(message))
+
+    def submit(
+        self,
+        job: str,
+        image: np.ndarray,
+        params: dict[str, Any] | None = None,
+        op: str = "decompose",
+        name: str = "image",
+        x: int = 0,
+        y: int = 0,
+    ) -> None:
+        height, width = image.shape[:2]
+        spec = {"name": name, "width": width, "height": height, "x": x, "y": y}
+        self.send_json(
+            {"type": "submit", "job": job, "op": op, "params": params or {}, "inputs": [spec]}
+        )
+        self.ws.send(np.ascontiguousarray(image).tobytes())
+
+    def next(self, timeout: float = 30) -> dict[str, Any]:
+        """The next complete message (a layer with its pixels under "data")."""
+        deadline = time.monotonic() + timeout
+        while True:
+            messages = self.reader.receive(self.ws.recv(max(0.01, deadline - time.monotonic())))
+            if messages:
+                assert len(messages) == 1
+                return messages[0]
+
+    def until_final(self, job: str, timeout: float = 60) -> list[dict[str, Any]]:
+        """The job's messages up to its outcome; other messages are kept in ``inbox``."""
+        deadline = time.monotonic() + timeout
+        mine: list[dict[str, Any]] = []
+        for message in self.inbox:
+            if message.get("job") == job:
+                mine.append(message)
+        self.inbox = [m for m in self.inbox if m.get("job") != job]
+        while not (mine and mine[-1]["type"] in FINAL):
+            message = self.next(max(0.01, deadline - time.monotonic()))
+            (mine if message.get("job") == job else self.inbox).append(message)
+        return mine
+
+    def first_for(self, job: str, timeout: float = 30) -> dict[str, Any]:
+        """The first message about ``job`` (others stay in ``inbox``)."""
+        for message in self.inbox:
+            if message.get("job") == job:
+                self.inbox.remove(message)
+                return message
+        deadline = time.monotonic() + timeout
+        while True:
+            message = self.next(max(0.01, deadline - time.monotonic()))
+            if message.get("job") == job:
+                return message
+            self.inbox.append(message)
+
+    def drain(self, seconds: float) -> list[dict[str, Any]]:
+        """Everything that arrives within ``seconds``."""
+        deadline = time.monotonic() + seconds
+        got: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            try:
+                got.append(self.next(max(0.01, deadline - time.monotonic())))
+            except TimeoutError:
+                break
+        return got
+
+
+class Result:
+    """A job's messages as check_job_complete wants them."""
+
+    def __init__(self, messages: list[dict[str, Any]]) -> None:
+        self.layers = [m for m in messages if m["type"] == "layer"]
+        self.done = messages[-1] if messages[-1]["type"] == "done" else None
+
+
+def outcome(messages: list[dict[str, Any]]) -> str:
+    last = messages[-1]
+    return last["code"] if last["type"] == "error" else last["type"]

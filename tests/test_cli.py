@@ -18,15 +18,10 @@ from psd_tools import PSDImage
 from layerbridge.client import Client
 from layerbridge.engines.base import Layer
 from layerbridge.imaging import composite
-from tests.helpers import as_layers, image_input, start_cli_server
+from tests.helpers import as_layers, image_input, read_psd_layers, start_cli_server
 from tests.synthetic import flat_design as design
 
 LAYERBRIDGE = [sys.executable, "-m", "layerbridge.cli"]
-
-
-def read_psd_layers(path: Path) -> tuple[PSDImage, list]:
-    psd = PSDImage.open(path)
-    return psd, [layer for layer in psd.descendants() if not layer.is_group()]
 
 
 def test_decompose_writes_a_psd_that_reads_back(tmp_path: Path) -> None:
@@ -90,7 +85,7 @@ def test_decompose_psd_merged_image_is_the_picture(tmp_path: Path) -> None:
 def test_psd_merged_image_keeps_transparency(tmp_path: Path) -> None:
     """Layers that leave holes and soft edges: the merged alpha is theirs, the colours are
     theirs over white (as Photoshop stores them), and psd-tools reads the colours back."""
-    from layerbridge.export import write_psd
+    from layerbridge.export import export_layers
 
     disc = np.zeros((40, 40, 4), np.uint8)
     yy, xx = np.mgrid[:40, :40]
@@ -99,7 +94,7 @@ def test_psd_merged_image_keeps_transparency(tmp_path: Path) -> None:
     veil = np.zeros((20, 50, 4), np.uint8)
     veil[...] = (250, 200, 0, 128)
     layers = [Layer("disc", disc, 5, 5), Layer("veil", veil, 10, 30)]
-    out = write_psd(layers, (64, 64), tmp_path / "holes.psd")
+    out = export_layers(layers, (64, 64), tmp_path / "holes.psd")
     flat = composite(layers, 64, 64)
     with Image.open(out) as merged:
         pixels = np.asarray(merged.convert("RGBA")).astype(int)

@@ -233,10 +233,10 @@ spec = importlib.util.spec_from_file_location("plugin_core", sys.argv[1])
 core = importlib.util.module_from_spec(spec); sys.modules["plugin_core"] = core
 spec.loader.exec_module(core)
 client = core.connect(sys.argv[2])
-watcher = core.CancelWatcher.start(sys.argv[2], None, job=sys.argv[3])
+watcher = core.CancelWatcher.start(sys.argv[2], None, job=sys.argv[3], secret=client.secret)
 request = core.decompose_request(bytes(4 * 16 * 16), 16, 16, 0, 1)
 client.submit(request.op, request.params, request.inputs, job=watcher.job)
-print("submitted", flush=True)
+print("submitted", client.secret, flush=True)
 time.sleep(60)
 """
 
@@ -252,10 +252,11 @@ def test_a_killed_plugin_gets_its_job_cancelled(serve, tmp_path) -> None:
         text=True,
     )
     try:
-        assert plugin.stdout.readline().strip() == "submitted"
+        said, secret = plugin.stdout.readline().split()
+        assert said == "submitted"
         os.kill(plugin.pid, signal.SIGKILL)  # what GIMP does on cancel
         plugin.wait(10)
-        with Client(url, "observer") as client:
+        with Client(url, "observer", secret=secret) as client:  # the plug-in's own jobs
             client.fetch(job)
             kinds = [message["type"] for message in client.events(job, timeout=30)]
         assert kinds[-1] == "cancelled"
@@ -304,7 +305,10 @@ def test_a_dropped_connection_resumes_without_losing_or_repeating_layers(
     host = DroppingHost(client)
     try:
         outcome = core.run_job(
-            client, request, host, reconnect=lambda: core.connect(classic_server.url)
+            client,
+            request,
+            host,
+            reconnect=lambda: core.connect(classic_server.url, secret=client.secret),
         )
     finally:
         client.close()

@@ -35,6 +35,7 @@ from tests.helpers import (
     raise_bug,
     raw_connect,
     raw_send,
+    read_frame,
     start_cli_server,
     submit,
 )
@@ -89,17 +90,58 @@ def test_raise_and_out_of_memory_fail_their_job_and_the_next_runs(serve, classic
 def test_a_hung_engine_times_out_and_the_next_job_runs(serve, classic_engine, caplog) -> None:
     caplog.set_level(logging.ERROR, logger="asyncio")
     engine = FaultyEngine(classic_engine, {1: hang_ignoring_cancel, 2: hang_until_cancelled})
-    running = serve(engine, job_timeout_s=0.5)
+    # 2 s: well past the 160x120 decompose the third job is, even on a loaded machine
+    running = serve(engine, job_timeout_s=2.0)
     with running.client("hangs") as client:
         jobs = [client.submit("decompose", {}, [image_input(design(seed=k))]) for k in range(3)]
         started = time.monotonic()
         assert [outcome(client, job) for job in jobs] == ["timeout", "timeout", "done"]
-        # the third job did not wait for the first's stuck thread (3 s) to come back
-        assert time.monotonic() - started < 2.9
+        # the next job waited for the first's stuck thread (3 s) to come back: the engine
+        # is never run by two threads at once
+        assert time.monotonic() - started >= 2.9
         client.fetch(jobs[0])
-        assert "limit of 0.5 s" in list(client.events(jobs[0], timeout=10))[-1]["message"]
+        assert "limit of 2 s" in list(client.events(jobs[0], timeout=10))[-1]["message"]
     gc.collect()  # the abandoned job's settled future: its exception was taken, not leaked
     assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+
+
+class SharedPipeline(Engine):
+    """The classic engine behind one shared, stateful stage, as a diffusion pipeline's
+    scheduler is: a test double that counts how many threads are inside it at once. Its
+    first call stalls in a long "kernel" that does not look at the job's cancel flag."""
+
+    def __init__(self, inner: Engine, stall_s: float) -> None:
+        self.inner, self.stall_s = inner, stall_s
+        self.name, self.ops = inner.name, inner.ops
+        self.min_layers, self.max_layers = inner.min_layers, inner.max_layers
+        self.calls = self.inside = self.most_inside = 0
+        self.lock = threading.Lock()
+
+    def run(self, request: JobRequest, ctx: JobContext) -> Iterator[Layer]:
+        with self.lock:
+            self.calls += 1
+            first = self.calls == 1
+            self.inside += 1
+            self.most_inside = max(self.most_inside, self.inside)
+        try:
+            time.sleep(self.stall_s if first else 0.3)
+            layers = list(self.inner.run(request, ctx))
+        finally:
+            with self.lock:
+                self.inside -= 1
+        yield from layers
+
+
+def test_a_timed_out_jobs_thread_never_shares_the_engine_with_the_next(
+    serve, classic_engine
+) -> None:
+    engine = SharedPipeline(classic_engine, stall_s=5.0)
+    running = serve(engine, job_timeout_s=2.0)
+    with running.client("shared") as client:
+        images = [design(80, 60, seed=k) for k in range(3)]
+        jobs = [client.submit("decompose", {}, [image_input(image)]) for image in images]
+        assert [outcome(client, job) for job in jobs] == ["timeout", "done", "done"]
+    assert engine.most_inside == 1
 
 
 class SlowLayers(Engine):
@@ -119,26 +161,6 @@ class SlowLayers(Engine):
             yield layer
 
 
-def read_frame(sock: socket.socket) -> tuple[int, bytes]:
-    """One unmasked server frame: (opcode, payload)."""
-
-    def exactly(n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = sock.recv(n - len(data))
-            assert chunk, "the server closed the connection"
-            data += chunk
-        return data
-
-    first, second = exactly(2)
-    length = second & 0x7F
-    if length == 126:
-        length = struct.unpack("!H", exactly(2))[0]
-    elif length == 127:
-        length = struct.unpack("!Q", exactly(8))[0]
-    return first & 0x0F, exactly(length)
-
-
 def test_client_killed_mid_stream_fetches_every_layer_once_after_reconnect(
     serve, classic_engine
 ) -> None:
@@ -146,7 +168,8 @@ def test_client_killed_mid_stream_fetches_every_layer_once_after_reconnect(
     image = design(seed=3)
     sock = raw_connect(running.url)
     raw_send(sock, hello("killed"))
-    assert json.loads(read_frame(sock)[1])["type"] == "welcome"
+    welcome = json.loads(read_frame(sock)[1])
+    assert welcome["type"] == "welcome"
     for frame in submit("killed-job", image):
         raw_send(sock, frame)
     while True:  # read until the first layer's pixels arrived, then die
@@ -156,9 +179,9 @@ def test_client_killed_mid_stream_fetches_every_layer_once_after_reconnect(
     # An abrupt kill: RST, no close frame.
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
-    job = running.server.results.get("killed-job")
+    [job] = [j for j in running.server.results.jobs() if j.id == "killed-job"]
     assert not job.finished, "the stream was not cut in the middle"
-    with running.client("back") as client:
+    with running.client("back", secret=welcome["secret"]) as client:  # the same client
         client.fetch("killed-job")
         result = client.wait("killed-job", timeout=60)
     check_job_complete(result, image)  # indices 0..count-1 once each, sha256, composite

@@ -64,7 +64,9 @@ class RssSampler:
 
 
 def test_32_clients_x_4_jobs_every_layer_arrives_once(serve, classic_engine) -> None:
-    running = serve(classic_engine, max_queue=128, max_jobs_per_client=4)
+    running = serve(
+        classic_engine, max_queue=128, max_jobs_per_client=4, max_jobs_per_address=128
+    )
     clients, jobs_each = 32, 4
     sampler = RssSampler()
     failures: list[BaseException] = []
@@ -136,7 +138,8 @@ def test_queued_positions_count_down_to_zero(serve, classic_engine) -> None:
             positions[job] = [m["position"] for m in messages if m["type"] == "queued"]
     last = positions[jobs[-1]]
     assert last == sorted(last, reverse=True), last
-    assert last[-1] == 0 and max(last) >= 3 and len(set(last)) >= 3, last
+    # moves are throttled (at most about two a second per job), the first and 0 never
+    assert last[-1] == 0 and max(last) >= 3, last
     for job in jobs:
         assert positions[job] == sorted(positions[job], reverse=True)
 
@@ -245,7 +248,7 @@ def test_clients_that_stop_reading_block_no_one_and_memory_stays_bounded(
         for round_ in range(2):
             jobs, opened = stall(running.url, str(round_))
             connections += opened
-            kept += served_beside(running.url, jobs)
+            kept += served_beside(running, jobs)
             # every stalled stream has sent what the socket takes and is blocked
             time.sleep(0.3)
             settled.append(traced_bytes() - baseline)
@@ -264,19 +267,26 @@ def test_clients_that_stop_reading_block_no_one_and_memory_stays_bounded(
             connection.close()
 
 
-def served_beside(url: str, stalled_jobs: list[str]) -> int:
-    """Another client's job completes beside the stalled readers, and it fetches every one
-    of their jobs; return the bytes of layers the server keeps for these five jobs."""
+def served_beside(running, stalled_jobs: list[str]) -> int:
+    """Another client's job completes beside the stalled readers, and their jobs finish
+    all the same (only their own connections may fetch them: the server is looked at);
+    return the bytes of layers the server keeps for these five jobs."""
     kept = 0
-    with Client(url, "other") as other:
+    with Client(running.url, "other") as other:
         image = big_design(99)
         result = other.run("decompose", {}, [image_input(image)], timeout=60)
         check_job_complete(result, image)  # not blocked by the stalled readers
         kept += sum(len(m["data"]) for m in result.layers)
-        for job in stalled_jobs:  # the stalled clients' jobs finished all the same
-            other.fetch(job)
-            kept += sum(len(m["data"]) for m in other.wait(job, timeout=90).layers)
+    for job_id in stalled_jobs:
+        wait_until(lambda job_id=job_id: kept_job(running, job_id).state == "done", 90)
+        frames = kept_job(running, job_id).frames
+        kept += sum(len(frame.data) for frame in frames if frame.data is not None)
     return kept
+
+
+def kept_job(running, job_id: str):
+    [job] = [job for job in running.server.results.jobs() if job.id == job_id]
+    return job
 
 
 def big_frame_bytes() -> int:

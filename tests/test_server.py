@@ -111,7 +111,7 @@ def test_disconnect_mid_job_then_fetch_returns_everything(classic_server) -> Non
     job = client.submit("decompose", {}, [image_input(image)])
     next(m for m in client.events(job) if m["type"] == "progress")
     client.close()  # the job goes on
-    with classic_server.client("again") as again:
+    with classic_server.client("again", secret=client.secret) as again:  # the same client
         again.fetch(job)
         result = again.wait(job, timeout=120)
     assert result.done is not None and len(result.layers) == result.done["layers"] >= 1

@@ -478,14 +478,18 @@ def run_procedure(procedure, run_mode, image, drawables, config, data):
         try:
             request, host = build_job(name, image, drawables, config, interactive, client.welcome)
             core.fit_to_server(request, client.welcome)
-            watcher = core.CancelWatcher.start(settings.server, settings.token)
+            watcher = core.CancelWatcher.start(
+                settings.server, settings.token, secret=client.secret
+            )
             try:
                 outcome = core.run_job(
                     client,
                     request,
                     host,
                     job=watcher.job,
-                    reconnect=lambda: core.connect(settings.server, settings.token),
+                    reconnect=lambda: core.connect(
+                        settings.server, settings.token, secret=client.secret
+                    ),
                 )
             finally:
                 watcher.stop()

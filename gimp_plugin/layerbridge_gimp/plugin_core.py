@@ -231,9 +231,20 @@ def progress_text(message: dict[str, Any], elapsed_s: float = 0.0) -> tuple[floa
     return None, f"LayerBridge: {kind}"
 
 
-def connect(url: str, token: str | None = None, open_timeout: float = 5.0) -> Client:
-    """A connected client, or :class:`JobFailed` with a message that says what to do."""
-    client = Client(url or DEFAULT_URL, CLIENT_NAME, token=token or None, open_timeout=open_timeout)
+def connect(
+    url: str, token: str | None = None, open_timeout: float = 5.0, secret: str | None = None
+) -> Client:
+    """A connected client, or :class:`JobFailed` with a message that says what to do.
+
+    ``secret`` (an earlier client's ``secret``) makes this connection the same client to
+    the server, so it may fetch and cancel that client's jobs."""
+    client = Client(
+        url or DEFAULT_URL,
+        CLIENT_NAME,
+        token=token or None,
+        open_timeout=open_timeout,
+        secret=secret,
+    )
     try:
         client.connect()
     except ServerUnavailable as exc:
@@ -500,8 +511,9 @@ class CancelWatcher:
     GIMP 3.0 answers its progress bar's cancel button by killing the plug-in's process,
     which can run no code of its own then. The watcher holds the read end of a pipe: a
     normal end writes "done" first; a killed plug-in closes the pipe without it, and the
-    watcher connects and sends ``cancel`` for the job (the server accepts a cancel from any
-    connection, since jobs outlive connections).
+    watcher connects and sends ``cancel`` for the job, presenting the plug-in's secret (the
+    server accepts a cancel from any connection of the client that submitted the job). The
+    token and the secret travel in the environment, not on the command line.
     """
 
     def __init__(self, job: str, process: subprocess.Popen | None) -> None:
@@ -509,9 +521,15 @@ class CancelWatcher:
         self.process = process
 
     @classmethod
-    def start(cls, url: str, token: str | None = None, job: str | None = None) -> CancelWatcher:
+    def start(
+        cls,
+        url: str,
+        token: str | None = None,
+        job: str | None = None,
+        secret: str | None = None,
+    ) -> CancelWatcher:
         job = job or uuid.uuid4().hex
-        env = dict(os.environ, LAYERBRIDGE_TOKEN=token or "")  # not on the command line
+        env = dict(os.environ, LAYERBRIDGE_TOKEN=token or "", LAYERBRIDGE_SECRET=secret or "")
         detach: dict[str, Any] = (
             {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
             if os.name == "nt"
@@ -542,12 +560,14 @@ class CancelWatcher:
             self.process.kill()
 
 
-def cancel_if_orphaned(url: str, job: str, token: str | None, timeout: float = 30.0) -> int:
+def cancel_if_orphaned(
+    url: str, job: str, token: str | None, timeout: float = 30.0, secret: str | None = None
+) -> int:
     """The watcher's body: wait for the plug-in; cancel ``job`` if it vanished."""
     if sys.stdin.readline().strip() == "done":
         return 0
     try:
-        client = Client(url, f"{CLIENT_NAME} (cancel)", token=token or None)
+        client = Client(url, f"{CLIENT_NAME} (cancel)", token=token or None, secret=secret or None)
         client.connect()
         try:
             client.cancel(job)
@@ -614,4 +634,11 @@ class Settings:
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--cancel-if-orphaned"]:
-    sys.exit(cancel_if_orphaned(sys.argv[2], sys.argv[3], os.environ.get("LAYERBRIDGE_TOKEN")))
+    sys.exit(
+        cancel_if_orphaned(
+            sys.argv[2],
+            sys.argv[3],
+            os.environ.get("LAYERBRIDGE_TOKEN"),
+            secret=os.environ.get("LAYERBRIDGE_SECRET"),
+        )
+    )

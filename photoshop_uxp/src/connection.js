@@ -45,6 +45,8 @@ class Connection {
     this.detail = "";
     /** @type {Record<string, any> | null} */
     this.welcome = null;
+    /** The server's key to this panel's jobs, sent back on every reconnect. @type {string | null} */
+    this.secret = null;
     this.socket = null;
     this.failures = 0;
     this.everConnected = false;
@@ -101,7 +103,7 @@ class Connection {
     const timeout = this.timers.setTimeout(() => socket.close(), CONNECT_TIMEOUT_MS);
     socket.onopen = () => {
       this.timers.clearTimeout(timeout);
-      socket.send(JSON.stringify(helloMessage(this.options.client, this.options.token)));
+      socket.send(JSON.stringify(helloMessage(this.options.client, this.options.token, this.secret)));
     };
     socket.onmessage = (/** @type {{data: any}} */ event) => {
       if (socket !== this.socket) return;
@@ -133,6 +135,7 @@ class Connection {
         return;
       }
       this.welcome = message;
+      this.secret = message.secret || this.secret;
       this.failures = 0;
       this.everConnected = true;
       this.setState("connected", `Connected to ${message.server} (${message.engine} engine)`);

@@ -83,11 +83,15 @@ function toBytes(frame) {
   return new Uint8Array(frame);
 }
 
-/** @param {string} client e.g. "photoshop/0.1.0" @param {string} [token] */
-function helloMessage(client, token) {
+/**
+ * @param {string} client e.g. "photoshop/0.1.0" @param {string} [token]
+ * @param {string | null} [secret] the secret of the first welcome: this panel again, with its jobs
+ */
+function helloMessage(client, token, secret) {
   /** @type {Record<string, any>} */
   const message = { type: "hello", protocol: PROTOCOL_VERSION, client };
   if (token) message.token = token;
+  if (secret) message.secret = secret;
   return message;
 }
 

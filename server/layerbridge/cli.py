@@ -268,9 +268,54 @@ def add_serve(commands: Any) -> None:
     )
     serve.add_argument("--certfile", help="TLS certificate (serve wss://)")
     serve.add_argument("--keyfile", help="TLS private key")
+    add_hardening_options(serve, defaults)
     add_engine_options(serve)
     add_worker_options(serve)
     serve.set_defaults(run=run_serve)
+
+
+def add_hardening_options(serve: argparse.ArgumentParser, defaults: ServerConfig) -> None:
+    """Who may use the server, and how much of it: team tokens and resource limits."""
+    limits = serve.add_argument_group("users and resource limits")
+    limits.add_argument(
+        "--tokens-file",
+        type=Path,
+        default=None,
+        help="a team server's users: one 'USER TOKEN' per line; each user's jobs are theirs "
+        "on any connection (see the README)",
+    )
+    limits.add_argument(
+        "--max-jobs-per-address",
+        type=int,
+        default=defaults.max_jobs_per_address,
+        help="queued jobs of all clients at one network address",
+    )
+    limits.add_argument(
+        "--memory-budget",
+        type=int,
+        default=defaults.memory_budget >> 20,
+        metavar="MIB",
+        help="MiB of queued inputs, running and kept jobs, unread frames and uploads; new "
+        f"work is refused past it (default {defaults.memory_budget >> 20})",
+    )
+    limits.add_argument("--max-connections", type=int, default=defaults.max_connections)
+    limits.add_argument(
+        "--max-connections-before-hello",
+        type=int,
+        default=defaults.max_connections_before_hello,
+    )
+    limits.add_argument(
+        "--hello-timeout",
+        type=float,
+        default=defaults.hello_timeout_s,
+        help="seconds a new connection has to say hello",
+    )
+    limits.add_argument(
+        "--send-timeout",
+        type=float,
+        default=defaults.send_timeout_s,
+        help="seconds a send may wait on a client that reads nothing before it is dropped",
+    )
 
 
 def add_worker_options(serve: argparse.ArgumentParser) -> None:
@@ -319,11 +364,13 @@ def start_engine(args: argparse.Namespace) -> tuple[Engine, WorkerPool | None]:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from layerbridge.identity import read_tokens_file
     from layerbridge.server import run_server
 
     try:  # before loading the engine: a refused bind should not wait for a model
-        ServerConfig(host=args.host, token=args.token).check()
-    except ValueError as exc:
+        users = read_tokens_file(args.tokens_file) if args.tokens_file else {}
+        ServerConfig(host=args.host, token=args.token, tokens=users).check()
+    except (OSError, ValueError) as exc:
         raise SystemExit(f"layerbridge: {exc}") from exc
     engine, pool = start_engine(args)
     limits = limits_for(engine, args.max_pixels, args.max_layers)
@@ -340,6 +387,13 @@ def run_serve(args: argparse.Namespace) -> int:
         output_dir=args.output_dir,
         certfile=args.certfile,
         keyfile=args.keyfile,
+        tokens=users,
+        max_jobs_per_address=args.max_jobs_per_address,
+        memory_budget=args.memory_budget << 20,
+        max_connections=args.max_connections,
+        max_connections_before_hello=args.max_connections_before_hello,
+        hello_timeout_s=args.hello_timeout,
+        send_timeout_s=args.send_timeout,
     )
 
     def ready(url: str) -> None:
@@ -618,20 +672,15 @@ def decompose_one(
 
 
 def read_image(path: Path, limits: protocol.Limits) -> Any:
-    import numpy as np
-    from PIL import Image
+    """The image upright and in full tonal range (see :mod:`layerbridge.image_files`), refused
+    in one line past ``--max-pixels`` before any pixel is decoded."""
+    from layerbridge.image_files import ImageFileError
+    from layerbridge.image_files import read_image as read_file
 
     try:
-        with Image.open(path) as image:
-            width, height = image.size
-            if width * height > limits.max_pixels:
-                raise Failure(
-                    f"{path} is {width}x{height} = {width * height} pixels, over the limit of "
-                    f"{limits.max_pixels}: scale it down or pass a larger --max-pixels"
-                )
-            return np.asarray(image.convert("RGBA"))
-    except OSError as exc:
-        raise Failure(f"cannot read {path}: {exc}") from exc
+        return read_file(path, limits.max_pixels)
+    except ImageFileError as exc:
+        raise Failure(str(exc)) from exc
 
 
 def visible_layers(layers: list[Any]) -> list[Any]:

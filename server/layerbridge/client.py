@@ -66,10 +66,14 @@ class Client:
         token: str | None = None,
         open_timeout: float = 5.0,
         origin: str | None = None,
+        secret: str | None = None,
     ) -> None:
         self.url = url
         self.client_name = client_name
         self.token = token
+        #: The key to this client's jobs: from the first ``welcome``, sent back in every
+        #: later ``hello`` (a reconnect finds its jobs); pass one to resume another session.
+        self.secret = secret
         self.open_timeout = open_timeout
         self.origin = origin
         self.welcome: dict[str, Any] | None = None
@@ -95,13 +99,14 @@ class Client:
                 max_size=None,  # the server announces and enforces its own limits
                 compression=None,
                 origin=self.origin,  # type: ignore[arg-type]
-                logger=TokenSafeLogger(logging.getLogger("websockets.client"), ">"),
+                logger=TokenSafeLogger(logging.getLogger("websockets.client")),
             ).__enter__()
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
             raise ServerUnavailable(
                 f"no LayerBridge server at {self.url} ({exc}); {START_HINT}"
             ) from exc
-        self._send(protocol.encode(HelloMessage(self.client_name, self.token)))
+        hello = HelloMessage(self.client_name, self.token, secret=self.secret)
+        self._send(protocol.encode(hello))
         reply = self._receive()
         if reply["type"] == "error":
             if reply["code"] == ErrorCode.PROTOCOL_MISMATCH:
@@ -110,6 +115,7 @@ class Client:
         if reply["type"] != "welcome":
             raise ProtocolMismatch(f"expected welcome, the server sent {reply['type']!r}")
         self.welcome = reply
+        self.secret = reply.get("secret", self.secret)
         return reply
 
     def close(self) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 
 from layerbridge import protocol
 from layerbridge.engines.base import Engine, JobContext, JobRequest
-from layerbridge.export import export_layers
+from layerbridge.export import save_layers
 from layerbridge.imaging import trim_to_alpha
 from layerbridge.protocol import (
     CancelledMessage,
@@ -75,15 +75,30 @@ def message_frame(
 
 
 class Job:
-    """One submitted job: its request, its state and every frame it produced."""
+    """One submitted job: its request, its state and every frame it produced.
 
-    def __init__(self, request: JobRequest, owner: str, size: tuple[int, int]) -> None:
+    ``owner`` is the identity key of who submitted it (see :mod:`layerbridge.identity`):
+    job ids are per owner. ``address`` is the submitting connection's remote address and
+    ``label`` names the client in logs (escaped, no secret).
+    """
+
+    def __init__(
+        self,
+        request: JobRequest,
+        owner: str,
+        size: tuple[int, int],
+        address: str = "",
+        label: str = "",
+    ) -> None:
         self.request = request
         self.input_sizes = ",".join(
             f"{i.name}={i.width}x{i.height}" for i in request.inputs.values()
         )
-        self.owner = owner
+        self.input_bytes = sum(i.pixels.nbytes for i in request.inputs.values())
+        self.owner, self.address, self.label = owner, address, label or owner
         self.size = size  # the document's (width, height)
+        #: Bumped when the frames are replaced by the outcome alone (see ``finish``).
+        self.generation = 0
         self.state = JobState.QUEUED
         self.outcome_code: ErrorCode | str | None = None
         self.frames: list[Frame] = []
@@ -94,10 +109,23 @@ class Job:
         self.finished_at: float | None = None
         self.saved: Path | None = None
         self._changed = asyncio.Event()
+        #: Told how many bytes this job's memory grew by (negative: shrank): the store's
+        #: running total, so the memory budget is counted without walking every job.
+        self.on_memory: Callable[[int], None] | None = None
 
     @property
     def id(self) -> str:
         return self.request.job
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Unique across owners: (owner, job id)."""
+        return self.owner, self.id
+
+    @property
+    def memory(self) -> int:
+        """Bytes this job holds: its input pixels until it ends, and every frame kept."""
+        return self.input_bytes + self.nbytes
 
     @property
     def finished(self) -> bool:
@@ -109,18 +137,33 @@ class Job:
             return  # a late frame from an abandoned engine thread
         self.frames.append(frame)
         self.nbytes += frame.size
+        self._grew(frame.size)
         self._wake()
 
     def finish(self, state: JobState, frame: Frame, code: ErrorCode | str | None = None) -> None:
         if self.finished:
             return
+        before = self.memory
         self.frames.append(frame)
+        self.nbytes += frame.size
         self.state, self.outcome_code = state, code
         self.finished_at = time.monotonic()
-        # A kept result holds its output frames (counted in the store's budget), not the
+        # A kept result holds its output frames (counted in the memory budget), not the
         # client's input pixels, which nothing reads once the job is over.
         self.request = replace(self.request, inputs={})
+        self.input_bytes = 0
+        if state != JobState.DONE:
+            # A cancelled or failed job's partial layers are of no use to anyone: keep the
+            # outcome alone. Streams notice the new generation and send just that.
+            self.frames = [frame]
+            self.nbytes = frame.size
+            self.generation += 1
+        self._grew(self.memory - before)
         self._wake()
+
+    def _grew(self, nbytes: int) -> None:
+        if self.on_memory is not None and nbytes:
+            self.on_memory(nbytes)
 
     async def wait_beyond(self, cursor: int) -> None:
         """Return once there is a frame at ``cursor`` or the job is finished."""
@@ -139,29 +182,43 @@ class QueueFull(LayerBridgeError):
 class FairQueue:
     """Queued jobs, taken round robin across clients so that no client starves another."""
 
-    def __init__(self, max_jobs: int, max_per_client: int) -> None:
+    def __init__(self, max_jobs: int, max_per_client: int, max_per_address: int = 0) -> None:
         self.max_jobs = max_jobs
         self.max_per_client = max_per_client
-        self._queues: dict[str, deque[Job]] = {}
+        self.max_per_address = max_per_address or max_jobs
+        self._queues: dict[str, deque[Job]] = {}  # by owner (identity)
         self._ready = asyncio.Event()
 
     def __len__(self) -> int:
         return sum(len(q) for q in self._queues.values())
 
-    def put(self, job: Job) -> None:
+    def refusal(self, owner: str, address: str) -> tuple[ErrorCode, str] | None:
+        """Why one more job of ``owner`` from ``address`` would not fit, or None."""
         if len(self) >= self.max_jobs:
-            raise QueueFull(
+            return (
                 ErrorCode.QUEUE_FULL,
                 f"the server's queue is full ({self.max_jobs} jobs); try again when a job is done",
             )
-        queue = self._queues.setdefault(job.owner, deque())
-        if len(queue) >= self.max_per_client:
-            raise QueueFull(
+        if len(self._queues.get(owner, ())) >= self.max_per_client:
+            return (
                 ErrorCode.TOO_MANY_JOBS,
                 f"this client already has {self.max_per_client} jobs queued; wait for one to "
                 "finish or cancel one",
             )
-        queue.append(job)
+        from_address = sum(j.address == address for q in self._queues.values() for j in q)
+        if from_address >= self.max_per_address:
+            return (
+                ErrorCode.TOO_MANY_JOBS,
+                f"your network address already has {self.max_per_address} jobs queued "
+                "(--max-jobs-per-address); wait for one to finish or cancel one",
+            )
+        return None
+
+    def put(self, job: Job) -> None:
+        refusal = self.refusal(job.owner, job.address)
+        if refusal is not None:
+            raise QueueFull(*refusal)
+        self._queues.setdefault(job.owner, deque()).append(job)
         self._ready.set()
 
     def remove(self, job: Job) -> bool:
@@ -192,37 +249,63 @@ class FairQueue:
 
 
 class ResultStore:
-    """Every known job by id; finished ones kept for ``ttl_s`` within ``max_bytes``."""
+    """Every known job by (owner, id); finished ones kept for ``ttl_s`` within ``max_bytes``."""
 
     def __init__(self, ttl_s: float, max_bytes: int) -> None:
         self.ttl_s = ttl_s
         self.max_bytes = max_bytes
-        self._jobs: dict[str, Job] = {}
+        self._jobs: dict[tuple[str, str], Job] = {}
+        self._bytes = 0  # sum of the kept jobs' memory, kept up to date by the jobs
 
     def __contains__(self, job_id: str) -> bool:
-        return job_id in self._jobs
+        """Whether any owner has a job of this id (tests and tools; clients see their own)."""
+        return any(key[1] == job_id for key in self._jobs)
 
-    def get(self, job_id: str) -> Job | None:
-        return self._jobs.get(job_id)
+    def get(self, owner: str, job_id: str) -> Job | None:
+        """The job, unless it ended more than ``ttl_s`` ago (then it is let go now)."""
+        job = self._jobs.get((owner, job_id))
+        if job is not None and job.finished and self._expired(job, time.monotonic()):
+            self.discard(job)
+            return None
+        return job
 
     def add(self, job: Job) -> None:
-        self.evict()
-        self._jobs[job.id] = job
+        self._jobs[job.key] = job
+        self._bytes += job.memory
+        job.on_memory = self._grew
+
+    def discard(self, job: Job) -> None:
+        if self._jobs.get(job.key) is job:
+            del self._jobs[job.key]
+            self._bytes -= job.memory
+            job.on_memory = None
 
     def jobs(self) -> list[Job]:
         return list(self._jobs.values())
 
-    def evict(self) -> None:
-        """Drop finished jobs past their time, then the oldest finished while over budget."""
+    def memory(self) -> int:
+        return self._bytes
+
+    def _grew(self, nbytes: int) -> None:
+        self._bytes += nbytes
+
+    def _expired(self, job: Job, now: float) -> bool:
+        return now - (job.finished_at or now) > self.ttl_s
+
+    def evict(self, free_bytes: int = 0) -> int:
+        """Drop finished jobs past their time, then the oldest finished while over
+        ``max_bytes`` or until ``free_bytes`` more are free; return how many went."""
         now = time.monotonic()
         finished = sorted(
             (j for j in self._jobs.values() if j.finished), key=lambda j: j.finished_at or 0
         )
-        total = sum(j.nbytes for j in self._jobs.values())
+        target = min(self.max_bytes, self._bytes - free_bytes)
+        gone = 0
         for job in finished:
-            if now - (job.finished_at or now) > self.ttl_s or total > self.max_bytes:
-                total -= job.nbytes
-                del self._jobs[job.id]
+            if self._expired(job, now) or self._bytes > target:
+                self.discard(job)
+                gone += 1
+        return gone
 
 
 def layer_frame(job_id: str, index: int, count: int, layer: Layer) -> Frame:
@@ -258,10 +341,16 @@ class Worker:
     with a time limit.
 
     A local engine runs one job at a time (one device); a pool of workers
-    (:mod:`layerbridge.cluster`) one per worker, all taken from the one fair queue. Each
-    engine run has its own daemon thread so the event loop keeps serving while it works; a
-    job that overruns ``timeout_s`` is failed and abandoned (its thread is told to cancel)
-    so the next job can start.
+    (:mod:`layerbridge.cluster`) one per worker, all taken from the one fair queue: each
+    slot below stands for one engine worker. Each engine run has its own daemon thread so
+    the event loop keeps serving while it works.
+
+    A job that overruns ``timeout_s`` is failed at once (its client hears ``timeout``) and
+    its thread is told to cancel; its slot takes the next job only once that thread has
+    stopped. An engine holds state across a call (a diffusion pipeline's scheduler and
+    caches, the GPU memory it allocated), so a second thread inside it corrupts both jobs;
+    rebuilding the engine instead would reload its weights while the old thread still holds
+    the GPU's memory. Every engine checks for cancel at each step, so the wait is one step.
     """
 
     def __init__(
@@ -293,16 +382,28 @@ class Worker:
         await asyncio.gather(*(self._run_slot() for _ in range(self.slots)))
 
     async def _run_slot(self) -> None:
+        abandoned: threading.Thread | None = None
         while True:
+            await self._until_stopped(abandoned)
             job = await self.queue.take()
             self.active.add(job)
             self.on_start(job)
             try:
-                await self.run(job)
+                abandoned = await self.run(job)
             finally:
                 self.active.discard(job)
 
-    async def run(self, job: Job) -> None:
+    @staticmethod
+    async def _until_stopped(thread: threading.Thread | None) -> None:
+        """Wait until a timed-out job's thread has left the engine."""
+        if thread is None or not thread.is_alive():
+            return
+        log.warning("waiting for %s to stop before the next job uses the engine", thread.name)
+        while thread.is_alive():
+            await asyncio.sleep(0.05)
+
+    async def run(self, job: Job) -> threading.Thread | None:
+        """Run ``job`` to its end; return its thread if it was abandoned still running."""
         loop = asyncio.get_running_loop()
         job.state, job.started_at = JobState.RUNNING, time.monotonic()
         job.ctx = JobContext(lambda event: loop.call_soon_threadsafe(self._report, job, event))
@@ -318,6 +419,7 @@ class Worker:
             name=f"job-{job.id}",
         )
         thread.start()
+        abandoned: threading.Thread | None = None
         try:
             await asyncio.wait_for(asyncio.shield(outcome), self.timeout_s)
             self._succeed(job)
@@ -325,6 +427,7 @@ class Worker:
             job.finish(JobState.CANCELLED, message_frame(CancelledMessage(job.id)))
         except asyncio.TimeoutError:
             job.ctx.cancel()
+            abandoned = thread
             self.fail(
                 job,
                 ErrorCode.TIMEOUT,
@@ -337,6 +440,7 @@ class Worker:
             self._fail_unexpected(job, exc)
         finally:
             self._log(job)
+        return abandoned
 
     def _run_in_thread(
         self, job: Job, loop: asyncio.AbstractEventLoop, outcome: asyncio.Future[None]
@@ -384,7 +488,7 @@ class Worker:
         if not name or self.output_dir is None:
             return
         job.ctx.progress(1.0, "save")
-        job.saved = export_layers(layers, job.size, self.output_dir / name)
+        job.saved = save_layers(layers, job.size, self.output_dir, name)
 
     def _report(self, job: Job, event: dict[str, Any]) -> None:
         if "preview" in event:
@@ -434,7 +538,7 @@ class Worker:
             "job=%s op=%s client=%s inputs=%s layers=%s queued_s=%.3f run_s=%.3f outcome=%s%s",
             job.id,
             request.op,
-            job.owner,
+            job.label,
             sizes or "-",
             job.ctx.layer_count or 0,
             started - job.submitted_at,

@@ -51,8 +51,8 @@ if TYPE_CHECKING:
 
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]+$")
-# A file name the server may write into its output folder: no folders, no dot first.
-_SAVE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9 _.()-]{0,150}\.(psd|ora)$", re.IGNORECASE)
+# A client's key to its jobs (identity.new_secret makes 43 of these characters).
+_SECRET = re.compile(r"[A-Za-z0-9_-]{32,128}")
 
 
 class ProtocolError(LayerBridgeError):
@@ -147,6 +147,8 @@ class WelcomeMessage(Message):
     server: str
     engine: str
     capabilities: Capabilities
+    #: The client's key to its jobs across reconnects (send it back in ``hello``).
+    secret: str
 
 
 @dataclass(frozen=True)
@@ -237,11 +239,15 @@ class HelloMessage(Message):
     client: str
     token: str | None = None
     protocol: int = PROTOCOL_VERSION
+    #: The ``secret`` of an earlier ``welcome``: this client again, with its jobs.
+    secret: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {"type": self.type, "protocol": self.protocol, "client": self.client}
         if self.token:
             wire["token"] = self.token
+        if self.secret:
+            wire["secret"] = self.secret
         return wire
 
 
@@ -389,11 +395,26 @@ PARAMS: dict[str, Param] = {
         "a number from 0 to 30 (true CFG scale), or null for the default",
     ),
     "save": Param(
-        lambda v: v is None or (isinstance(v, str) and bool(_SAVE_NAME.fullmatch(v))),
-        "a plain file name ending in .psd or .ora (no folders), written into the "
-        "server's output folder",
+        lambda v: v is None or _is_save_name(v),
+        "a plain file name ending in .psd or .ora: ASCII letters, digits, spaces and "
+        "_ . ( ) -, not starting with a dot or a space, at most 150 characters (no folders), "
+        "written into the server's output folder",
     ),
 }
+
+
+def _is_save_name(value: Any) -> bool:
+    """The writer's own rule (export.check_save_name), so a name that passes here is one
+    the writer takes. Imported here, not at the top: the GIMP plug-in ships this module
+    alone and never validates params."""
+    from layerbridge.export import check_save_name
+
+    try:
+        check_save_name(value)
+    except ValueError:
+        return False
+    return True
+
 
 INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # op: (required inputs, optional inputs)
@@ -474,6 +495,8 @@ class Hello:
     protocol: int
     client: str
     token: str | None = None
+    secret: str | None = None
+    user: str | None = None  # the named token's user, on a team server
 
 
 @dataclass(frozen=True)
@@ -495,6 +518,8 @@ class Fetch:
 
 
 ClientEvent = Hello | Submit | Cancel | Fetch
+#: A token check: good or not, or (good, the named token's user).
+TokenCheck = Callable[[str | None], "bool | tuple[bool, str | None]"]
 
 
 def _job_id(message: dict[str, Any]) -> str:
@@ -554,7 +579,26 @@ def parse_submit(message: dict[str, Any], limits: Limits) -> tuple[Submit, list[
     missing = [name for name in INPUTS[op][0] if name not in names]
     if missing:
         raise ProtocolError(ErrorCode.BAD_INPUT, f"op {op!r} needs input {missing[0]!r}", job)
+    _check_canvas(specs, limits, job)
     return Submit(job, op, params), specs
+
+
+def canvas_size(specs: list[InputSpec]) -> tuple[int, int] | None:
+    """The document a ``layer`` input spans when no ``image`` or ``document`` says it:
+    from the origin to the layer's far corner, offsets included."""
+    named = {spec.name: spec for spec in specs}
+    if "layer" not in named or "image" in named or "document" in named:
+        return None
+    layer = named["layer"]
+    return max(1, layer.x + layer.width), max(1, layer.y + layer.height)
+
+
+def _check_canvas(specs: list[InputSpec], limits: Limits, job: str) -> None:
+    size = canvas_size(specs)
+    if size is not None:
+        layer = next(spec for spec in specs if spec.name == "layer")
+        what = f"the canvas of the layer at ({layer.x}, {layer.y})"
+        _check_pixels(size[0], size[1], limits, what, job)
 
 
 class ServerConnection:
@@ -563,14 +607,25 @@ class ServerConnection:
     ``receive_text`` and ``receive_bytes`` return what a frame completes, in order:
     client events (a ``submit`` is complete once its last input frame arrived) and
     :class:`ProtocolError` objects to answer with an ``error``. Nothing is raised, and
-    after an error the connection stays usable: the remaining binary frames of a
-    rejected submit are dropped until the next text frame.
+    after an error the connection stays usable: binary frames that follow a refused text
+    frame (a refused submit's inputs) are dropped quietly until the next text frame, so a
+    refusal costs the client exactly one error.
+
+    ``check_token(token)`` returns whether the token is good, or ``(good, user)`` where a
+    named token names its user. ``admit(submit, specs)`` may refuse a valid submit before
+    its input frames arrive (the server's own limits); it returns the error or None.
     """
 
-    def __init__(self, limits: Limits, check_token: Callable[[str | None], bool] | None = None):
+    def __init__(
+        self,
+        limits: Limits,
+        check_token: TokenCheck | None = None,
+        admit: Callable[[Submit, list[InputSpec]], ProtocolError | None] | None = None,
+    ):
         self.limits = limits
         self.client: str | None = None
         self._check_token = check_token or (lambda given: True)
+        self._admit = admit or (lambda submit, specs: None)
         self._pending: Submit | None = None
         self._expected: list[InputSpec] = []
         self._received: list[tuple[InputSpec, bytes]] = []
@@ -579,6 +634,11 @@ class ServerConnection:
     @property
     def greeted(self) -> bool:
         return self.client is not None
+
+    @property
+    def pending_bytes(self) -> int:
+        """Input pixels held for a submit whose last frame has not arrived yet."""
+        return sum(len(data) for _, data in self._received)
 
     def receive_text(self, text: str) -> list[ClientEvent | ProtocolError]:
         out: list[ClientEvent | ProtocolError] = []
@@ -598,11 +658,16 @@ class ServerConnection:
             out.extend(self._dispatch(decode(text)))
         except ProtocolError as error:
             out.append(error)
+            # Whatever this text announced (a refused submit's inputs) is not answered
+            # again: one refusal, one error.
+            self._discarding = True
         return out
 
     def receive_bytes(self, data: bytes) -> list[ClientEvent | ProtocolError]:
         if self._discarding:
             return []
+        if not self.greeted:
+            return [ProtocolError(ErrorCode.HELLO_REQUIRED, 'send "hello" before any binary frame')]
         if self._pending is None:
             return [
                 ProtocolError(
@@ -634,6 +699,11 @@ class ServerConnection:
     def _dispatch(self, message: dict[str, Any]) -> list[ClientEvent]:
         kind = message["type"]
         if kind == "hello":
+            if self.greeted:
+                raise ProtocolError(
+                    ErrorCode.BAD_MESSAGE,
+                    '"hello" was already sent on this connection; to start over, open a new one',
+                )
             return [self._hello(message)]
         if not self.greeted:
             job = message.get("job")
@@ -649,6 +719,9 @@ class ServerConnection:
             )
         if kind == "submit":
             submit, specs = parse_submit(message, self.limits)
+            refusal = self._admit(submit, specs)
+            if refusal is not None:
+                raise refusal
             if not specs:
                 return [submit]
             self._pending, self._expected, self._received = submit, specs, []
@@ -674,16 +747,25 @@ class ServerConnection:
             raise ProtocolError(
                 ErrorCode.BAD_MESSAGE, '"client" must name the client, e.g. "gimp/0.1.0"'
             )
+        secret = message.get("secret")
+        if secret is not None and not (isinstance(secret, str) and _SECRET.fullmatch(secret)):
+            raise ProtocolError(
+                ErrorCode.BAD_MESSAGE,
+                '"secret" must be the secret this server sent in "welcome" (32 to 128 '
+                "characters of A-Z a-z 0-9 _ -); leave it out to start afresh",
+            )
         token = message.get("token")
         token = token if isinstance(token, str) else None
-        if not self._check_token(token):
+        checked = self._check_token(token)
+        good, user = checked if isinstance(checked, tuple) else (checked, None)
+        if not good:
             raise ProtocolError(
                 ErrorCode.UNAUTHORIZED,
                 "wrong or missing token: copy the token the server printed at start into the "
                 "plug-in's settings",
             )
         self.client = client
-        return Hello(version, client, token)
+        return Hello(version, client, token, secret, user)
 
     def _reset_pending(self, discard_rest: bool = False) -> None:
         self._discarding = discard_rest and bool(self._expected)

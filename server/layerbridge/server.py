@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
+import functools
 import ipaddress
 import itertools
 import logging
 import signal
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,10 +24,13 @@ import numpy as np
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from layerbridge import __version__, protocol
+from layerbridge import __version__, guard, protocol
+from layerbridge.budget import MemoryBudget, release_free_memory
 from layerbridge.engines.base import Engine, JobRequest
+from layerbridge.identity import FailedTokenDelay, Identities, Identity, TokenBook
 from layerbridge.jobs import FairQueue, Frame, Job, QueueFull, ResultStore, Worker, message_frame
-from layerbridge.logs import TokenSafeLogger
+from layerbridge.logs import TokenSafeLogger, escape
+from layerbridge.positions import PositionAnnouncer
 from layerbridge.protocol import (
     CancelledMessage,
     Capabilities,
@@ -51,10 +54,29 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     token: str | None = None
+    #: A team server's users: name -> token (``--tokens-file``). Each is an identity.
+    tokens: dict[str, str] = field(default_factory=dict)
     allowed_origins: list[str] = field(default_factory=list)
     limits: protocol.Limits = field(default_factory=protocol.Limits)
     max_queue: int = 64
     max_jobs_per_client: int = 8
+    #: Queued jobs of all clients at one remote address: new identities are free to make,
+    #: addresses are not (a team server's users each have their own).
+    max_jobs_per_address: int = 32
+    #: Bytes of queued inputs, running and kept jobs, unread frames and uploads in progress.
+    memory_budget: int = 3 << 30
+    max_connections: int = 256
+    max_connections_before_hello: int = 32
+    #: Of those, from one address: by default a quarter off loopback, all on loopback
+    #: (where every client shares the address and a burst of local clients is normal).
+    max_connections_before_hello_per_address: int | None = None
+    hello_timeout_s: float = 10.0
+    #: A send that waits this long on a client that reads nothing closes its connection.
+    send_timeout_s: float = 60.0
+    #: First delay before a wrong token is answered; it doubles per failure (per address).
+    failed_token_delay_s: float = 0.25
+    #: Frames one connection may send a second (in bursts as large); beyond, it waits.
+    max_messages_per_s: float = 200.0
     #: Jobs one connection may be receiving at once (its own and fetched ones): each costs a
     #: task, so a client sending fetches without reading would otherwise grow memory freely.
     max_streams_per_client: int = 32
@@ -75,9 +97,17 @@ class ServerConfig:
         except ValueError:
             return False
 
+    @property
+    def before_hello_per_address(self) -> int:
+        if self.max_connections_before_hello_per_address is not None:
+            return self.max_connections_before_hello_per_address
+        if self.loopback:
+            return self.max_connections_before_hello
+        return max(1, self.max_connections_before_hello // 4)
+
     def check(self) -> None:
         """Refuse a configuration that would expose the server to anyone on the network."""
-        if not self.loopback and not self.token:
+        if not self.loopback and not (self.token or self.tokens):
             raise ValueError(
                 f"binding {self.host} exposes the server beyond this machine: pass --token "
                 "(or set LAYERBRIDGE_TOKEN) so only clients that know it get in"
@@ -92,21 +122,31 @@ class ServerConfig:
 
 
 class Client:
-    """One connection: its protocol state, its job streams, and a lock that keeps a
-    header and its binary frame together on the wire."""
+    """One connection: its protocol state, who it is, its job streams, and a lock that
+    keeps a header and its binary frame together on the wire."""
 
     _ids = itertools.count(1)
 
-    def __init__(self, ws: ServerConnection, conn: protocol.ServerConnection) -> None:
+    def __init__(self, ws: ServerConnection, send_timeout_s: float) -> None:
         self.ws = ws
-        self.conn = conn
+        self.conn: protocol.ServerConnection
+        self.identity: Identity | None = None  # set by hello
         self.id = f"c{next(self._ids)}"
+        self.send_timeout_s = send_timeout_s
         self.send_lock = asyncio.Lock()
         self.streams: set[asyncio.Task[None]] = set()
+        address = ws.remote_address
+        self.address = str(address[0]) if isinstance(address, tuple) and address else "?"
 
     @property
     def name(self) -> str:
-        return f"{self.conn.client or '?'}#{self.id}"
+        """The client's own name for itself, escaped for logs, and this connection's id."""
+        return f"{escape(self.conn.client or '?')}#{self.id}"
+
+    @property
+    def owner(self) -> str:
+        assert self.identity is not None, "only a greeted client owns jobs"
+        return self.identity.key
 
     async def send(self, frame: Frame) -> None:
         text = frame.text
@@ -114,10 +154,13 @@ class Client:
             # A client's string echoed back (a job id in hello_required) may hold a lone
             # surrogate from a JSON escape; strict UTF-8 would raise and drop the connection.
             text = text.encode("utf-8", "replace").decode("utf-8")
+        await guard.send_within(self.ws, self._send_locked(text, frame.data), self.send_timeout_s)
+
+    async def _send_locked(self, text: str, data: bytes | memoryview | None) -> None:
         async with self.send_lock:
             await self.ws.send(text)
-            if frame.data is not None:
-                await self.ws.send(frame.data)
+            if data is not None:
+                await self.ws.send(data)
 
     async def send_message(self, message: protocol.Message) -> None:
         await self.send(message_frame(message))
@@ -129,16 +172,38 @@ class LayerBridgeServer:
     def __init__(self, engine: Engine, config: ServerConfig) -> None:
         self.engine = engine
         self.config = config
-        self.queue = FairQueue(config.max_queue, config.max_jobs_per_client)
-        self.results = ResultStore(config.result_ttl_s, config.max_result_bytes)
+        self.tokens = TokenBook(config.token, config.tokens)
+        self.identities = Identities()
+        self.token_delay = FailedTokenDelay(first_s=config.failed_token_delay_s)
+        self.guard = guard.ConnectionGuard(
+            config.max_connections,
+            config.max_connections_before_hello,
+            config.before_hello_per_address,
+        )
+        self.queue = FairQueue(
+            config.max_queue, config.max_jobs_per_client, config.max_jobs_per_address
+        )
+        self.results = ResultStore(
+            config.result_ttl_s, min(config.max_result_bytes, config.memory_budget)
+        )
+        self.budget = MemoryBudget(config.memory_budget)
+        self.budget.add_source("jobs", self.results.memory)
+        self.budget.add_source("unread", self._unread_bytes)
+        self.budget.add_source("uploads", self._upload_bytes)
+        self.budget.on_full(lambda nbytes: self.results.evict(nbytes))
+        self.positions = PositionAnnouncer(self.queue.order, self._tell_position)
         self.worker = Worker(
-            engine, self.queue, config.job_timeout_s, config.output_dir, self._announce_positions
+            engine,
+            self.queue,
+            config.job_timeout_s,
+            config.output_dir,
+            lambda job: self.positions.changed(),
         )
         self.clients: set[Client] = set()
         #: Who is streaming each job right now: its stream tasks and their clients.
         self._streams: dict[Job, dict[asyncio.Task[None], Client]] = {}
         self._server: Server | None = None
-        self._worker_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
     # --- lifecycle ----------------------------------------------------------------
@@ -152,12 +217,19 @@ class LayerBridgeServer:
             self.config.host,
             self.config.port,
             origins=origins,  # type: ignore[arg-type]
-            max_size=self.config.limits.max_frame_bytes,
+            process_request=self.guard.process_request,
+            # Before hello a frame may be one text message; hello raises it (guard).
+            max_size=guard.PRE_HELLO_FRAME_BYTES,
+            # Frames read ahead of the handler: each may be a whole image.
+            max_queue=4,
             ssl=self.config.ssl_context(),
             compression=None,  # pixels barely compress and deflate would cost CPU per frame
-            logger=TokenSafeLogger(logging.getLogger("websockets.server"), "<"),
+            logger=TokenSafeLogger(logging.getLogger("websockets.server")),
         )
-        self._worker_task = asyncio.create_task(self.worker.run_forever(), name="worker")
+        self._tasks = [
+            asyncio.create_task(self.worker.run_forever(), name="worker"),
+            asyncio.create_task(self._evict_forever(), name="evictor"),
+        ]
         return int(self._server.sockets[0].getsockname()[1])
 
     @property
@@ -195,19 +267,36 @@ class LayerBridgeServer:
             # wait, not gather: a stream cancelled by its closing connection must not cancel
             # the shutdown itself.
             await asyncio.wait(streams, timeout=5)
-        if self._worker_task is not None:
-            self._worker_task.cancel()
+        for task in self._tasks:
+            task.cancel()
         if self._server is not None:
             self._server.close(close_connections=True)
             await self._server.wait_closed()
 
+    async def _evict_forever(self) -> None:
+        """Let ended jobs go when their time is up, whether or not anyone sends anything."""
+        every_s = min(5.0, max(0.05, self.config.result_ttl_s / 4))
+        while True:
+            await asyncio.sleep(every_s)
+            if self.results.evict():
+                release_free_memory()
+
     # --- connections --------------------------------------------------------------
 
     async def _handle(self, ws: ServerConnection) -> None:
-        client = Client(ws, protocol.ServerConnection(self.config.limits, self._check_token))
+        client = Client(ws, self.config.send_timeout_s)
+        client.conn = protocol.ServerConnection(
+            self.config.limits, self.tokens.check, functools.partial(self._admit, client)
+        )
+        self.guard.opened(client.address)
         self.clients.add(client)
+        deadline = guard.close_unless_greeted(
+            ws, lambda: client.identity is not None, self.config.hello_timeout_s
+        )
+        pace = guard.Pace(self.config.max_messages_per_s)
         try:
             async for frame in ws:
+                await pace.wait()
                 if isinstance(frame, str):
                     items = client.conn.receive_text(frame)
                 else:
@@ -217,21 +306,11 @@ class LayerBridgeServer:
         except ConnectionClosed:
             pass
         finally:
+            deadline.cancel()
+            self.guard.closed(client.address, greeted=client.identity is not None)
             self.clients.discard(client)
             for task in client.streams:
                 task.cancel()  # the jobs go on; only this connection's streaming stops
-
-    def _check_token(self, given: str | None) -> bool:
-        expected = self.config.token
-        if not expected:
-            return True
-        if given is None:
-            return False
-        # surrogatepass: a JSON "\udcff" escape decodes to a lone surrogate, which strict
-        # UTF-8 refuses; such a token is simply wrong, it must not crash the connection.
-        return hmac.compare_digest(
-            given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
-        )
 
     async def _dispatch(
         self, client: Client, item: protocol.ClientEvent | protocol.ProtocolError
@@ -247,16 +326,25 @@ class LayerBridgeServer:
         await handlers[type(item)](client, item)
 
     async def _on_error(self, client: Client, error: protocol.ProtocolError) -> None:
+        # The message quotes client values only through repr(), which escapes newlines.
         log.info("client %s: %s: %s", client.name, error.code, error.message)
+        if error.code == ErrorCode.UNAUTHORIZED:
+            # Slow a guesser down (per address, doubling); the right token is never delayed.
+            await asyncio.sleep(self.token_delay.failed(client.address))
         await client.send_message(error.to_error())
         if error.code == ErrorCode.UNAUTHORIZED:
             await client.ws.close(1008, "unauthorized")
 
     async def _on_hello(self, client: Client, hello: protocol.Hello) -> None:
-        log.info("client %s connected from %s", client.name, client.ws.remote_address)
-        await client.send_message(self.welcome())
+        identity, secret = self.identities.resolve(hello.user, hello.secret)
+        client.identity = identity
+        self.guard.greeted(client.address)
+        guard.allow_full_frames(client.ws, self.config.limits.max_frame_bytes)
+        self.token_delay.succeeded(client.address)
+        log.info("client %s (%s) connected from %s", client.name, identity.label, client.address)
+        await client.send_message(self.welcome(secret))
 
-    def welcome(self) -> WelcomeMessage:
+    def welcome(self, secret: str) -> WelcomeMessage:
         limits = self.config.limits
         capabilities = Capabilities(
             ops=list(self.engine.ops),
@@ -272,29 +360,24 @@ class LayerBridgeServer:
             server=f"layerbridge/{__version__}",
             engine=self.engine.name,
             capabilities=capabilities,
+            secret=secret,
         )
 
-    async def _on_submit(self, client: Client, submit: protocol.Submit) -> None:
-        error = self._refusal(submit)
-        if error is not None:
-            await client.send_message(ErrorMessage(*error, job=submit.job))
-            return
-        job = Job(make_request(submit), client.name, document_size(submit))
-        try:
-            self.queue.put(job)
-        except QueueFull as exc:
-            await client.send_message(ErrorMessage(exc.code, exc.message, submit.job))
-            return
-        self.results.add(job)
-        self._announce_positions()
-        self._stream(client, job, replay=False)
+    def _admit(
+        self, client: Client, submit: protocol.Submit, specs: list[protocol.InputSpec]
+    ) -> protocol.ProtocolError | None:
+        """Refuse a valid submit before its pixels arrive, if the server cannot take it."""
+        refusal = self._refusal(client, submit) or self._room_for(client, submit, specs)
+        if refusal is None:
+            return None
+        return protocol.ProtocolError(*refusal, job=submit.job)
 
-    def _refusal(self, submit: protocol.Submit) -> tuple[ErrorCode, str] | None:
+    def _refusal(self, client: Client, submit: protocol.Submit) -> tuple[ErrorCode, str] | None:
         if self._stopping:
             return ErrorCode.SHUTTING_DOWN, "the server is shutting down; submit after it restarts"
         if submit.op not in self.engine.ops:
             return ErrorCode.UNSUPPORTED_OP, self.engine.unsupported_message(submit.op)
-        if submit.job in self.results:
+        if self.results.get(client.owner, submit.job) is not None:
             return ErrorCode.DUPLICATE_JOB, (
                 f"job id {submit.job!r} is already in use; give every job a new id (a UUID)"
             )
@@ -308,21 +391,66 @@ class LayerBridgeServer:
             return ErrorCode.BAD_PARAMS, f"'resolution' {resolution} is not one of {allowed}"
         return None
 
+    def _room_for(
+        self, client: Client, submit: protocol.Submit, specs: list[protocol.InputSpec]
+    ) -> tuple[ErrorCode, str] | None:
+        """The queue's limits, then the memory budget: the inputs, and as much again for
+        the layers they will become."""
+        full = self.queue.refusal(client.owner, client.address)
+        if full is not None:
+            return full
+        inputs = sum(spec.byte_count for spec in specs)
+        if isinstance(submit.params, GenerateParams):  # no inputs: the image it will make
+            inputs = submit.params.width * submit.params.height * 4
+        busy = self.budget.refusal(2 * inputs)
+        return None if busy is None else (ErrorCode.SERVER_BUSY, busy)
+
+    async def _on_submit(self, client: Client, submit: protocol.Submit) -> None:
+        # Admitted when its text came; while its pixels came the server may have begun to
+        # stop, or another connection of this client may have taken the id.
+        refusal = self._refusal(client, submit)
+        if refusal is not None:
+            await client.send_message(ErrorMessage(*refusal, job=submit.job))
+            return
+        job = Job(
+            make_request(submit), client.owner, document_size(submit), client.address, client.name
+        )
+        try:
+            self.queue.put(job)
+        except QueueFull as exc:
+            await client.send_message(ErrorMessage(exc.code, exc.message, submit.job))
+            return
+        self.results.add(job)
+        self.positions.tell_new(job)
+        self._stream(client, job, replay=False)
+
     async def _on_cancel(self, client: Client, cancel: protocol.Cancel) -> None:
-        job = self.results.get(cancel.job)
+        job = self.results.get(client.owner, cancel.job)
         if job is None:
             await client.send_message(self._unknown_job(cancel.job))
-        elif self.queue.remove(job):
+            return
+        if job.finished:  # it had ended: the client wants none of it, so it is let go now
+            self.results.discard(job)
+            await client.send_message(CancelledMessage(job.id))
+            return
+        streaming = client in self._streaming_clients(job)
+        if self.queue.remove(job):
             job.finish(JobState.CANCELLED, message_frame(CancelledMessage(job.id)))
-            self._announce_positions()
-        elif not job.finished:
+            self.positions.changed()
+        else:
             job.ctx.cancel()  # the engine stops at its next step and the worker reports it
-        if job is not None and client not in self._streaming_clients(job):
-            await self._replay(client, job)
+        if not streaming:  # its streams hear the outcome; this client hears `cancelled`
+            self._stream_task(client, self._answer_cancel(client, job), job)
+
+    async def _answer_cancel(self, client: Client, job: Job) -> None:
+        """``cancelled``, once the job has stopped, to a client not streaming it."""
+        with contextlib.suppress(ConnectionClosed):
+            while not job.finished:
+                await job.wait_beyond(len(job.frames))
+            await client.send_message(CancelledMessage(job.id))
 
     async def _on_fetch(self, client: Client, fetch: protocol.Fetch) -> None:
-        self.results.evict()
-        job = self.results.get(fetch.job)
+        job = self.results.get(client.owner, fetch.job)
         if job is None:
             await client.send_message(self._unknown_job(fetch.job))
         else:
@@ -341,17 +469,20 @@ class LayerBridgeServer:
     def _unknown_job(self, job_id: str) -> ErrorMessage:
         return ErrorMessage(
             ErrorCode.UNKNOWN_JOB,
-            f"no job {job_id!r} here: results are kept {self.config.result_ttl_s:g} s after a "
-            "job ends, and not across server restarts",
+            f"no job {job_id!r} of yours here: results are kept "
+            f"{self.config.result_ttl_s:g} s after a job ends, not across server restarts, "
+            "and only for the client that submitted it (reconnect with the secret from "
+            "'welcome', or the same token on a team server)",
             job_id,
         )
 
     # --- streaming ----------------------------------------------------------------
 
     def _stream(self, client: Client, job: Job, replay: bool) -> None:
-        task = asyncio.create_task(
-            self._send_job(client, job, replay), name=f"{client.id}-{job.id}"
-        )
+        self._stream_task(client, self._send_job(client, job, replay), job)
+
+    def _stream_task(self, client: Client, sending: Coroutine[Any, Any, None], job: Job) -> None:
+        task = asyncio.create_task(sending, name=f"{client.id}-{job.id}")
         client.streams.add(task)
         self._streams.setdefault(job, {})[task] = client
         task.add_done_callback(client.streams.discard)
@@ -369,24 +500,37 @@ class LayerBridgeServer:
     async def _send_job(self, client: Client, job: Job, replay: bool) -> None:
         """Send a job's frames to one client from the start, then as they come.
 
-        A replay skips transient frames that newer ones have made stale.
+        A replay skips transient frames that newer ones have made stale. When a job's
+        frames are replaced by its outcome alone (cancelled, failed), start over on those.
         """
-        cursor = 0
+        cursor, generation = 0, job.generation
         with contextlib.suppress(ConnectionClosed):
             while True:
                 await job.wait_beyond(cursor)
+                if job.generation != generation:
+                    cursor, generation = 0, job.generation
                 end = len(job.frames)
                 for frame in job.frames[cursor:end]:
                     cursor += 1
                     if replay and not frame.durable and cursor < end:
                         continue
                     await client.send(frame)
-                if job.finished and cursor >= len(job.frames):
+                if job.finished and job.generation == generation and cursor >= len(job.frames):
                     return
 
-    def _announce_positions(self, started: Job | None = None) -> None:
-        for position, job in enumerate(self.queue.order()):
-            job.append(message_frame(QueuedMessage(job.id, position), durable=False))
+    def _tell_position(self, job: Job, position: int) -> None:
+        job.append(message_frame(QueuedMessage(job.id, position), durable=False))
+
+    # --- memory -------------------------------------------------------------------
+
+    def _unread_bytes(self) -> int:
+        """Jobs no longer kept whose frames a slow reader is still being sent."""
+        return sum(
+            job.memory for job in self._streams if self.results.get(job.owner, job.id) is not job
+        )
+
+    def _upload_bytes(self) -> int:
+        return sum(client.conn.pending_bytes for client in self.clients)
 
 
 def make_request(submit: protocol.Submit) -> JobRequest:
@@ -409,9 +553,9 @@ def document_size(submit: protocol.Submit) -> tuple[int, int]:
     for name in ("image", "document"):
         if name in specs:
             return specs[name].width, specs[name].height
-    if "layer" in specs:
-        layer = specs["layer"]
-        return max(1, layer.x + layer.width), max(1, layer.y + layer.height)
+    canvas = protocol.canvas_size(list(specs.values()))
+    if canvas is not None:
+        return canvas
     if not isinstance(submit.params, GenerateParams):
         raise ValueError(f"a {submit.op} job without its input has no document size")
     return submit.params.width, submit.params.height

@@ -85,6 +85,7 @@ class ErrorCode(WireEnum):
     MODEL_MISSING = "model_missing"
     SHUTTING_DOWN = "shutting_down"
     WORKER_LOST = "worker_lost"
+    SERVER_BUSY = "server_busy"
 
 
 class JobState(WireEnum):
