@@ -157,7 +157,7 @@ class FailedTokenDelay:
         self._forget_old(now)
         count, _ = self._failures.get(address, (0, now))
         self._failures[address] = (count + 1, now)
-        return min(self.first_s * 2**count, self.max_s)
+        return float(min(self.first_s * 2**count, self.max_s))
 
     def succeeded(self, address: str) -> None:
         self._failures.pop(address, None)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 
 class Positioned(Protocol):
@@ -23,17 +23,20 @@ class Positioned(Protocol):
     def __hash__(self) -> int: ...
 
 
-class PositionAnnouncer:
+JobT = TypeVar("JobT", bound=Positioned)
+
+
+class PositionAnnouncer(Generic[JobT]):
     """Announces queue positions through ``tell(job, position)``, coalesced and throttled."""
 
     def __init__(
         self,
-        order: Callable[[], Sequence[Positioned]],
-        tell: Callable[[Positioned, int], None],
+        order: Callable[[], Sequence[JobT]],
+        tell: Callable[[JobT, int], None],
         min_interval_s: float = 0.5,
     ) -> None:
         self.order, self.tell, self.min_interval_s = order, tell, min_interval_s
-        self._told: dict[Positioned, tuple[int, float]] = {}  # job -> (position, when)
+        self._told: dict[JobT, tuple[int, float]] = {}  # job -> (position, when)
         self._soon: asyncio.Handle | None = None
         self._later: asyncio.TimerHandle | None = None
 
@@ -42,7 +45,7 @@ class PositionAnnouncer:
         if self._soon is None:
             self._soon = asyncio.get_running_loop().call_soon(self._announce)
 
-    def tell_new(self, job: Positioned) -> None:
+    def tell_new(self, job: JobT) -> None:
         """A job just queued hears its position now, before the worker may take it; the
         jobs it moved hear theirs with the next announcement."""
         order = list(self.order())
@@ -58,7 +61,7 @@ class PositionAnnouncer:
             self._later.cancel()
             self._later = None
         now = time.monotonic()
-        told: dict[Positioned, tuple[int, float]] = {}
+        told: dict[JobT, tuple[int, float]] = {}
         retry_at: float | None = None
         for position, job in enumerate(self.order()):
             last = self._told.get(job)

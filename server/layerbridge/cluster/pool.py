@@ -62,7 +62,7 @@ class WorkerPool:
 
         serve.start(proxy_location="Disabled")
         config = self.config
-        deployment = serve.deployment(EngineReplica).options(
+        deployment = serve.deployment(EngineReplica).options(  # type: ignore[attr-defined]
             name=DEPLOYMENT_NAME,
             num_replicas=config.replicas,
             # One job per replica; the front's fair queue holds the rest.
@@ -85,7 +85,7 @@ class WorkerPool:
         if app is None:
             return 0
         states = app.deployments[DEPLOYMENT_NAME].replica_states
-        return int(states.get("RUNNING", 0))
+        return int(states.get("RUNNING", 0))  # type: ignore[call-overload]  # a str enum
 
     def stop(self) -> None:
         """Remove the replicas; stop Ray too when this pool started it."""
@@ -96,7 +96,7 @@ class WorkerPool:
             return
         try:
             if self._own_cluster:
-                serve.shutdown()
+                serve.shutdown()  # type: ignore[no-untyped-call]
             else:
                 serve.delete(APP_NAME)
         finally:

@@ -198,7 +198,7 @@ def keep_replica_grpc_on_loopback() -> None:
     """
     from ray.serve._private import replica as serve_replica
 
-    bind = serve_replica.add_port_to_grpc_server
+    bind = serve_replica.add_port_to_grpc_server  # type: ignore[attr-defined]
     if getattr(bind, "loopback_only", False):
         return
 
@@ -206,7 +206,7 @@ def keep_replica_grpc_on_loopback() -> None:
         host, _, port = address.rpartition(":")
         if host in ("[::]", "0.0.0.0"):
             address = f"127.0.0.1:{port}"
-        return bind(server, address)
+        return bind(server, address)  # type: ignore[no-untyped-call]
 
     bind_on_loopback.loopback_only = True  # type: ignore[attr-defined]
-    serve_replica.add_port_to_grpc_server = bind_on_loopback
+    serve_replica.add_port_to_grpc_server = bind_on_loopback  # type: ignore[attr-defined]
