@@ -81,11 +81,12 @@ def layer_pixels(message: dict) -> np.ndarray:
     return np.frombuffer(message["data"], np.uint8).reshape(message["height"], message["width"], 4)
 
 
-def start_cli_server(output_dir: Path) -> tuple[subprocess.Popen, str]:
-    """`layerbridge serve --port 0` as a user runs it; return the process and its URL."""
+def start_cli_server(output_dir: Path, *options: str) -> tuple[subprocess.Popen, str]:
+    """`layerbridge serve --port 0 [options]` as a user runs it; return the process and its
+    URL."""
     server = subprocess.Popen(
         [sys.executable, "-m", "layerbridge.cli", "serve", "--port", "0"]
-        + ["--output-dir", str(output_dir)],
+        + ["--output-dir", str(output_dir), *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -29,12 +29,7 @@ def test_decompose_writes_a_psd_that_reads_back(tmp_path: Path) -> None:
     source = tmp_path / "in.png"
     Image.fromarray(image).save(source)
     out = tmp_path / "out.psd"
-    run = subprocess.run(
-        [*LAYERBRIDGE, "decompose", str(source), "-o", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = run_cli("decompose", str(source), "-o", str(out))
     assert run.returncode == 0, run.stderr
     assert "wrote" in run.stdout and "layers" in run.stdout
     psd, layers = read_psd_layers(out)
@@ -68,12 +63,7 @@ def test_decompose_psd_merged_image_is_the_picture(tmp_path: Path) -> None:
     source = tmp_path / "in.png"
     Image.fromarray(image).save(source)
     out = tmp_path / "out.psd"
-    run = subprocess.run(
-        [*LAYERBRIDGE, "decompose", str(source), "-o", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = run_cli("decompose", str(source), "-o", str(out))
     assert run.returncode == 0, run.stderr
     with Image.open(out) as merged:
         pixels = np.asarray(merged.convert("RGBA")).astype(int)

@@ -4,33 +4,25 @@ forwards were computed and how many the step cache skipped."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from layerbridge.client import Client
-from tests.helpers import image_input
+from tests.helpers import image_input, start_cli_server
 
 STEPS = 4  # the tiny engine's cache computes one step, then may reuse (see engines/tiny.py)
 
 
 def start(*options: str) -> tuple[subprocess.Popen, str]:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "layerbridge.cli", "serve", "--port", "0", "--engine", "tiny",
-         *options],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    line = server.stdout.readline()
-    if "ws://127.0.0.1:" not in line:
-        server.kill()
-        raise AssertionError(f"the server did not start: {server.stderr.read()}")
-    return server, line.split()[-1]
+    """The tiny engine served as a user runs it, saving (if asked) into a fresh folder."""
+    return start_cli_server(Path(tempfile.mkdtemp(prefix="layerbridge-")), "--engine", "tiny",
+                            *options)
 
 
 @pytest.fixture(scope="module", params=["dbcache", "fbcache"])
