@@ -371,3 +371,40 @@ class Result:
 def outcome(messages: list[dict[str, Any]]) -> str:
     last = messages[-1]
     return last["code"] if last["type"] == "error" else last["type"]
+
+
+# --- clients that stop reading ------------------------------------------------------
+
+
+def big_design(seed: int) -> np.ndarray:
+    """A 640x480 design: each layer frame is up to 1.2 MB."""
+    image = np.zeros((480, 640, 4), np.uint8)
+    rng = np.random.default_rng(seed)
+    image[...] = (*rng.integers(150, 255, 3), 255)
+    image[40:300, 60:400, :3] = rng.integers(0, 120, 3)
+    image[200:460, 300:620, :3] = rng.integers(0, 120, 3)
+    return image
+
+
+#: Fetches per stalled connection: past the server's limit of jobs a connection receives.
+FETCHES = 40
+
+
+def stall(url: str, tag: str) -> tuple[list[str], list[socket.socket]]:
+    """Open two websocket connections on bare sockets with tiny buffers that are never
+    read (a websockets client in this process would buffer what it does not recv(), and
+    count in this process's memory); each submits two big jobs and fetches its first one
+    FETCHES times. Return the job ids and the open sockets."""
+    socks = [raw_connect(url, rcvbuf=4096) for _ in range(2)]
+    for n, sock in enumerate(socks):
+        raw_send(sock, hello(f"deaf-{tag}-{n}"))
+    jobs = []
+    for k in range(2):
+        for n, sock in enumerate(socks):
+            jobs.append(f"deaf{tag}{n}{k}")
+            for frame in submit(jobs[-1], big_design(10 * n + k)):
+                raw_send(sock, frame)
+    for sock, job in zip(socks, jobs[:2], strict=True):
+        for _ in range(FETCHES):  # each fetch is one more reader of the same recorded frames
+            raw_send(sock, json.dumps({"type": "fetch", "job": job}))
+    return jobs, socks
