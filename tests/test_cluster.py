@@ -125,7 +125,9 @@ def test_every_op_runs_on_a_replica_and_its_layers_arrive_intact(server, pool) -
     assert (generated.done["width"], generated.done["height"]) == (96, 64)
     (message,) = regenerated.layers
     digests(regenerated.layers)
-    assert (message["x"], message["y"], message["width"], message["height"]) == (33, 12, 18, 16)
+    # Regenerate cuts the edited layer out again (its shape may change), inside the layer's box.
+    assert message["x"] >= 30 and message["y"] >= 10
+    assert message["x"] + message["width"] <= 54 and message["y"] + message["height"] <= 30
     for result in (decomposed, split, generated, regenerated):
         (run,) = runs_of(pool, result.job)  # each ran once, on one replica
         assert run.busy == 1
@@ -172,7 +174,8 @@ def test_four_clients_two_jobs_each_all_done_two_at_once(server, pool) -> None:
     for thread in threads:
         thread.join()
     assert errors == [] and len(results) == 8
-    jobs = [server.server.results.get(job) for job in results]
+    kept = {job.id: job for job in server.server.results.jobs()}
+    jobs = [kept.get(job) for job in results]
     spans = [(job.started_at, job.finished_at) for job in jobs if job is not None]
     assert len(spans) == 8
     overlapping = [(a, b) for a, b in itertools.combinations(spans, 2)

@@ -23,7 +23,8 @@ def test_welcome_may_say_how_many_workers_serve() -> None:
     welcome = {"type": "welcome", "protocol": 1, "server": "layerbridge/1", "engine": "tiny",
                "capabilities": {"ops": ["decompose"], "max_pixels": 1, "resolutions": [],
                                 "layers": {"min": 1, "max": 10}, "max_frame_bytes": 4,
-                                "result_ttl_s": 1.0, "workers": 4}}
+                                "result_ttl_s": 1.0, "workers": 4},
+               "secret": "s" * 43}
     jsonschema.validate(welcome, SCHEMA)
     welcome["capabilities"]["workers"] = 0
     assert not jsonschema.Draft202012Validator(SCHEMA).is_valid(welcome)

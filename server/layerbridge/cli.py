@@ -190,7 +190,9 @@ def create_engine(args: argparse.Namespace) -> Any:
         raise SystemExit(f"layerbridge: {exc.message}") from exc
 
 
-def warm_up(engine: Any) -> Any:
+def warm_up(engine: Any, announce: bool = True) -> Any:
+    """Load the engine's weights. ``announce``: say so at info level (a server's log wants
+    it; a decompose's standard error holds only progress and errors)."""
     from layerbridge.types import EngineError
 
     started = time.perf_counter()
@@ -198,8 +200,11 @@ def warm_up(engine: Any) -> Any:
         engine.warm_up()
     except EngineError as exc:
         raise SystemExit(f"layerbridge: {exc.message}") from exc
-    logging.getLogger("layerbridge").info(
-        "%s engine ready in %.1f s", engine.name, time.perf_counter() - started
+    logging.getLogger("layerbridge").log(
+        logging.INFO if announce else logging.DEBUG,
+        "%s engine ready in %.1f s",
+        engine.name,
+        time.perf_counter() - started,
     )
     return engine
 
@@ -602,7 +607,7 @@ def run_decompose(args: argparse.Namespace) -> int:
             f"--layers {args.layers}: the {engine.name} engine makes {limits.min_layers} to "
             f'{limits.max_layers} layers, or "auto"'
         )
-    warm_up(engine)
+    warm_up(engine, announce=False)
     failed = 0
     for number, task in enumerate(tasks, 1):
         label = task.image.name if len(tasks) == 1 else f"[{number}/{len(tasks)}] {task.image.name}"
