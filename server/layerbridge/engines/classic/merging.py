@@ -25,26 +25,55 @@ COLOUR_COST = float(os.environ.get("LB_COLOUR", 4.0))
 SIZE_COST = float(os.environ.get("LB_SIZE", 2.0))
 GAP_COST = float(os.environ.get("LB_GAP", 1.0))
 #: A colour difference assumed for elements without one flat colour (photos, gradients).
-UNKNOWN_COLOUR = 0.3
+UNKNOWN_COLOUR = float(os.environ.get("LB_UNKNOWN", 0.3))
+USE_TONES = os.environ.get("LB_TONE", "0") == "1"
 
 
 def merge_to_count(elements: list[Element], count: int, height: int, width: int
                    ) -> list[Element]:
     """Merge the most alike pairs (see the module) until ``count`` elements are left."""
+    return _merge(elements, height * width, count, float("inf")) if count > 0 else []
+
+
+def merge_alike(elements: list[Element], height: int, width: int,
+                max_cost: float = float(os.environ.get("LB_AUTO", 0.5))) -> list[Element]:
+    """Merge pairs while the most alike costs at most ``max_cost``: the parts of one thing
+    (lines of a paragraph, bars of a chart) that came out as several elements."""
+    return _merge(elements, height * width, 1, max_cost)
+
+
+def _merge(elements: list[Element], area: int, count: int, max_cost: float) -> list[Element]:
     elements = list(elements)
-    while len(elements) > max(count, 0) and len(elements) >= 2:
-        i, j, keep_at = _cheapest_pair(elements, height * width)
-        merged = union(elements[i], elements[j])
-        if not _same_colour(elements[i], elements[j]):
+    # The colour a merged group looks like (area-weighted), for choosing what joins it;
+    # its ``color`` is None once it holds several, so that it is peeled by mask.
+    tones = [e.color for e in elements]
+    while len(elements) > count:
+        cost, i, j, keep_at = _cheapest_pair(elements, tones if USE_TONES else
+                                             [e.color for e in elements], area)
+        if cost > max_cost:
+            break
+        a, b = elements[i], elements[j]
+        merged = union(a, b)
+        if not _same_colour(a, b):
             merged.color = None  # several colours: peel by mask, not by unmixing
-        merged.kind = _merged_kind(elements[i], elements[j])
-        elements[keep_at] = merged
-        del elements[j if keep_at == i else i]
-    return elements if count > 0 else []
+        merged.kind = _merged_kind(a, b)
+        tone = _mean_tone(tones[i], a.area, tones[j], b.area)
+        gone = j if keep_at == i else i
+        elements[keep_at], tones[keep_at] = merged, tone
+        del elements[gone], tones[gone]
+    return elements
 
 
-def _cheapest_pair(elements: list[Element], area: int) -> tuple[int, int, int]:
-    """(i, j, where the merged element goes) of the cheapest pair that can be merged."""
+def _mean_tone(a: np.ndarray | None, area_a: int, b: np.ndarray | None, area_b: int
+               ) -> np.ndarray | None:
+    if a is None or b is None:
+        return None
+    return (a * area_a + b * area_b) / max(area_a + area_b, 1)
+
+
+def _cheapest_pair(elements: list[Element], tones: list[np.ndarray | None], area: int
+                   ) -> tuple[float, int, int, int]:
+    """(cost, i, j, where the merged element goes) of the cheapest pair that can merge."""
     n = len(elements)
     boxes = np.array([e.box for e in elements], np.int64)
     y0, y1, x0, x1 = boxes.T
@@ -63,23 +92,24 @@ def _cheapest_pair(elements: list[Element], area: int) -> tuple[int, int, int]:
                 keep_at = j
             else:
                 continue
-            cost = _cost(elements[i], elements[j], area)
+            cost = _cost(elements[i], elements[j], tones[i], tones[j], area)
             if best is None or cost < best[0]:
                 best = (cost, i, j, keep_at)
     if best is None:  # z-neighbours can always merge
-        return n - 2, n - 1, n - 2
-    return best[1], best[2], best[3]
+        return 0.0, n - 2, n - 1, n - 2
+    return best
 
 
-def _cost(a: Element, b: Element, area: int) -> float:
+def _cost(a: Element, b: Element, tone_a: np.ndarray | None, tone_b: np.ndarray | None,
+          area: int) -> float:
     dy = max(0, max(a.box[0], b.box[0]) - min(a.box[1], b.box[1]))
     dx = max(0, max(a.box[2], b.box[2]) - min(a.box[3], b.box[3]))
     height = max(1, min(a.box[1] - a.box[0], b.box[1] - b.box[0]))
     gap = float(np.hypot(dx, dy)) / height
-    if a.color is None or b.color is None:
+    if tone_a is None or tone_b is None:
         colour = UNKNOWN_COLOUR
     else:
-        colour = float(np.abs(a.color - b.color).max())
+        colour = float(np.abs(tone_a - tone_b).max())
     kind = 0.0 if a.kind == b.kind else 1.0
     size = ((a.area + b.area) / max(area, 1)) ** 0.5
     return GAP_COST * gap + COLOUR_COST * colour + KIND_COST * kind + SIZE_COST * size
