@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from layerbridge.engines.classic.merging import merge_to_count
+from layerbridge.engines.classic.merging import merge_alike, merge_to_count
 from layerbridge.engines.classic.naming import colour_name, layer_name
 from layerbridge.engines.classic.regions import Element
 from layerbridge.imaging import composite
@@ -106,3 +106,11 @@ def test_layers_n_through_the_server_groups_like_with_like(classic_server) -> No
     assert title.pixels.shape[0] >= 48 and int((title.pixels[..., 3] == 255).sum()) == 20 * 180
     flat = composite(layers, 320, 240)
     assert int(np.abs(flat.astype(int) - image.astype(int)).max()) <= 1
+
+
+def test_without_a_count_only_close_parts_of_one_colour_merge() -> None:
+    # A row of five small red bars, a blue bar beside them, a red block far away.
+    bars = [block(100, 140, 10 + 12 * k, 18 + 12 * k, RED, member=k) for k in range(5)]
+    elements = [*bars, block(100, 140, 70, 78, BLUE, member=5),
+                block(250, 290, 250, 290, RED, member=6)]
+    assert members(merge_alike(elements, 300, 300)) == [[0, 1, 2, 3, 4], [5], [6]]

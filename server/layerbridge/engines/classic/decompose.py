@@ -19,7 +19,7 @@ from layerbridge.engines.classic.clipping import join_clipped
 from layerbridge.engines.classic.fill import fill_plate, push_pull
 from layerbridge.engines.classic.grouping import absorb_pieces, text_lines
 from layerbridge.engines.classic.hulls import hull_mask
-from layerbridge.engines.classic.merging import merge_to_count
+from layerbridge.engines.classic.merging import merge_alike, merge_to_count
 from layerbridge.engines.classic.naming import layer_name
 from layerbridge.engines.classic.order import z_order
 from layerbridge.engines.classic.peel import split_layer, unmix_alpha
@@ -112,6 +112,8 @@ def decompose_pieces(
         scene = analyse(rgb, progress, check)
         if isinstance(layers, int):
             scene.elements = merge_to_count(scene.elements, layers - 1, h, w)
+        else:
+            scene.elements = merge_alike(scene.elements, h, w)
         out = peel_all(rgb, scene, progress, check)
     del rgb
     progress(0.97, "alpha")
