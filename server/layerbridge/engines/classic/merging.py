@@ -63,43 +63,44 @@ def _merge(elements: list[Element], area: int, count: int, max_cost: float) -> l
 
 
 def _cheapest_pair(elements: list[Element], area: int) -> tuple[float, int, int, int]:
-    """(cost, i, j, where the merged element goes) of the cheapest pair that can merge."""
+    """(cost, i, j, where the merged element goes) of the cheapest pair that can merge:
+    all pairs up to Z_WINDOW apart in z at once, as arrays."""
     n = len(elements)
     boxes = np.array([e.box for e in elements], np.int64)
+    colours = np.array([np.full(3, np.nan) if e.color is None else e.color[:3]
+                        for e in elements], np.float64)
+    areas = np.array([e.area for e in elements], np.float64)
     y0, y1, x0, x1 = boxes.T
     overlap = ((y0[:, None] < y1[None]) & (y0[None] < y1[:, None])
                & (x0[:, None] < x1[None]) & (x0[None] < x1[:, None]))
     np.fill_diagonal(overlap, False)
     # seen[a, k]: how many of elements 0..k-1 overlap element a.
     seen = np.concatenate([np.zeros((n, 1), np.int64), np.cumsum(overlap, 1)], 1)
-    best: tuple[float, int, int, int] | None = None
-    for i in range(n - 1):
-        for j in range(i + 1, min(n, i + 1 + Z_WINDOW)):
-            # j moves down to i when nothing between overlaps j; else i up to j.
-            if seen[j, j] - seen[j, i + 1] == 0:
-                keep_at = i
-            elif seen[i, j] - seen[i, i + 1] == 0:
-                keep_at = j
-            else:
-                continue
-            cost = _cost(elements[i], elements[j], area)
-            if best is None or cost < best[0]:
-                best = (cost, i, j, keep_at)
-    if best is None:  # z-neighbours can always merge
-        return 0.0, n - 2, n - 1, n - 2
+    best = (np.inf, n - 2, n - 1, n - 2)  # z-neighbours can always merge
+    for step in range(1, min(n, Z_WINDOW + 1)):
+        i = np.arange(n - step)
+        j = i + step
+        # j moves down to i when nothing between overlaps j; else i up to j.
+        j_moves = seen[j, j] - seen[j, i + 1] == 0
+        i_moves = seen[i, j] - seen[i, i + 1] == 0
+        cost = _costs(boxes[i], boxes[j], colours[i], colours[j], areas[i] + areas[j], area)
+        cost[~(j_moves | i_moves)] = np.inf
+        k = int(np.argmin(cost))
+        if cost[k] < best[0]:
+            best = (float(cost[k]), int(i[k]), int(j[k]), int(i[k] if j_moves[k] else j[k]))
     return best
 
 
-def _cost(a: Element, b: Element, area: int) -> float:
-    dy = max(0, max(a.box[0], b.box[0]) - min(a.box[1], b.box[1]))
-    dx = max(0, max(a.box[2], b.box[2]) - min(a.box[3], b.box[3]))
-    height = max(1, min(a.box[1] - a.box[0], b.box[1] - b.box[0]))
-    gap = float(np.hypot(dx, dy)) / height
-    if a.color is None or b.color is None:
-        colour = UNKNOWN_COLOUR
-    else:
-        colour = float(np.abs(a.color - b.color).max())
-    size = ((a.area + b.area) / max(area, 1)) ** 0.5
+def _costs(a: np.ndarray, b: np.ndarray, colour_a: np.ndarray, colour_b: np.ndarray,
+           joint_area: np.ndarray, area: int) -> np.ndarray:
+    """The cost of merging each pair of boxes (y0, y1, x0, x1) a[k] and b[k]."""
+    dy = np.maximum(0, np.maximum(a[:, 0], b[:, 0]) - np.minimum(a[:, 1], b[:, 1]))
+    dx = np.maximum(0, np.maximum(a[:, 2], b[:, 2]) - np.minimum(a[:, 3], b[:, 3]))
+    height = np.maximum(1, np.minimum(a[:, 1] - a[:, 0], b[:, 1] - b[:, 0]))
+    gap = np.hypot(dx, dy) / height
+    colour = np.abs(colour_a - colour_b).max(1)
+    colour[np.isnan(colour)] = UNKNOWN_COLOUR
+    size = np.sqrt(joint_area / max(area, 1))
     return GAP_COST * gap + COLOUR_COST * colour + SIZE_COST * size
 
 
