@@ -99,6 +99,42 @@ def start_cli_server(output_dir: Path, *options: str) -> tuple[subprocess.Popen,
     return server, line.split()[-1]
 
 
+# --- the memory of a server process and its children -----------------------------
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it (the classic engine's fork server and workers)."""
+    tree, at = [pid], 0
+    while at < len(tree):
+        try:
+            children = Path(f"/proc/{tree[at]}/task/{tree[at]}/children").read_text().split()
+        except OSError:  # it ended meanwhile
+            children = []
+        tree.extend(int(child) for child in children)
+        at += 1
+    return tree
+
+
+def tree_memory(pid: int) -> tuple[int, int]:
+    """(sum of PSS, sum of RSS) over the process tree, in bytes.
+
+    PSS splits each page among the processes sharing it, so its sum is what the tree holds
+    of the machine's memory; the sum of RSS counts a forked child's shared pages again.
+    """
+    pss = rss = 0
+    for member in process_tree(pid):
+        try:
+            text = Path(f"/proc/{member}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("Pss:"):
+                pss += int(line.split()[1]) * 1024
+            elif line.startswith("Rss:"):
+                rss += int(line.split()[1]) * 1024
+    return pss, rss
+
+
 # --- layers read back -----------------------------------------------------------------
 
 
