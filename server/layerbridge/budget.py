@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import sys
 import time
 from collections.abc import Callable
@@ -68,6 +69,10 @@ def release_free_memory() -> None:
     the process no longer uses; without this the server's RSS stays at its peak after a
     burst. A no-op where there is no glibc.
     """
+    # A let-go job is a cycle (its context's progress callback refers back to it), freed
+    # only by the cycle collector, whose full passes are rare when little is allocated: its
+    # frames would stay until then.
+    gc.collect()
     trim = getattr(_libc(), "malloc_trim", None)
     if trim is not None:
         trim(0)
