@@ -26,7 +26,7 @@ import numpy as np
 from psd_tools import PSDImage
 from websockets.sync.client import connect
 
-from layerbridge import protocol
+from layerbridge import budget, protocol
 from layerbridge.client import Client
 from layerbridge.engines.base import Engine, JobContext, JobRequest, Layer
 from layerbridge.imaging import composite
@@ -171,14 +171,18 @@ def raise_bug(ctx: JobContext) -> None:
 class GatedEngine(Engine):
     """The real classic engine behind a gate: each job waits until ``gate`` is open.
 
-    A test double only in when it starts; the layers are the classic engine's own.
+    A test double only in when it starts; the layers are the classic engine's own. With
+    ``working``, the memory budget reserves the inner engine's working memory for its jobs.
     """
 
-    def __init__(self, inner: Engine) -> None:
-        self.inner = inner
+    def __init__(self, inner: Engine, working: bool = False) -> None:
+        self.inner, self.working = inner, working
         self.name, self.ops = inner.name, inner.ops
         self.min_layers, self.max_layers = inner.min_layers, inner.max_layers
         self.gate = threading.Event()
+
+    def working_bytes(self, pixels: int) -> int:
+        return budget.working_bytes(self.inner, pixels) if self.working else 0
 
     def run(self, request: JobRequest, ctx: JobContext) -> Iterator[Layer]:
         while not self.gate.wait(0.02):

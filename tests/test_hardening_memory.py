@@ -20,6 +20,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from layerbridge.budget import working_bytes
 from layerbridge.client import Client, ServerError
 from layerbridge.protocol import Limits
 from tests.helpers import (
@@ -65,6 +66,34 @@ def test_queued_inputs_are_refused_past_the_memory_budget(serve, classic_engine)
         # the kept results make room for new work: the oldest are let go
         peer.submit("after", image)
         assert outcome(peer.until_final("after", 120)) == "done"
+
+
+def test_the_engine_working_memory_is_held_for_the_jobs_that_will_run(
+    serve, classic_engine
+) -> None:
+    """A queued job holds its inputs and the room for its layers; the engine's working
+    memory is held once for the largest job that runs or will run (one runs at a time), so
+    the jobs that fit are exactly those that leave it room."""
+    engine = GatedEngine(classic_engine, working=True)
+    budget = 400 * MiB
+    running = serve(engine, memory_budget=budget, max_jobs_per_client=64, max_queue=64)
+    image = design(1024, 1024, seed=2)
+    working = working_bytes(classic_engine, image.shape[0] * image.shape[1])
+    held = image.nbytes * 3  # its inputs and twice as much again for its layers
+    fitting = (budget - working) // held
+    with Peer(running.url, "queued") as peer:
+        for k in range(fitting):
+            peer.submit(f"q{k}", image)
+            assert peer.first_for(f"q{k}", 10)["type"] == "queued"
+        assert running.server.budget.usage()["engine"] == working
+        peer.submit("over", image)
+        reply = peer.first_for("over", 10)
+        assert reply.get("code") == "server_busy", reply
+        assert "engine" in reply["message"] and "--memory-budget" in reply["message"], reply
+        engine.gate.set()
+        for k in range(fitting):
+            assert outcome(peer.until_final(f"q{k}", 300)) == "done"
+        assert running.server.budget.usage()["engine"] == 0
 
 
 def test_a_big_frame_before_hello_is_answered_with_close_1009(classic_server) -> None:
