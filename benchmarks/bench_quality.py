@@ -111,9 +111,12 @@ def truth(path: Path, cache: Path) -> tuple[list[Patch], int, int]:
         crops, height, width = read_psd_crops(path)
         cache.mkdir(parents=True, exist_ok=True)
         arrays = {f"l{i}": pixels for i, (pixels, _, _) in enumerate(crops)}
-        np.savez_compressed(stored, size=np.array([height, width]),
-                            places=np.array([(x, y) for _, x, y in crops]).reshape(-1, 2),
-                            **arrays)
+        np.savez_compressed(
+            stored,
+            size=np.array([height, width]),
+            places=np.array([(x, y) for _, x, y in crops]).reshape(-1, 2),
+            **arrays,
+        )
     return [Patch.from_crop(p, x, y, height, width) for p, x, y in crops], height, width
 
 
@@ -125,10 +128,25 @@ class Server:
 
     def __init__(self, engine: str, output_dir: Path) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "layerbridge.cli", "--log-level", "warning", "serve", "--port",
-             "0", "--engine",
-             engine, "--output-dir", str(output_dir), "--max-pixels", str(64 * 2**20)],
-            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            [
+                sys.executable,
+                "-m",
+                "layerbridge.cli",
+                "--log-level",
+                "warning",
+                "serve",
+                "--port",
+                "0",
+                "--engine",
+                engine,
+                "--output-dir",
+                str(output_dir),
+                "--max-pixels",
+                str(64 * 2**20),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         line = self.process.stdout.readline() if self.process.stdout else ""
         if "ws://127.0.0.1:" not in line:
@@ -181,8 +199,9 @@ class PeakSampler(threading.Thread):
             self.peak = max(self.peak, self.server.tree_mb())
 
 
-def decompose(server: Server, client: Client, pixels: np.ndarray
-              ) -> tuple[list[Patch], float, float]:
+def decompose(
+    server: Server, client: Client, pixels: np.ndarray
+) -> tuple[list[Patch], float, float]:
     """(predicted patches, seconds, peak MB over the resting size) of one job."""
     height, width = pixels.shape[:2]
     spec = InputSpec("image", width, height, 0, 0)
@@ -199,8 +218,9 @@ def decompose(server: Server, client: Client, pixels: np.ndarray
     peak = sampler.peak - rest
     layers = []
     for message in result.layers:
-        crop = np.frombuffer(message["data"], np.uint8).reshape(message["height"],
-                                                                message["width"], 4)
+        crop = np.frombuffer(message["data"], np.uint8).reshape(
+            message["height"], message["width"], 4
+        )
         layers.append(Patch.from_crop(crop, message["x"], message["y"], height, width))
     return layers, seconds, peak
 
@@ -210,8 +230,15 @@ def on_white(rgba: np.ndarray) -> np.ndarray:
     return rgba[..., :3] * a + 255.0 * (1.0 - a)
 
 
-def measure(server: Server, client: Client, path: Path, kind: str, flagged: bool,
-            cache: Path, max_mp: float | None = None) -> Row | None:
+def measure(
+    server: Server,
+    client: Client,
+    path: Path,
+    kind: str,
+    flagged: bool,
+    cache: Path,
+    max_mp: float | None = None,
+) -> Row | None:
     """The document's row, or None when it is larger than ``max_mp`` megapixels."""
     true, height, width = truth(path, cache)
     row = Row(path.name, kind, flagged, width, height, len(true))
@@ -237,8 +264,10 @@ def measure(server: Server, client: Client, path: Path, kind: str, flagged: bool
 
 def table(rows: list[Row]) -> str:
     head = " | ".join(f"L1/IoU {k}m" for k in range(MERGES + 1))
-    lines = [f"| file | kind | layers pred/true | {head} | recomp | s/MP | peak MB (MB/MP) |",
-             "|---|---|---|" + "---|" * (MERGES + 1) + "---|---|---|"]
+    lines = [
+        f"| file | kind | layers pred/true | {head} | recomp | s/MP | peak MB (MB/MP) |",
+        "|---|---|---|" + "---|" * (MERGES + 1) + "---|---|---|",
+    ]
     for r in rows:
         kind = r.kind + (" ⚠" if r.flagged else "")
         if r.error:
@@ -264,9 +293,12 @@ def summary(rows: list[Row]) -> str:
         "designs, flagged ⚠": [r for r in ok if r.kind == "design" and r.flagged],
         "photos": [r for r in ok if r.kind == "photo"],
     }
-    lines = ["| group | files | " + " | ".join(f"IoU {k}m" for k in range(MERGES + 1))
-             + " | L1 0m | median s/MP | max s/MP | max MB/MP (>= 0.5 MP) |",
-             "|---|---|" + "---|" * (MERGES + 1) + "---|---|---|---|"]
+    lines = [
+        "| group | files | "
+        + " | ".join(f"IoU {k}m" for k in range(MERGES + 1))
+        + " | L1 0m | median s/MP | max s/MP | max MB/MP (>= 0.5 MP) |",
+        "|---|---|" + "---|" * (MERGES + 1) + "---|---|---|---|",
+    ]
     for label, group in groups.items():
         if not group:
             continue
@@ -283,8 +315,7 @@ def summary(rows: list[Row]) -> str:
         "",
         f"failed jobs: {len(rows) - len(ok)}; largest recomposite error: "
         f"{max((r.recomposite for r in ok), default=0):.0f} levels",
-        f"designs with >= 4 true layers returned as < 3: {len(collapsed)} "
-        f"{', '.join(collapsed)}",
+        f"designs with >= 4 true layers returned as < 3: {len(collapsed)} {', '.join(collapsed)}",
     ]
     return "\n".join(lines)
 
@@ -292,18 +323,24 @@ def summary(rows: list[Row]) -> str:
 def compare(before: list[Row], after: list[Row]) -> str:
     """Per-file IoU at 0 and 2 merges before and after, and the design means."""
     old = {r.name: r for r in before if not r.error}
-    lines = ["| file | IoU 0m before -> after | IoU 2m before -> after | layers |",
-             "|---|---|---|---|"]
+    lines = [
+        "| file | IoU 0m before -> after | IoU 2m before -> after | layers |",
+        "|---|---|---|---|",
+    ]
     pairs = [(old[r.name], r) for r in after if r.name in old and not r.error]
     for a, b in pairs:
-        lines.append(f"| {b.name} | {a.iou[0]:.3f} -> {b.iou[0]:.3f} | "
-                     f"{a.iou[-1]:.3f} -> {b.iou[-1]:.3f} | {a.pred_layers} -> {b.pred_layers} |")
+        lines.append(
+            f"| {b.name} | {a.iou[0]:.3f} -> {b.iou[0]:.3f} | "
+            f"{a.iou[-1]:.3f} -> {b.iou[-1]:.3f} | {a.pred_layers} -> {b.pred_layers} |"
+        )
     designs = [(a, b) for a, b in pairs if b.kind == "design"]
     if designs:
         for k in (0, MERGES):
-            lines.append(f"\ndesign mean IoU at {k} merges: "
-                         f"{np.mean([a.iou[k] for a, _ in designs]):.4f} -> "
-                         f"{np.mean([b.iou[k] for _, b in designs]):.4f} ({len(designs)} files)")
+            lines.append(
+                f"\ndesign mean IoU at {k} merges: "
+                f"{np.mean([a.iou[k] for a, _ in designs]):.4f} -> "
+                f"{np.mean([b.iou[k] for _, b in designs]):.4f} ({len(designs)} files)"
+            )
     return "\n".join(lines)
 
 
@@ -320,8 +357,10 @@ def blur_ms_per_mp() -> float:
 
 
 def load_rows(path: Path) -> list[Row]:
-    return [Row(**{**raw, "l1": tuple(raw["l1"]), "iou": tuple(raw["iou"])})
-            for raw in json.loads(path.read_text())]
+    return [
+        Row(**{**raw, "l1": tuple(raw["l1"]), "iou": tuple(raw["iou"])})
+        for raw in json.loads(path.read_text())
+    ]
 
 
 def main() -> None:
@@ -333,10 +372,20 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=CACHE, help="decoded true layers")
     parser.add_argument("--json", type=Path, help="write the rows here")
     parser.add_argument("--markdown", type=Path, help="write the tables here")
-    parser.add_argument("--compare", nargs=2, type=Path, metavar=("BEFORE", "AFTER"),
-                        help="compare two --json files instead of running")
-    parser.add_argument("--report", nargs="+", type=Path, metavar="JSON",
-                        help="print the tables of --json files (runs split in parts) instead")
+    parser.add_argument(
+        "--compare",
+        nargs=2,
+        type=Path,
+        metavar=("BEFORE", "AFTER"),
+        help="compare two --json files instead of running",
+    )
+    parser.add_argument(
+        "--report",
+        nargs="+",
+        type=Path,
+        metavar="JSON",
+        help="print the tables of --json files (runs split in parts) instead",
+    )
     args = parser.parse_args()
     if args.compare:
         print(compare(load_rows(args.compare[0]), load_rows(args.compare[1])))
@@ -364,8 +413,10 @@ def main() -> None:
                         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
         finally:
             server.stop()
-    report = (table(rows) + "\n\n" + summary(rows) + f"\nmachine baseline (15x15 box blur): "
-              f"{blur_before:.1f} ms/MP at the start, {blur_ms_per_mp():.1f} at the end")
+    report = (
+        table(rows) + "\n\n" + summary(rows) + f"\nmachine baseline (15x15 box blur): "
+        f"{blur_before:.1f} ms/MP at the start, {blur_ms_per_mp():.1f} at the end"
+    )
     print("\n" + report)
     if args.markdown:
         args.markdown.write_text(report + "\n")
