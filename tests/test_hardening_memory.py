@@ -22,7 +22,10 @@ from websockets.sync.client import connect
 
 from layerbridge.budget import working_bytes
 from layerbridge.client import Client, ServerError
-from layerbridge.protocol import Limits
+from layerbridge.engines.base import JobRequest
+from layerbridge.jobs import Job, ResultStore, message_frame
+from layerbridge.protocol import CancelledMessage, Limits
+from layerbridge.types import JobState
 from tests.helpers import (
     GatedEngine,
     Peer,
@@ -262,3 +265,14 @@ def test_the_server_and_its_engine_processes_stay_within_the_budget(tmp_path) ->
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(60)
+
+
+def test_results_already_delivered_are_the_first_let_go_for_room() -> None:
+    store = ResultStore(ttl_s=600, max_bytes=1 << 30)
+    older, newer = (Job(JobRequest(name, "decompose"), "owner", (1, 1)) for name in "ab")
+    for job in (older, newer):
+        store.add(job)
+        job.finish(JobState.DONE, message_frame(CancelledMessage(job.id)))
+    newer.delivered = True  # a client read all of it; the older one no one has yet
+    assert store.evict(free_bytes=1) == 1
+    assert store.get("owner", "a") is older and store.get("owner", "b") is None

@@ -113,6 +113,8 @@ class Job:
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self.saved: Path | None = None
+        #: Some client has received all of it: the first to go when room is needed.
+        self.delivered = False
         self._changed = asyncio.Event()
         #: Told how many bytes this job's memory grew by (negative: shrank): the store's
         #: running total, so the memory budget is counted without walking every job.
@@ -307,11 +309,13 @@ class ResultStore:
         return now - (job.finished_at or now) > self.ttl_s
 
     def evict(self, free_bytes: int = 0) -> int:
-        """Drop finished jobs past their time, then the oldest finished while over
-        ``max_bytes`` or until ``free_bytes`` more are free; return how many went."""
+        """Drop finished jobs past their time, then, while over ``max_bytes`` or until
+        ``free_bytes`` more are free, those already delivered and then the rest, oldest
+        first; return how many went."""
         now = time.monotonic()
         finished = sorted(
-            (j for j in self._jobs.values() if j.finished), key=lambda j: j.finished_at or 0
+            (j for j in self._jobs.values() if j.finished),
+            key=lambda j: (not j.delivered, j.finished_at or 0),
         )
         target = min(self.max_bytes, self._bytes - free_bytes)
         gone = 0

@@ -593,6 +593,7 @@ class LayerBridgeServer:
                         continue
                     await client.send(frame)
                 if job.finished and job.generation == generation and cursor >= len(job.frames):
+                    job.delivered = True
                     return
 
     def _tell_position(self, job: Job, position: int) -> None:
