@@ -66,23 +66,16 @@ def _memory_child(kind: str, side: int) -> None:
 
 
 def memory_mb_per_mp(kind: str, side: int) -> float:
-    out = subprocess.run(
-        [sys.executable, __file__, "--memory-child", kind, str(side)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    out = subprocess.run([sys.executable, __file__, "--memory-child", kind, str(side)],
+                         check=True, capture_output=True, text=True).stdout
     return float(out.split()[-1]) / (side * side / 1e6)
 
 
 def memory() -> None:
     for kind, side in (("photo", 1024), ("photo", 2048), ("design", 2048)):
         mb = memory_mb_per_mp(kind, side)
-        print(
-            f"peak memory, {kind}-like {side}x{side}: {mb:.0f} MB/MP = "
-            f"{mb / TARGET_MB_PER_MP:.2f}x the {TARGET_MB_PER_MP:.0f} MB/MP budget",
-            flush=True,
-        )
+        print(f"peak memory, {kind}-like {side}x{side}: {mb:.0f} MB/MP = "
+              f"{mb / TARGET_MB_PER_MP:.2f}x the {TARGET_MB_PER_MP:.0f} MB/MP budget", flush=True)
 
 
 def main() -> None:
@@ -98,15 +91,11 @@ def main() -> None:
     photos = [photo_like(seed, 768, 1024) for seed in range(2)]
     blur = blur_s_per_mp()
     print(f"baseline: full-frame 15x15 box blur {blur * 1000:.1f} ms/MP")
-    for label, images in (
-        ("designs (synthetic 1024x768)", designs),
-        ("photo-like (procedural 1024x768)", photos),
-    ):
+    for label, images in (("designs (synthetic 1024x768)", designs),
+                          ("photo-like (procedural 1024x768)", photos)):
         s = seconds_per_mp(images)
-        print(
-            f"{label}: {s:.2f} s/MP = {s / TARGET_S_PER_MP:.2f}x the 1 s/MP target "
-            f"= {s / blur:.0f}x the blur"
-        )
+        print(f"{label}: {s:.2f} s/MP = {s / TARGET_S_PER_MP:.2f}x the 1 s/MP target "
+              f"= {s / blur:.0f}x the blur")
     if "--no-quality" not in sys.argv:
         from quality import table
 

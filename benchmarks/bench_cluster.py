@@ -50,14 +50,9 @@ def picture(size: int) -> np.ndarray:
     return image
 
 
-def run_jobs(
-    server: RunningServer,
-    jobs: int,
-    clients: int,
-    size: int = 48,
-    params: dict[str, Any] | None = None,
-    after_each: Callable[[int], None] = lambda done: None,
-) -> float:
+def run_jobs(server: RunningServer, jobs: int, clients: int, size: int = 48,
+             params: dict[str, Any] | None = None,
+             after_each: Callable[[int], None] = lambda done: None) -> float:
     """Run ``jobs`` jobs from ``clients`` clients at once; return the seconds until all done."""
     image = [image_input(picture(size))]
     done = 0
@@ -71,9 +66,8 @@ def run_jobs(
                 waiting: list[str] = []
                 for n in range(count + IN_FLIGHT):
                     if n < count:  # a plug-in keeps a few jobs queued, not all of them
-                        waiting.append(
-                            client.submit("decompose", {**JOB, **(params or {}), "seed": n}, image)
-                        )
+                        waiting.append(client.submit(
+                            "decompose", {**JOB, **(params or {}), "seed": n}, image))
                     if len(waiting) == IN_FLIGHT or (n >= count and waiting):
                         result = client.wait(waiting.pop(0), timeout=1800)
                         assert result.done is not None
@@ -129,12 +123,8 @@ def main() -> None:
     parser.add_argument("--only-rss", action="store_true", help="measure the driver's memory only")
     args = parser.parse_args()
     if args.only_rss:
-        with_pool(
-            PoolConfig("tiny", {"steps": 2}, replicas=2),
-            lambda engine, server: print_rss(
-                measure_rss(server, args.rss_jobs, args.rss_size), args.rss_jobs, args.rss_size
-            ),
-        )
+        with_pool(PoolConfig("tiny", {"steps": 2}, replicas=2), lambda engine, server: print_rss(
+            measure_rss(server, args.rss_jobs, args.rss_size), args.rss_jobs, args.rss_size))
         return
     import torch
 
@@ -151,9 +141,8 @@ def main() -> None:
         for _ in range(args.repeat):  # interleaved, so that load from elsewhere hits both
             remote.append(one_job_s(server))
             here.append(one_job_s(local_server))
-        results["one job"] = report(
-            "one job (Ray, local)", (statistics.median(remote), statistics.median(here))
-        )
+        results["one job"] = report("one job (Ray, local)",
+                                    (statistics.median(remote), statistics.median(here)))
 
     def two_replicas(engine: Engine, server: RunningServer) -> None:
         results["2 replicas"] = report("2 replicas", run_jobs(server, args.jobs, CLIENTS))
@@ -171,10 +160,8 @@ def main() -> None:
     print(f"  2 replicas (1 CPU each): {two:7.1f} s  {args.jobs / two:.3f} jobs/s")
     print(f"  ratio 2 vs 1: {one / two:.2f}x")
     remote, here = results["one job"]
-    print(
-        f"one job, median of {args.repeat}: Ray {remote:.2f} s, local {here:.2f} s, "
-        f"overhead ratio {remote / here:.3f} (aim <= 1.10)"
-    )
+    print(f"one job, median of {args.repeat}: Ray {remote:.2f} s, local {here:.2f} s, "
+          f"overhead ratio {remote / here:.3f} (aim <= 1.10)")
     print_rss(results["rss"], args.rss_jobs, args.rss_size)
 
 
@@ -200,18 +187,14 @@ def measure_rss(server: RunningServer, jobs: int, size: int) -> list[tuple[int, 
 def print_rss(samples: list[tuple[int, float, float]], jobs: int, size: int) -> None:
     print(f"driver RSS over {jobs} jobs of {size}x{size}, 4 layers:")
     for done, rss, shared in samples:
-        print(
-            f"  after {done:4d} jobs: {rss:7.1f} MiB ({shared:7.1f} MiB shared, "
-            f"{rss - shared:7.1f} MiB private)"
-        )
+        print(f"  after {done:4d} jobs: {rss:7.1f} MiB ({shared:7.1f} MiB shared, "
+              f"{rss - shared:7.1f} MiB private)")
     warm = [sample for sample in samples if sample[0] >= 20]
     if len(warm) >= 2:
         (first, rss0, shared0), (last, rss1, shared1) = warm[0], warm[-1]
         per_job = (rss1 - rss0) / (last - first)
-        print(
-            f"  growth after 20 jobs: {rss1 - rss0:+.1f} MiB ({per_job:+.2f} MiB/job), "
-            f"of which private {(rss1 - shared1) - (rss0 - shared0):+.1f} MiB"
-        )
+        print(f"  growth after 20 jobs: {rss1 - rss0:+.1f} MiB ({per_job:+.2f} MiB/job), "
+              f"of which private {(rss1 - shared1) - (rss0 - shared0):+.1f} MiB")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ PROMPT = "a poster with a red box"
 
 def test_image(size: int) -> np.ndarray:
     image = np.full((size, size, 4), 220, np.uint8)
-    image[size // 4 : size // 2, size // 5 : size // 2, :3] = (200, 30, 30)
+    image[size // 4:size // 2, size // 5:size // 2, :3] = (200, 30, 30)
     return image
 
 
@@ -58,18 +58,10 @@ def direct_call(engine: DiffusionEngine, image: np.ndarray, layers: int, steps: 
     def call() -> float:
         started = time.perf_counter()
         with torch.inference_mode():
-            pipe(
-                image=to_rgba_pil(image),
-                prompt=PROMPT,
-                negative_prompt=" ",
-                true_cfg_scale=4.0,
-                layers=layers,
-                resolution=640,
-                num_inference_steps=steps,
-                cfg_normalize=True,
-                use_en_prompt=True,
-                generator=torch.Generator().manual_seed(1),
-            )
+            pipe(image=to_rgba_pil(image), prompt=PROMPT, negative_prompt=" ",
+                 true_cfg_scale=4.0, layers=layers, resolution=640, num_inference_steps=steps,
+                 cfg_normalize=True, use_en_prompt=True,
+                 generator=torch.Generator().manual_seed(1))
         return time.perf_counter() - started
 
     return in_worker_thread(call)
@@ -77,11 +69,8 @@ def direct_call(engine: DiffusionEngine, image: np.ndarray, layers: int, steps: 
 
 def served_call(client, image: np.ndarray, layers: int, steps: int) -> float:
     started = time.perf_counter()
-    result = client.run(
-        "decompose",
-        {"layers": layers, "steps": steps, "seed": 1, "prompt": PROMPT},
-        [image_input(image)],
-    )
+    result = client.run("decompose", {"layers": layers, "steps": steps, "seed": 1,
+                                      "prompt": PROMPT}, [image_input(image)])
     elapsed = time.perf_counter() - started
     assert len(result.layers) == layers
     return elapsed
@@ -90,37 +79,19 @@ def served_call(client, image: np.ndarray, layers: int, steps: int) -> float:
 def time_ops(engine: DiffusionEngine, size: int, steps: int) -> None:
     """Seconds per op on the tiny engine (640 bucket unless said), for the record."""
     image = test_image(size)
-    base = {
-        "seed": 1,
-        "steps": steps,
-        "resolution": None,
-        "negative_prompt": None,
-        "guidance": None,
-        "prompt": PROMPT,
-    }
+    base = {"seed": 1, "steps": steps, "resolution": None, "negative_prompt": None,
+            "guidance": None, "prompt": PROMPT}
     jobs = [
         ("decompose 2 layers", "decompose", {"layers": 2}, {"image": InputImage("image", image)}),
         ("decompose 4 layers", "decompose", {"layers": 4}, {"image": InputImage("image", image)}),
-        (
-            "decompose 2 layers @1024",
-            "decompose",
-            {"layers": 2, "resolution": 1024},
-            {"image": InputImage("image", image)},
-        ),
-        (
-            "decompose auto + caption",
-            "decompose",
-            {"layers": "auto", "prompt": ""},
-            {"image": InputImage("image", image)},
-        ),
+        ("decompose 2 layers @1024", "decompose", {"layers": 2, "resolution": 1024},
+         {"image": InputImage("image", image)}),
+        ("decompose auto + caption", "decompose", {"layers": "auto", "prompt": ""},
+         {"image": InputImage("image", image)}),
         ("split 2 layers", "split", {"layers": 2}, {"layer": InputImage("layer", image)}),
         ("generate 2 layers", "generate", {"layers": 2, "width": size, "height": size}, {}),
-        (
-            "regenerate with document",
-            "regenerate",
-            {},
-            {"layer": InputImage("layer", image[:64, :64]), "document": InputImage("doc", image)},
-        ),
+        ("regenerate with document", "regenerate", {},
+         {"layer": InputImage("layer", image[:64, :64]), "document": InputImage("doc", image)}),
     ]
     for label, op, params, inputs in jobs:
         request = JobRequest("bench", op, {**base, **params}, inputs)
@@ -158,12 +129,12 @@ def main() -> int:
     finally:
         stop_server(running)
     ratio = statistics.median(served) / statistics.median(direct)
-    print(
-        f"tiny decompose {args.size}x{args.size}, {args.layers} layers, {args.steps} steps, "
-        f"640 bucket, {args.repeat} runs each"
-    )
-    print(f"  pipeline alone  median {statistics.median(direct):6.2f} s  (min {min(direct):.2f})")
-    print(f"  through server  median {statistics.median(served):6.2f} s  (min {min(served):.2f})")
+    print(f"tiny decompose {args.size}x{args.size}, {args.layers} layers, {args.steps} steps, "
+          f"640 bucket, {args.repeat} runs each")
+    print(f"  pipeline alone  median {statistics.median(direct):6.2f} s  "
+          f"(min {min(direct):.2f})")
+    print(f"  through server  median {statistics.median(served):6.2f} s  "
+          f"(min {min(served):.2f})")
     print(f"  overhead ratio  {ratio:.3f}  (min/min {min(served) / min(direct):.3f})")
     if args.ops:
         print("seconds per op, tiny engine called directly (worker thread):")

@@ -50,13 +50,9 @@ from layerbridge.engines.diffusion.planner import (  # noqa: E402
 VARIANTS = ("stock", "fbcache", "dbcache", "compile", "fp8", "all")
 PROMPT = "a red box on a grey poster"
 #: What each variant turns on: (cache, compile, fp8).
-SETTINGS = {
-    "fbcache": ("fbcache", False, False),
-    "dbcache": ("dbcache", False, False),
-    "compile": ("none", True, False),
-    "fp8": ("none", False, True),
-    "all": ("dbcache", True, True),
-}
+SETTINGS = {"fbcache": ("fbcache", False, False), "dbcache": ("dbcache", False, False),
+            "compile": ("none", True, False), "fp8": ("none", False, True),
+            "all": ("dbcache", True, True)}
 
 
 @dataclass
@@ -81,28 +77,17 @@ def full_components() -> dict[str, Any]:
     from layerbridge.engines.tiny import tiny_processor, tiny_scheduler, tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
-    ids = {
-        token: tokenizer.convert_tokens_to_ids(token)
-        for token in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
-    }
-    encoder = Qwen2_5_VLForConditionalGeneration(
-        Qwen2_5_VLConfig(
-            text_config=TEXT_CONFIG,
-            vision_config=VISION_CONFIG,
-            image_token_id=ids["<|image_pad|>"],
-            video_token_id=ids["<|video_pad|>"],
-            vision_start_token_id=ids["<|vision_start|>"],
-            vision_end_token_id=ids["<|vision_end|>"],
-        )
-    )
-    return {
-        "transformer": QwenImageTransformer2DModel(**LAYERED_TRANSFORMER_CONFIG),
-        "vae": AutoencoderKLQwenImage(**VAE_CONFIG, input_channels=4),
-        "text_encoder": encoder,
-        "tokenizer": tokenizer,
-        "processor": tiny_processor(tokenizer),
-        "scheduler": tiny_scheduler(),
-    }
+    ids = {token: tokenizer.convert_tokens_to_ids(token)
+           for token in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}
+    encoder = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(
+        text_config=TEXT_CONFIG, vision_config=VISION_CONFIG,
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"]))
+    return {"transformer": QwenImageTransformer2DModel(**LAYERED_TRANSFORMER_CONFIG),
+            "vae": AutoencoderKLQwenImage(**VAE_CONFIG, input_channels=4),
+            "text_encoder": encoder, "tokenizer": tokenizer,
+            "processor": tiny_processor(tokenizer), "scheduler": tiny_scheduler()}
 
 
 def full_pipeline(model_dir: Path | None) -> Any:
@@ -137,13 +122,12 @@ def tiny_pipeline() -> Any:
 
 def test_image(size: int) -> np.ndarray:
     image = np.full((size * 3 // 4, size, 4), 200, np.uint8)
-    image[size // 8 : size // 2, size // 5 : size * 2 // 3, :3] = (180, 40, 40)
+    image[size // 8:size // 2, size // 5:size * 2 // 3, :3] = (180, 40, 40)
     return image
 
 
-def stock_call(
-    pipe: Any, image: np.ndarray, args: argparse.Namespace, steps: int
-) -> tuple[list, dict]:
+def stock_call(pipe: Any, image: np.ndarray, args: argparse.Namespace,
+               steps: int) -> tuple[list, dict]:
     """The plain diffusers call with the model card's settings: what a user would write
     (the forward counter's hooks only count)."""
     import torch
@@ -154,38 +138,22 @@ def stock_call(
     counter = counter_for(pipe)
     before = counter.totals()
     with torch.inference_mode():
-        output = pipe(
-            image=to_rgba_pil(image),
-            prompt=PROMPT,
-            negative_prompt=" ",
-            true_cfg_scale=4.0,
-            layers=args.layers,
-            resolution=args.resolution,
-            num_inference_steps=steps,
-            generator=torch.Generator("cpu").manual_seed(0),
-            cfg_normalize=True,
-            use_en_prompt=True,
-            num_images_per_prompt=1,
-            output_type="pil",
-        )
+        output = pipe(image=to_rgba_pil(image), prompt=PROMPT, negative_prompt=" ",
+                      true_cfg_scale=4.0, layers=args.layers, resolution=args.resolution,
+                      num_inference_steps=steps,
+                      generator=torch.Generator("cpu").manual_seed(0), cfg_normalize=True,
+                      use_en_prompt=True, num_images_per_prompt=1, output_type="pil")
     size = (image.shape[1], image.shape[0])
-    forwards, computed = (now - then for now, then in zip(counter.totals(), before, strict=True))
+    forwards, computed = (now - then for now, then in zip(counter.totals(), before,
+                                                          strict=True))
     stats = {"forwards_computed": computed, "forwards_skipped": forwards - computed}
     return [pil_to_rgba(layer, size) for layer in output.images[0]], stats
 
 
-def engine_call(
-    engine: DiffusionEngine, image: np.ndarray, args: argparse.Namespace, steps: int
-) -> tuple[list, dict]:
-    params = {
-        "layers": args.layers,
-        "steps": steps,
-        "seed": 0,
-        "prompt": PROMPT,
-        "resolution": args.resolution,
-        "negative_prompt": None,
-        "guidance": None,
-    }
+def engine_call(engine: DiffusionEngine, image: np.ndarray, args: argparse.Namespace,
+                steps: int) -> tuple[list, dict]:
+    params = {"layers": args.layers, "steps": steps, "seed": 0, "prompt": PROMPT,
+              "resolution": args.resolution, "negative_prompt": None, "guidance": None}
     ctx = JobContext()
     request = JobRequest("bench", "decompose", params, {"image": InputImage("image", image)})
     return [layer.pixels for layer in engine.run(request, ctx)], ctx.stats
@@ -218,13 +186,8 @@ def why_not(variant: str, args: argparse.Namespace) -> str:
     return ""
 
 
-def measure(
-    variant: str,
-    build: Callable[[], Any],
-    image: np.ndarray,
-    reference: list | None,
-    args: argparse.Namespace,
-) -> tuple[Row, list | None]:
+def measure(variant: str, build: Callable[[], Any], image: np.ndarray, reference: list | None,
+            args: argparse.Namespace) -> tuple[Row, list | None]:
     """Warm up with 2 steps, then time one job of ``args.steps`` steps."""
     import torch
 
@@ -246,17 +209,12 @@ def measure(
 
             quantize_(pipe.transformer, Float8DynamicActivationFloat8WeightConfig())
         knobs = {"threshold": 10.0, "warmup_steps": 1} if args.dry_run else {}
-        memory = MemoryOptions(
-            device="cuda" if cuda else "cpu", dtype="bfloat16" if cuda else "float32"
-        )
-        engine = DiffusionEngine(
-            "bench",
-            layered=lambda: pipe,
-            text_to_image=_absent,
-            edit=_absent,
-            memory=memory,
-            acceleration=Acceleration(cache=cache, compile=compile_, **knobs),
-        )
+        memory = MemoryOptions(device="cuda" if cuda else "cpu",
+                               dtype="bfloat16" if cuda else "float32")
+        engine = DiffusionEngine("bench", layered=lambda: pipe, text_to_image=_absent,
+                                 edit=_absent, memory=memory,
+                                 acceleration=Acceleration(cache=cache, compile=compile_,
+                                                           **knobs))
         run = lambda steps: engine_call(engine, image, args, steps)  # noqa: E731
     try:
         run(2)
@@ -270,14 +228,10 @@ def measure(
         seconds = time.perf_counter() - started
     except torch.OutOfMemoryError:
         return Row(variant, note="out of GPU memory"), None
-    row = Row(
-        variant,
-        seconds=seconds,
-        peak_gib=torch.cuda.max_memory_allocated() / 1024**3 if cuda else None,
-        computed=stats.get("forwards_computed"),
-        skipped=stats.get("forwards_skipped"),
-        agreement=None if reference is None else alpha_agreement(layers, reference),
-    )
+    row = Row(variant, seconds=seconds,
+              peak_gib=torch.cuda.max_memory_allocated() / 1024**3 if cuda else None,
+              computed=stats.get("forwards_computed"), skipped=stats.get("forwards_skipped"),
+              agreement=None if reference is None else alpha_agreement(layers, reference))
     return row, layers
 
 
@@ -287,23 +241,18 @@ def _absent() -> Any:
 
 def table(rows: list[Row]) -> str:
     stock = next((row.seconds for row in rows if row.variant == "stock" and row.seconds), None)
-    lines = [
-        f"{'variant':<9} {'s/job':>8} {'speed-up':>8} {'peak GiB':>8} "
-        f"{'computed':>8} {'skipped':>7} {'alpha IoU':>9}  note"
-    ]
+    lines = [f"{'variant':<9} {'s/job':>8} {'speed-up':>8} {'peak GiB':>8} "
+             f"{'computed':>8} {'skipped':>7} {'alpha IoU':>9}  note"]
     for row in rows:
         if row.seconds is None:
-            lines.append(
-                f"{row.variant:<9} {'-':>8} {'-':>8} {'-':>8} {'-':>8} {'-':>7} "
-                f"{'-':>9}  {row.note}"
-            )
+            lines.append(f"{row.variant:<9} {'-':>8} {'-':>8} {'-':>8} {'-':>8} {'-':>7} "
+                         f"{'-':>9}  {row.note}")
             continue
         speed = f"{stock / row.seconds:.2f}x" if stock else "-"
         lines.append(
             f"{row.variant:<9} {row.seconds:8.2f} {speed:>8} "
             f"{_fmt(row.peak_gib, '.1f'):>8} {_fmt(row.computed, 'd'):>8} "
-            f"{_fmt(row.skipped, 'd'):>7} {_fmt(row.agreement, '.3f'):>9}  {row.note}"
-        )
+            f"{_fmt(row.skipped, 'd'):>7} {_fmt(row.agreement, '.3f'):>9}  {row.note}")
     return "\n".join(lines)
 
 
@@ -318,11 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--resolution", type=int, default=640, choices=(640, 1024))
     parser.add_argument("--model-dir", type=Path, default=None)
-    parser.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="tiny configs on CPU: checks the benchmark itself, not speed",
-    )
+    parser.add_argument("--dry-run", action="store_true",
+                        help="tiny configs on CPU: checks the benchmark itself, not speed")
     parser.add_argument("--compile-on-cpu", action="store_true")
     args = parser.parse_args(argv)
     args.steps = args.steps or (8 if args.dry_run else 50)
@@ -337,28 +283,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         build: Callable[[], Any] = tiny_pipeline
         image = test_image(64)
-        print(
-            f"dry run on CPU: tiny random-weight pipeline, {args.layers} layers, "
-            f"{args.steps} steps, {args.resolution} bucket (checks the benchmark, not speed)"
-        )
+        print(f"dry run on CPU: tiny random-weight pipeline, {args.layers} layers, "
+              f"{args.steps} steps, {args.resolution} bucket (checks the benchmark, not speed)")
     elif not torch.cuda.is_available():
-        print(
-            "bench_gpu: no CUDA GPU here; run with --dry-run to check the benchmark on CPU. "
-            "Nothing was measured.",
-            file=sys.stderr,
-        )
+        print("bench_gpu: no CUDA GPU here; run with --dry-run to check the benchmark on CPU. "
+              "Nothing was measured.", file=sys.stderr)
         return 2
     else:
-
         def build() -> Any:
             return full_pipeline(args.model_dir)
-
         image = test_image(1024)
         weights = "real weights" if args.model_dir else "random weights"
-        print(
-            f"{torch.cuda.get_device_name(0)}: decompose {args.resolution} bucket, "
-            f"{args.layers} layers, {args.steps} steps, true CFG, bf16, {weights}"
-        )
+        print(f"{torch.cuda.get_device_name(0)}: decompose {args.resolution} bucket, "
+              f"{args.layers} layers, {args.steps} steps, true CFG, bf16, {weights}")
     rows: list[Row] = []
     reference: list | None = None
     for variant in variants:

@@ -111,12 +111,9 @@ def truth(path: Path, cache: Path) -> tuple[list[Patch], int, int]:
         crops, height, width = read_psd_crops(path)
         cache.mkdir(parents=True, exist_ok=True)
         arrays = {f"l{i}": pixels for i, (pixels, _, _) in enumerate(crops)}
-        np.savez_compressed(
-            stored,
-            size=np.array([height, width]),
-            places=np.array([(x, y) for _, x, y in crops]).reshape(-1, 2),
-            **arrays,
-        )
+        np.savez_compressed(stored, size=np.array([height, width]),
+                            places=np.array([(x, y) for _, x, y in crops]).reshape(-1, 2),
+                            **arrays)
     return [Patch.from_crop(p, x, y, height, width) for p, x, y in crops], height, width
 
 
@@ -128,25 +125,10 @@ class Server:
 
     def __init__(self, engine: str, output_dir: Path) -> None:
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "layerbridge.cli",
-                "--log-level",
-                "warning",
-                "serve",
-                "--port",
-                "0",
-                "--engine",
-                engine,
-                "--output-dir",
-                str(output_dir),
-                "--max-pixels",
-                str(64 * 2**20),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            [sys.executable, "-m", "layerbridge.cli", "--log-level", "warning", "serve", "--port",
+             "0", "--engine",
+             engine, "--output-dir", str(output_dir), "--max-pixels", str(64 * 2**20)],
+            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         line = self.process.stdout.readline() if self.process.stdout else ""
         if "ws://127.0.0.1:" not in line:
@@ -199,9 +181,8 @@ class PeakSampler(threading.Thread):
             self.peak = max(self.peak, self.server.tree_mb())
 
 
-def decompose(
-    server: Server, client: Client, pixels: np.ndarray
-) -> tuple[list[Patch], float, float]:
+def decompose(server: Server, client: Client, pixels: np.ndarray, layers: int | str = "auto"
+              ) -> tuple[list[Patch], float, float]:
     """(predicted patches, seconds, peak MB over the resting size) of one job."""
     height, width = pixels.shape[:2]
     spec = InputSpec("image", width, height, 0, 0)
@@ -210,7 +191,7 @@ def decompose(
     sampler.start()
     start = time.perf_counter()
     try:
-        result = client.run("decompose", {"layers": "auto"}, [(spec, pixels.tobytes())])
+        result = client.run("decompose", {"layers": layers}, [(spec, pixels.tobytes())])
     finally:
         seconds = time.perf_counter() - start
         sampler.done.set()
@@ -218,9 +199,8 @@ def decompose(
     peak = sampler.peak - rest
     layers = []
     for message in result.layers:
-        crop = np.frombuffer(message["data"], np.uint8).reshape(
-            message["height"], message["width"], 4
-        )
+        crop = np.frombuffer(message["data"], np.uint8).reshape(message["height"],
+                                                                message["width"], 4)
         layers.append(Patch.from_crop(crop, message["x"], message["y"], height, width))
     return layers, seconds, peak
 
@@ -230,23 +210,21 @@ def on_white(rgba: np.ndarray) -> np.ndarray:
     return rgba[..., :3] * a + 255.0 * (1.0 - a)
 
 
-def measure(
-    server: Server,
-    client: Client,
-    path: Path,
-    kind: str,
-    flagged: bool,
-    cache: Path,
-    max_mp: float | None = None,
-) -> Row | None:
-    """The document's row, or None when it is larger than ``max_mp`` megapixels."""
+def measure(server: Server, client: Client, path: Path, kind: str, flagged: bool,
+            cache: Path, max_mp: float | None = None, layers: str = "auto") -> Row | None:
+    """The document's row, or None when it is larger than ``max_mp`` megapixels.
+    ``layers``: "auto", a count, or "true" to ask for the document's own layer count (how
+    well ``layers: N`` merges), up to the server's maximum."""
     true, height, width = truth(path, cache)
     row = Row(path.name, kind, flagged, width, height, len(true))
     if max_mp is not None and row.mp > max_mp:
         return None
     pixels = composite(true, height, width)
     try:
-        pred, row.seconds, row.peak_mb = decompose(server, client, pixels)
+        asked: int | str = layers if not layers.isdigit() else int(layers)
+        if layers == "true":
+            asked = min(len(true), client.welcome["capabilities"]["layers"]["max"])
+        pred, row.seconds, row.peak_mb = decompose(server, client, pixels, asked)
     except Exception as exc:  # a failed job is a result of the benchmark, not its end
         row.error = f"{type(exc).__name__}: {exc}"
         return row
@@ -264,10 +242,8 @@ def measure(
 
 def table(rows: list[Row]) -> str:
     head = " | ".join(f"L1/IoU {k}m" for k in range(MERGES + 1))
-    lines = [
-        f"| file | kind | layers pred/true | {head} | recomp | s/MP | peak MB (MB/MP) |",
-        "|---|---|---|" + "---|" * (MERGES + 1) + "---|---|---|",
-    ]
+    lines = [f"| file | kind | layers pred/true | {head} | recomp | s/MP | peak MB (MB/MP) |",
+             "|---|---|---|" + "---|" * (MERGES + 1) + "---|---|---|"]
     for r in rows:
         kind = r.kind + (" ⚠" if r.flagged else "")
         if r.error:
@@ -293,12 +269,9 @@ def summary(rows: list[Row]) -> str:
         "designs, flagged ⚠": [r for r in ok if r.kind == "design" and r.flagged],
         "photos": [r for r in ok if r.kind == "photo"],
     }
-    lines = [
-        "| group | files | "
-        + " | ".join(f"IoU {k}m" for k in range(MERGES + 1))
-        + " | L1 0m | median s/MP | max s/MP | max MB/MP (>= 0.5 MP) |",
-        "|---|---|" + "---|" * (MERGES + 1) + "---|---|---|---|",
-    ]
+    lines = ["| group | files | " + " | ".join(f"IoU {k}m" for k in range(MERGES + 1))
+             + " | L1 0m | median s/MP | max s/MP | max MB/MP (>= 0.5 MP) |",
+             "|---|---|" + "---|" * (MERGES + 1) + "---|---|---|---|"]
     for label, group in groups.items():
         if not group:
             continue
@@ -315,7 +288,8 @@ def summary(rows: list[Row]) -> str:
         "",
         f"failed jobs: {len(rows) - len(ok)}; largest recomposite error: "
         f"{max((r.recomposite for r in ok), default=0):.0f} levels",
-        f"designs with >= 4 true layers returned as < 3: {len(collapsed)} {', '.join(collapsed)}",
+        f"designs with >= 4 true layers returned as < 3: {len(collapsed)} "
+        f"{', '.join(collapsed)}",
     ]
     return "\n".join(lines)
 
@@ -323,24 +297,18 @@ def summary(rows: list[Row]) -> str:
 def compare(before: list[Row], after: list[Row]) -> str:
     """Per-file IoU at 0 and 2 merges before and after, and the design means."""
     old = {r.name: r for r in before if not r.error}
-    lines = [
-        "| file | IoU 0m before -> after | IoU 2m before -> after | layers |",
-        "|---|---|---|---|",
-    ]
+    lines = ["| file | IoU 0m before -> after | IoU 2m before -> after | layers |",
+             "|---|---|---|---|"]
     pairs = [(old[r.name], r) for r in after if r.name in old and not r.error]
     for a, b in pairs:
-        lines.append(
-            f"| {b.name} | {a.iou[0]:.3f} -> {b.iou[0]:.3f} | "
-            f"{a.iou[-1]:.3f} -> {b.iou[-1]:.3f} | {a.pred_layers} -> {b.pred_layers} |"
-        )
+        lines.append(f"| {b.name} | {a.iou[0]:.3f} -> {b.iou[0]:.3f} | "
+                     f"{a.iou[-1]:.3f} -> {b.iou[-1]:.3f} | {a.pred_layers} -> {b.pred_layers} |")
     designs = [(a, b) for a, b in pairs if b.kind == "design"]
     if designs:
         for k in (0, MERGES):
-            lines.append(
-                f"\ndesign mean IoU at {k} merges: "
-                f"{np.mean([a.iou[k] for a, _ in designs]):.4f} -> "
-                f"{np.mean([b.iou[k] for _, b in designs]):.4f} ({len(designs)} files)"
-            )
+            lines.append(f"\ndesign mean IoU at {k} merges: "
+                         f"{np.mean([a.iou[k] for a, _ in designs]):.4f} -> "
+                         f"{np.mean([b.iou[k] for _, b in designs]):.4f} ({len(designs)} files)")
     return "\n".join(lines)
 
 
@@ -357,10 +325,8 @@ def blur_ms_per_mp() -> float:
 
 
 def load_rows(path: Path) -> list[Row]:
-    return [
-        Row(**{**raw, "l1": tuple(raw["l1"]), "iou": tuple(raw["iou"])})
-        for raw in json.loads(path.read_text())
-    ]
+    return [Row(**{**raw, "l1": tuple(raw["l1"]), "iou": tuple(raw["iou"])})
+            for raw in json.loads(path.read_text())]
 
 
 def main() -> None:
@@ -369,23 +335,15 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=[], help="names containing any of these")
     parser.add_argument("--max-mp", type=float, default=None, help="skip larger documents")
     parser.add_argument("--engine", default="classic")
+    parser.add_argument("--layers", default="auto",
+                        help='"auto", a count, or "true": each document\'s own layer count')
     parser.add_argument("--cache", type=Path, default=CACHE, help="decoded true layers")
     parser.add_argument("--json", type=Path, help="write the rows here")
     parser.add_argument("--markdown", type=Path, help="write the tables here")
-    parser.add_argument(
-        "--compare",
-        nargs=2,
-        type=Path,
-        metavar=("BEFORE", "AFTER"),
-        help="compare two --json files instead of running",
-    )
-    parser.add_argument(
-        "--report",
-        nargs="+",
-        type=Path,
-        metavar="JSON",
-        help="print the tables of --json files (runs split in parts) instead",
-    )
+    parser.add_argument("--compare", nargs=2, type=Path, metavar=("BEFORE", "AFTER"),
+                        help="compare two --json files instead of running")
+    parser.add_argument("--report", nargs="+", type=Path, metavar="JSON",
+                        help="print the tables of --json files (runs split in parts) instead")
     args = parser.parse_args()
     if args.compare:
         print(compare(load_rows(args.compare[0]), load_rows(args.compare[1])))
@@ -404,7 +362,8 @@ def main() -> None:
         try:
             with Client(server.url, "bench-quality") as client:
                 for path, kind, flagged in documents(args.folders, args.only):
-                    row = measure(server, client, path, kind, flagged, args.cache, args.max_mp)
+                    row = measure(server, client, path, kind, flagged, args.cache, args.max_mp,
+                                  args.layers)
                     if row is None:
                         continue
                     rows.append(row)
@@ -413,10 +372,8 @@ def main() -> None:
                         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
         finally:
             server.stop()
-    report = (
-        table(rows) + "\n\n" + summary(rows) + f"\nmachine baseline (15x15 box blur): "
-        f"{blur_before:.1f} ms/MP at the start, {blur_ms_per_mp():.1f} at the end"
-    )
+    report = (table(rows) + "\n\n" + summary(rows) + f"\nmachine baseline (15x15 box blur): "
+              f"{blur_before:.1f} ms/MP at the start, {blur_ms_per_mp():.1f} at the end")
     print("\n" + report)
     if args.markdown:
         args.markdown.write_text(report + "\n")
