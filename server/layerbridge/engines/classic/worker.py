@@ -56,8 +56,14 @@ if _METHOD == "forkserver":
 
 def _serve(conn: Connection) -> None:
     """Decompose each ``(pixels, layers)`` received until the pipe closes or the heap grew."""
+    from threadpoolctl import threadpool_limits
+
     from layerbridge.engines.classic.decompose import decompose_pieces
 
+    # Its least squares and dot products are small: on two busy cores, BLAS threads that
+    # wait for each other took 3-10x longer than one thread (the layers come out the same
+    # byte for byte: benchmarks/layer_digests.py).
+    threadpool_limits(1, user_api="blas")
     resting = _resident_mb()
     while True:
         try:
