@@ -69,22 +69,28 @@ def link_components(rgb8: np.ndarray, cut: np.ndarray | None = None) -> Componen
     soft shadow.
     """
     h, w = rgb8.shape[:2]
-    img = rgb8.astype(np.int16)
     idx = np.arange(h * w, dtype=np.int32 if h * w < 2**31 else np.int64).reshape(h, w)
-    right = np.abs(img[:, 1:] - img[:, :-1]).max(axis=-1) <= LINK_TOL
-    down = np.abs(img[1:] - img[:-1]).max(axis=-1) <= LINK_TOL
+    right = _within_tol(rgb8[:, 1:], rgb8[:, :-1])
+    down = _within_tol(rgb8[1:], rgb8[:-1])
     if cut is not None:
         right &= cut[:, 1:] == cut[:, :-1]
         down &= cut[1:] == cut[:-1]
     src = np.concatenate([idx[:, :-1][right], idx[:-1][down]])
     dst = np.concatenate([idx[:, 1:][right], idx[1:][down]])
     graph = coo_matrix((np.ones(src.size, np.int8), (src, dst)), shape=(h * w, h * w))
-    del img, idx, right, down, src, dst
+    del idx, right, down, src, dst
     n, lab = connected_components(graph, directed=False)
     del graph
     labels = (lab.reshape(h, w) + 1).astype(np.int32)
     del lab
     return _stats(labels, n, rgb8)
+
+
+def _within_tol(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Whether uint8 RGB pixels ``a`` and ``b`` differ by at most LINK_TOL in every channel
+    (channel by channel: a max over the last axis of three is ten times slower)."""
+    step = cv2.absdiff(a, b)
+    return np.maximum(np.maximum(step[..., 0], step[..., 1]), step[..., 2]) <= LINK_TOL
 
 
 def _stats(labels: np.ndarray, n: int, rgb8: np.ndarray) -> Components:
