@@ -146,16 +146,20 @@ def _split_by_cover(piece: Element, big: Element, occupied: np.ndarray,
     if not between.any():
         return False
     owners = occupied[y0:y1, x0:x1] * ~joined.mask
-    if any(_encloses(elements[k - 1], joined, filled) for k in np.unique(owners[between]) if k):
-        return False
+    grounds = [elements[k - 1] for k in np.unique(owners[between]) if k]
+    if grounds:
+        area = joined.area  # counted once for all the grounds
+        if any(_encloses(ground, joined, area, filled) for ground in grounds):
+            return False
     # The anti-aliased seams along the cover belong to no element: grow it by a pixel.
     others = cv2.dilate((owners > 0).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     return bool((between & others).sum() >= _UNDER_COVER * between.sum())
 
 
-def _encloses(ground: Element, e: Element, filled: dict[int, np.ndarray]) -> bool:
-    """Whether ``e`` lies in the holes of ``ground``'s mask (stands on it). ``filled`` keeps
-    each ground's mask with its holes filled, by ``id``, for the next question."""
+def _encloses(ground: Element, e: Element, area: int, filled: dict[int, np.ndarray]) -> bool:
+    """Whether ``e`` (of ``area`` pixels) lies in the holes of ``ground``'s mask (stands on
+    it). ``filled`` keeps each ground's mask with its holes filled, by ``id``, for the next
+    question."""
     if not boxes_meet(ground.box, e.box):
         return False
     if id(ground) not in filled:
@@ -166,7 +170,7 @@ def _encloses(ground: Element, e: Element, filled: dict[int, np.ndarray]) -> boo
     inside = ground_filled[y0 - ground.box[0]:y1 - ground.box[0],
                            x0 - ground.box[2]:x1 - ground.box[2]]
     part = e.mask[y0 - e.box[0]:y1 - e.box[0], x0 - e.box[2]:x1 - e.box[2]]
-    return bool((inside & part).sum() >= 0.5 * e.area)
+    return bool((inside & part).sum() >= 0.5 * area)
 
 
 def _box_share(inner: tuple[int, int, int, int], outer: tuple[int, int, int, int]) -> float:
