@@ -16,6 +16,8 @@ the server, whose threads could hold locks at the fork).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing
 import os
 import threading
@@ -72,6 +74,7 @@ def _serve(conn: Connection) -> None:
             return
         keep = _one_job(conn, decompose_pieces, pixels, layers)
         del pixels
+        _trim_heap()
         if not keep or _resident_mb() - resting > RETIRE_GROWTH_MB:
             conn.send(("retired",))
             conn.close()
@@ -99,6 +102,13 @@ def _one_job(conn: Connection, decompose_pieces: Callable[..., Any], pixels: np.
         conn.send(("error", ErrorCode.ENGINE_FAILED,
                    f"the classic engine failed: {type(exc).__name__}: {exc}"))
     return False  # after an unexpected failure, a fresh worker takes the next job
+
+
+def _trim_heap() -> None:
+    """Hand the heap's free pages back to the system (glibc keeps them for the next malloc):
+    an idle worker should hold little more than it did before its last job."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 def _resident_mb() -> float:
