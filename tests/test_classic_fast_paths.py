@@ -63,3 +63,38 @@ def test_neighbour_links_match_the_widened_difference() -> None:
     plain = np.abs(wide[1:] - wide[:-1]).max(axis=-1) <= LINK_TOL
     np.testing.assert_array_equal(_within_tol(rgb8[1:], rgb8[:-1]), plain)
     assert plain.any() and not plain.all()
+
+
+def _components_of_the_link_graph(rgb8: np.ndarray, cut: np.ndarray | None) -> np.ndarray:
+    """Labels 1..n of the graph of links between 4-neighbours, numbered as SciPy numbers
+    them (by each component's first pixel)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    h, w = rgb8.shape[:2]
+    wide = rgb8.astype(np.int16)
+    right = np.abs(wide[:, 1:] - wide[:, :-1]).max(axis=-1) <= LINK_TOL
+    down = np.abs(wide[1:] - wide[:-1]).max(axis=-1) <= LINK_TOL
+    if cut is not None:
+        right &= cut[:, 1:] == cut[:, :-1]
+        down &= cut[1:] == cut[:-1]
+    idx = np.arange(h * w).reshape(h, w)
+    src = np.concatenate([idx[:, :-1][right], idx[:-1][down]])
+    dst = np.concatenate([idx[:, 1:][right], idx[1:][down]])
+    graph = coo_matrix((np.ones(src.size, np.int8), (src, dst)), shape=(h * w, h * w))
+    return connected_components(graph, directed=False)[1].reshape(h, w) + 1
+
+
+@pytest.mark.parametrize("with_cut", [False, True])
+def test_linked_components_are_the_link_graphs_components(with_cut: bool) -> None:
+    from layerbridge.engines.classic.regions import link_components
+
+    rng = np.random.default_rng(int(with_cut))
+    for _ in range(200):
+        h, w = (int(v) for v in rng.integers(1, 50, 2))
+        rgb8 = (rng.integers(0, 6, (h, w, 3)) * int(rng.integers(1, 4))).astype(np.uint8)
+        cut = rng.random((h, w)) < 0.2 if with_cut else None
+        comp = link_components(rgb8, cut)
+        expected = _components_of_the_link_graph(rgb8, cut)
+        np.testing.assert_array_equal(comp.labels, expected)
+        assert comp.count == expected.max()
