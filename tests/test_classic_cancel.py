@@ -35,6 +35,7 @@ def _wait_for_stage(client, job: str, stage: str) -> None:
 
 def test_cancel_inside_the_analysis_is_answered_within_a_second(classic_server) -> None:
     client = classic_server.client()
+    warm = idle_worker_pids()  # the engine's warm-up left one
     job = client.submit("decompose", {}, [image_input(photo_like(0, 2048, 2048))])
     _wait_for_stage(client, job, "regions")
     time.sleep(0.3)  # inside the first connected-components pass
@@ -44,8 +45,9 @@ def test_cancel_inside_the_analysis_is_answered_within_a_second(classic_server) 
     waited = time.perf_counter() - sent
     assert final["type"] == "cancelled", final
     assert waited < CANCEL_BOUND_S, f"cancel answered after {waited:.1f} s"
-    # Only the fresh worker that took the cancelled one's place is left.
-    assert len(_worker_pids()) <= 1
+    # The job's worker is stopped; only the fresh one that took its place is new.
+    assert not _alive(warm[-1]), "the cancelled job's worker still runs"
+    assert len(_worker_pids()) == len(warm)
 
 
 def test_the_server_decomposes_exactly_after_a_cancel(classic_server) -> None:
