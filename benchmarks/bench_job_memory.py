@@ -4,7 +4,7 @@
 while a thread samples the summed PSS of the server and its child processes (the classic
 engine's fork server and the job's worker). Printed per job: its peak over the level
 before it, in MiB and MB per megapixel, against what the budget reserves for it
-(:func:`layerbridge.budget.working_bytes` plus its inputs and layers), and what is left a
+(the engine's ``working_bytes`` plus its inputs and layers), and what is left a
 little after its result has expired.
 
     python benchmarks/bench_job_memory.py
@@ -23,7 +23,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.attackers import process_rss, start_server  # noqa: E402
-from layerbridge.budget import working_bytes  # noqa: E402
 from layerbridge.client import Client  # noqa: E402
 from layerbridge.engines.classic import ClassicEngine  # noqa: E402
 from tests.helpers import image_input, tree_memory  # noqa: E402
@@ -70,7 +69,7 @@ def main() -> None:
                 time.sleep(TTL_S + 6)  # expired, let go and trimmed
                 left = tree_memory(server.pid)[0] - before
                 pixels = image.shape[0] * image.shape[1]
-                reserved = working_bytes(ClassicEngine(), pixels) + 12 * pixels
+                reserved = ClassicEngine().working_bytes(pixels) + 12 * pixels
                 print(
                     f"{label} | {len(result.layers)} | {grew / MiB:.0f} MiB | "
                     f"{grew / pixels:.0f} | {reserved / MiB:.0f} MiB | {left / MiB:+.0f} MiB",

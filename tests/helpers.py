@@ -26,7 +26,7 @@ import numpy as np
 from psd_tools import PSDImage
 from websockets.sync.client import connect
 
-from layerbridge import budget, protocol
+from layerbridge import protocol
 from layerbridge.client import Client
 from layerbridge.engines.base import Engine, JobContext, JobRequest, Layer
 from layerbridge.imaging import composite
@@ -182,7 +182,7 @@ class GatedEngine(Engine):
         self.gate = threading.Event()
 
     def working_bytes(self, pixels: int) -> int:
-        return budget.working_bytes(self.inner, pixels) if self.working else 0
+        return self.inner.working_bytes(pixels) if self.working else 0
 
     def run(self, request: JobRequest, ctx: JobContext) -> Iterator[Layer]:
         while not self.gate.wait(0.02):

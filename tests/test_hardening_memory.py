@@ -20,7 +20,6 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from layerbridge.budget import working_bytes
 from layerbridge.client import Client, ServerError
 from layerbridge.engines.base import JobRequest
 from layerbridge.jobs import Job, ResultStore, message_frame
@@ -81,7 +80,7 @@ def test_the_engine_working_memory_is_held_for_the_jobs_that_will_run(
     budget = 400 * MiB
     running = serve(engine, memory_budget=budget, max_jobs_per_client=64, max_queue=64)
     image = design(1024, 1024, seed=2)
-    working = working_bytes(classic_engine, image.shape[0] * image.shape[1])
+    working = classic_engine.working_bytes(image.shape[0] * image.shape[1])
     held = image.nbytes * 3  # its inputs and twice as much again for its layers
     fitting = (budget - working) // held
     with Peer(running.url, "queued") as peer:

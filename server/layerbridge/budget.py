@@ -24,35 +24,15 @@ import sys
 import time
 from collections.abc import Callable
 
-from layerbridge.engines.base import Engine
-
 MiB = 1 << 20
 MAKE_ROOM_EVERY_S = 0.25
 
-#: The classic engine's working memory per job, until its class states it
-#: (:meth:`Engine.working_bytes`): a worker process of its own plus a part per pixel.
-#: Measured through the real server, as the growth of the summed PSS of the server and its
-#: processes over the level before one job: 2048x2048 photo-like +924 MiB (231 MB/MP),
-#: design-like +782 MiB, flat design +675 MiB; 1024x1024 photo-like +262 MiB (fit: 40 MiB
-#: + 221 bytes a pixel). With headroom:
-CLASSIC_WORKING_FIXED = 64 * MiB
-CLASSIC_WORKING_PER_PIXEL = 232
-_CLASSIC = ("layerbridge.engines.classic.engine", "ClassicEngine")
 
 # glibc's mallopt parameters (malloc.h).
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 #: Blocks from this size up get pages of their own, returned to the system when freed.
 MMAP_THRESHOLD = 256 * 1024
-
-
-def working_bytes(engine: Engine, pixels: int) -> int:
-    """The memory one job of ``engine`` over ``pixels`` input pixels needs while it runs,
-    beyond its inputs and layers."""
-    own = engine.working_bytes(pixels)
-    if own or (type(engine).__module__, type(engine).__name__) != _CLASSIC:
-        return own
-    return CLASSIC_WORKING_FIXED + CLASSIC_WORKING_PER_PIXEL * pixels
 
 
 def _libc() -> ctypes.CDLL | None:

@@ -31,7 +31,6 @@ from layerbridge.budget import (
     configure_allocator,
     mib,
     release_free_memory,
-    working_bytes,
 )
 from layerbridge.engines.base import Engine, JobRequest
 from layerbridge.identity import FailedTokenDelay, Identities, Identity, TokenBook
@@ -438,7 +437,7 @@ class LayerBridgeServer:
             pixels=pixels,
             inputs=sum(spec.byte_count for spec in specs),
             layers=LAYER_BYTES_PER_PIXEL * pixels,
-            working=working_bytes(self.engine, pixels),
+            working=self.engine.working_bytes(pixels),
         )
 
     def _too_big(self, need: JobMemory) -> str:
@@ -454,7 +453,7 @@ class LayerBridgeServer:
         """The most pixels one job may have and still fit the whole budget."""
 
         def fits(pixels: int) -> bool:
-            need = pixels * (4 + LAYER_BYTES_PER_PIXEL) + working_bytes(self.engine, pixels)
+            need = pixels * (4 + LAYER_BYTES_PER_PIXEL) + self.engine.working_bytes(pixels)
             return need <= self.budget.limit_bytes
 
         low, high = 0, self.config.limits.max_pixels

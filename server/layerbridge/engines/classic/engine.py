@@ -20,6 +20,9 @@ from layerbridge.engines.classic.decompose import decompose
 from layerbridge.engines.classic.worker import decompose_in_child
 from layerbridge.types import DecomposeParams, SplitParams
 
+WORKING_FIXED_BYTES = 64 << 20
+WORKING_BYTES_PER_PIXEL = 232
+
 _NEEDS_MODEL = (
     "the classic engine is weight-free and cannot {what}: start the server with "
     "`--engine qwen` after installing the diffusion extra (pip install 'layerbridge[diffusion]') "
@@ -30,9 +33,10 @@ _NEEDS_MODEL = (
 class ClassicEngine(Engine):
     """Weight-free object layers on CPU: background, shapes, text, a photo subject.
 
-    ``layers`` = "auto" returns every element found; an int N merges z-adjacent elements
-    (smallest pair first) until N layers remain, background included; fewer come back when
-    fewer were found. ``split`` decomposes one layer and returns its parts at its position.
+    ``layers`` = "auto" returns the elements found, close parts of one colour and specks
+    merged; an int N merges the most alike elements until N layers remain, background
+    included (engines/classic/merging.py); fewer come back when fewer were found. ``split``
+    decomposes one layer and returns its parts at its position.
     """
 
     name = "classic"
@@ -42,6 +46,14 @@ class ClassicEngine(Engine):
 
     def __init__(self, **options: object) -> None:
         self.options = options
+
+    def working_bytes(self, pixels: int) -> int:
+        """A worker process of its own plus a part per pixel. Measured through the real
+        server, as the growth of the summed PSS of the server and its processes over the
+        level before one job (`benchmarks/bench_job_memory.py`): 2048x2048 photo-like
+        +924 MiB (231 MB/MP), design-like +782 MiB, flat design +675 MiB; 1024x1024
+        photo-like +262 MiB (fit: 40 MiB + 221 bytes a pixel). With headroom:"""
+        return WORKING_FIXED_BYTES + WORKING_BYTES_PER_PIXEL * pixels
 
     def unsupported_message(self, op: str) -> str:
         what = (
