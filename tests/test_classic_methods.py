@@ -175,3 +175,37 @@ def test_photo_regions_leave_flat_text_and_shapes_alone() -> None:
     is_bg = background_mask(rgb, bg)
     in_photo, photos = photo_regions(link_components(rgb8, is_bg), is_bg)
     assert photos == [] and not in_photo.any()
+
+
+def test_specks_of_a_lighter_shade_inside_a_line_of_text_join_it() -> None:
+    # Thin glyphs of small text never reach the ink's colour: they come out as specks of a
+    # lighter shade between the glyphs that do, and a speck is never a layer of its own.
+    image = _canvas((245, 245, 245))
+    for k in range(8):
+        x = 40 + 10 * k
+        image[60:74, x : x + 6, :3] = 0
+    for x in (47, 67, 97):
+        image[66:70, x : x + 3, :3] = 90
+    out = decompose(image)
+    assert len(out) == 2
+    text = out[1][1][..., 3]
+    assert text[60:74, 40:120].sum() >= 0.95 * (image[60:74, 40:120, 0] < 128).sum()
+
+
+def test_a_design_of_hundreds_of_glyphs_comes_back_in_blocks() -> None:
+    # Three paragraphs of 180 small glyphs each: too many elements to take one by one, and
+    # no photo: each paragraph is one layer, not the whole image one layer.
+    h, w = 500, 800
+    image = np.full((h, w, 4), 255, np.uint8)
+    corners = [(30, 30), (300, 40), (120, 450)]
+    for y0, x0 in corners:
+        for line in range(6):
+            for k in range(30):
+                y, x = y0 + 8 * line, x0 + 5 * k
+                image[y : y + 5, x : x + 3, :3] = 20
+    out = decompose(image)
+    assert len(out) >= 4
+    for y0, x0 in corners:
+        ink = image[y0 : y0 + 48, x0 : x0 + 150, 0] < 128
+        best = max(layer[y0 : y0 + 48, x0 : x0 + 150, 3][ink].sum() for _, layer in out[1:])
+        assert best >= 0.9 * ink.sum()

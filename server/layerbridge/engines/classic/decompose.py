@@ -17,7 +17,7 @@ from layerbridge.engines.classic.amodal import complete
 from layerbridge.engines.classic.background import Background, background_mask, fit_background
 from layerbridge.engines.classic.clipping import join_clipped
 from layerbridge.engines.classic.fill import fill_plate, push_pull
-from layerbridge.engines.classic.grouping import absorb_pieces, text_lines
+from layerbridge.engines.classic.grouping import absorb_pieces, join_specks, text_lines
 from layerbridge.engines.classic.hulls import hull_mask
 from layerbridge.engines.classic.order import z_order
 from layerbridge.engines.classic.peel import split_layer, unmix_alpha
@@ -39,11 +39,10 @@ Check = Callable[[], None]
 
 #: Components whose colour varies more than this (std) are textures, not flat fills.
 FLAT_STD = 0.03
-#: Above this many elements (each component inside a photo counted) the image is treated
-#: as a photo: designs have far fewer. (Counting a photo placed in a design as one element
-#: sent designs of hundreds of elements to the flat path, where they fared worse.)
-#: (Taking whole the foreground parts that hold most of them instead, as screenshots, was
-#: tried: better at 0 merges, worse at 2 than one layer for the whole image.)
+#: Above this many elements (each component inside a photo counted) a design is taken in
+#: blocks of elements close together: taken one by one, the glyphs of paragraphs and the
+#: parts of screenshots came out as a stack deeper than the design's, and as one layer for
+#: the whole image (the photo path, as before) the design had no layers at all.
 MAX_ELEMENTS = 400
 _BAND = 2
 #: How closely (max channel) a colour must match a black or white veil over its plate.
@@ -143,6 +142,10 @@ def analyse(rgb: np.ndarray, progress: Progress, check: Check) -> Scene:
         found = _flat_elements(comp, rgb, is_bg, check, in_photo)
         if found is not None:
             found[0].extend(photos)
+    if found is None and bg.ok:
+        # Too many elements for a flat design taken one by one (screenshots, paragraphs of
+        # small text): its foreground in blocks, each a group of elements close together.
+        return Scene(bg, photo.blocks(is_bg, rgb), {})
     if found is None:
         return _photo_scene(rgb, rgb8, check)
     check()
@@ -167,7 +170,7 @@ def _group(elements: list[Element], thin: set[int], rgb: np.ndarray, is_bg: np.n
     elements = glyph_remnants(attach(strokes, elements), rgb, is_bg, bg, check)
     check()
     # Strokes and remnants may be the thin parts of a line found in pieces: join it again.
-    return absorb_pieces(text_lines(elements, h))
+    return join_specks(absorb_pieces(text_lines(elements, h)))
 
 
 def _largest_border_label(labels: np.ndarray, area: np.ndarray) -> int:
