@@ -209,3 +209,17 @@ def test_a_design_of_hundreds_of_glyphs_comes_back_in_blocks() -> None:
         ink = image[y0 : y0 + 48, x0 : x0 + 150, 0] < 128
         best = max(layer[y0 : y0 + 48, x0 : x0 + 150, 3][ink].sum() for _, layer in out[1:])
         assert best >= 0.9 * ink.sum()
+
+
+def test_a_line_of_text_does_not_go_on_under_a_word_within_it() -> None:
+    # Black glyphs far apart, a small red word in the gap between two of them: the black
+    # line's layer must not be filled in black where the red word is (its hull is no shape).
+    image = _canvas((245, 245, 245))
+    for x in (40, 64, 88, 112):
+        image[60:72, x : x + 6, :3] = 0
+    for x in (49, 56):
+        image[62:70, x : x + 4, :3] = (220, 20, 20)
+    out = decompose(image)
+    assert len(out) == 3
+    black = _layer_of(out, (0, 0, 0))
+    assert black[62:70, 49:60].max() <= 0.05

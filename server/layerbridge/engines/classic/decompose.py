@@ -346,6 +346,9 @@ def _lower_covers(scene: Scene, k: int, hulls, box):
     cores = np.zeros((box[1] - box[0], box[3] - box[2]), bool)
     for j in range(k - 1, -1, -1):
         e = scene.elements[j]
+        if e.kind == "text":
+            # A line of text does not go on under what lies over it: its hull is no shape.
+            continue
         sb = hulls[j][1]
         if not (sb[0] < box[1] and box[0] < sb[1] and sb[2] < box[3] and box[2] < sb[3]):
             continue
