@@ -223,3 +223,16 @@ def test_a_line_of_text_does_not_go_on_under_a_word_within_it() -> None:
     assert len(out) == 3
     black = _layer_of(out, (0, 0, 0))
     assert black[62:70, 49:60].max() <= 0.05
+
+
+def test_a_frame_does_not_go_on_under_what_lies_in_its_hole() -> None:
+    # A square frame with a disc in its hole: the page shows between them, so the frame's
+    # layer stays a frame (it used to be filled in under the disc, as if it were a panel).
+    frame = _drawn((30, 60, 200), lambda d, fill: d.rectangle(
+        [60 * _SS, 30 * _SS, 180 * _SS, 150 * _SS], outline=fill, width=8 * _SS))
+    disc = _drawn((220, 40, 40), lambda d, fill: d.ellipse(
+        [95 * _SS, 65 * _SS, 145 * _SS, 115 * _SS], fill=fill))
+    out = decompose(_flat([_canvas((250, 250, 250)), frame, disc]))
+    assert len(out) == 3
+    assert _layer_of(out, (30, 60, 200))[80:100, 110:130].max() <= 0.05
+    assert _iou(_layer_of(out, (220, 40, 40)), disc[..., 3] / 255) >= 0.95

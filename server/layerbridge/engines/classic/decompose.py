@@ -50,6 +50,9 @@ VEIL_TOL = 0.012
 #: How closely (max channel) a pixel in an element's band must be a mix of the element's
 #: colour and the plate to belong to the element.
 UNMIX_TOL = 0.03
+#: Share of the ring around an element, within a lower shape's hull, that the shape must
+#: cover to go on under the element (a frame's hole shows the page, not the frame).
+COVER_SHARE = 0.5
 #: Below this difference (max channel) from its plate a pixel is the plate.
 PLATE_TOL = 2.5 / 255
 
@@ -271,7 +274,7 @@ def _peel_one(image: np.ndarray, scene: Scene, k: int, hulls
         core |= scene.hidden[k][y0:y1, x0:x1]
     kernel = np.ones((2 * _BAND + 1, 2 * _BAND + 1), np.uint8)
     region = cv2.dilate(core.astype(np.uint8), kernel).astype(bool)
-    lower = _lower_covers(scene, k, hulls, box)
+    lower = _lower_covers(scene, k, hulls, box, core)
     region &= ~lower[1] | core
     plate, claims = fill_plate(image, region, box, [c[:2] for c in lower[0]], scene.background)
     for (_, color, j), take in zip(lower[0], claims, strict=True):
@@ -340,18 +343,25 @@ def _element_alpha(crop, plate, core, e: Element, soft, box) -> np.ndarray:
     return alpha
 
 
-def _lower_covers(scene: Scene, k: int, hulls, box):
-    """(hull, colour) of lower elements over ``box``, topmost first, and their cores."""
+def _lower_covers(scene: Scene, k: int, hulls, box, core: np.ndarray):
+    """(hull, colour) of lower elements over ``box``, topmost first, and their cores.
+
+    Only a shape that runs along the element's outline, where its hull reaches, goes on
+    under it: a line of text (its hull is no shape) or a frame around it (the element lies
+    in its hole, the page shows between them) does not."""
     covers = []
     cores = np.zeros((box[1] - box[0], box[3] - box[2]), bool)
+    near = cv2.dilate(core.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+    ring = near & ~cv2.dilate(core.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     for j in range(k - 1, -1, -1):
         e = scene.elements[j]
-        if e.kind == "text":
-            # A line of text does not go on under what lies over it: its hull is no shape.
-            continue
         sb = hulls[j][1]
         if not (sb[0] < box[1] and box[0] < sb[1] and sb[2] < box[3] and box[2] < sb[3]):
             continue
-        covers.append((rewindow(hulls[j][0], hulls[j][1], box), e.color, j))
-        cores |= rewindow(e.mask, e.box, box)
+        mask = rewindow(e.mask, e.box, box)
+        cores |= mask
+        hull = rewindow(hulls[j][0], hulls[j][1], box)
+        if e.kind == "text" or (mask & ring).sum() < COVER_SHARE * (hull & ring).sum():
+            continue
+        covers.append((hull, e.color, j))
     return covers, cores
