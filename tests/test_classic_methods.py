@@ -236,20 +236,3 @@ def test_a_frame_does_not_go_on_under_what_lies_in_its_hole() -> None:
     assert len(out) == 3
     assert _layer_of(out, (30, 60, 200))[80:100, 110:130].max() <= 0.05
     assert _iou(_layer_of(out, (220, 40, 40)), disc[..., 3] / 255) >= 0.95
-
-
-def test_fewer_layers_on_request_merge_text_with_text() -> None:
-    # The sample poster in four layers: its four lines of text become one text layer, and
-    # the shapes share the other two (it used to put a shape and all the text in one).
-    from pathlib import Path
-
-    poster = np.asarray(Image.open(Path(__file__).parents[1] / "samples" / "poster.png")
-                        .convert("RGBA"))
-    out = decompose(poster, 4)
-    assert len(out) == 4
-    texts = [layer for name, layer in out if name.startswith("text")]
-    assert len(texts) == 1
-    text = texts[0][..., 3]
-    for y0, y1, x0, x1 in ((63, 117, 417, 736), (236, 276, 667, 858), (406, 462, 500, 689)):
-        assert text[y0:y1, x0:x1].max() >= 0.99  # each line is in it
-    assert text[300:400, 100:300].max() == 0  # the magenta panel is not

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from layerbridge.engines.classic.hulls import boxes_meet
 from layerbridge.engines.classic.regions import Element, union
 
 Box = tuple[int, int, int, int]
@@ -68,77 +67,20 @@ def _carry_down(layer: np.ndarray, alpha: np.ndarray, pre: np.ndarray, hidden: n
 
 
 def merge_to_count(elements: list[Element], count: int) -> list[Element]:
-    """Merge elements, the most alike pair first, until ``count`` remain.
+    """Merge z-adjacent elements (the pair with the smallest joint area first) to ``count``.
 
-    Alike: of one kind (text with text), of near colours, small together (the big, useful
-    layers - panels, photos, titles - stay apart) and near each other. Two elements may be
-    merged when nothing between them in z-order overlaps the one that moves to the other,
-    so what is above what never changes.
+    Merging neighbours in z-order never changes what is above what, and merging the
+    smallest pair first keeps the big, useful layers (panels, photos, titles) apart.
     """
     elements = list(elements)
     while len(elements) > max(count, 0) and len(elements) >= 2:
-        best: tuple[float, int, int, int] | None = None  # cost, lower, upper, where
-        for i in range(len(elements) - 1):
-            for j in range(i + 1, min(i + 1 + _MERGE_REACH, len(elements))):
-                where = _slide(elements, i, j)
-                if where is None:
-                    continue
-                cost = _merge_cost(elements[i], elements[j])
-                if best is None or cost < best[0]:
-                    best = (cost, i, j, where)
-        assert best is not None  # neighbours in z-order can always merge
-        _, i, j, where = best
-        merged = _merged(elements[i], elements[j])
-        rest = [e for k, e in enumerate(elements) if k not in (i, j)]
-        rest.insert(where if where == i else where - 1, merged)
-        elements = rest
+        sizes = [elements[i].area + elements[i + 1].area for i in range(len(elements) - 1)]
+        k = int(np.argmin(sizes))
+        a, b = elements[k], elements[k + 1]
+        merged = union(a, b)
+        if a.color is None or b.color is None or np.abs(a.color - b.color).max() > 0.02:
+            merged.color = None  # several colours: peel by mask, not by unmixing
+        elements[k : k + 2] = [merged]
     if count <= 0:
         return []
     return elements
-
-
-#: How far apart in z-order (elements) two merged elements may lie.
-_MERGE_REACH = 8
-#: Cost factor for merging elements of two kinds, and per unit of colour difference.
-_OTHER_KIND = 4.0
-_COLOR_WEIGHT = 3.0
-
-
-def _slide(elements: list[Element], i: int, j: int) -> int | None:
-    """Where the merge of ``i`` and ``j`` (i < j) may sit: at ``i`` when ``j`` can slide
-    down past everything between them, at ``j`` when ``i`` can slide up; else None."""
-    between = elements[i + 1 : j]
-    if not any(boxes_meet(e.box, elements[j].box) for e in between):
-        return i
-    if not any(boxes_meet(e.box, elements[i].box) for e in between):
-        return j
-    return None
-
-
-def _merge_cost(a: Element, b: Element) -> float:
-    cost = float(a.area + b.area)
-    if a.kind != b.kind:
-        cost *= _OTHER_KIND
-    if a.color is not None and b.color is not None:
-        cost *= 1.0 + _COLOR_WEIGHT * float(np.abs(a.color - b.color).max())
-    else:
-        cost *= 1.0 + _COLOR_WEIGHT
-    y0, y1 = min(a.box[0], b.box[0]), max(a.box[1], b.box[1])
-    x0, x1 = min(a.box[2], b.box[2]), max(a.box[3], b.box[3])
-    # Far apart, their joint box is mostly neither: the merge spans the page.
-    return cost * (y1 - y0) * (x1 - x0) / max(_box_area(a.box) + _box_area(b.box), 1)
-
-
-def _box_area(box: Box) -> int:
-    return (box[1] - box[0]) * (box[3] - box[2])
-
-
-def _merged(a: Element, b: Element) -> Element:
-    """One element of both; of their kind when they share it, else a group, and peeled by
-    mask (no colour) when their colours differ."""
-    merged = union(a, b)
-    if a.kind != b.kind:
-        merged.kind = "group"
-    if a.color is None or b.color is None or np.abs(a.color - b.color).max() > 0.02:
-        merged.color = None  # several colours: peel by mask, not by unmixing
-    return merged
