@@ -181,7 +181,7 @@ class PeakSampler(threading.Thread):
             self.peak = max(self.peak, self.server.tree_mb())
 
 
-def decompose(server: Server, client: Client, pixels: np.ndarray
+def decompose(server: Server, client: Client, pixels: np.ndarray, layers: int | str = "auto"
               ) -> tuple[list[Patch], float, float]:
     """(predicted patches, seconds, peak MB over the resting size) of one job."""
     height, width = pixels.shape[:2]
@@ -191,7 +191,7 @@ def decompose(server: Server, client: Client, pixels: np.ndarray
     sampler.start()
     start = time.perf_counter()
     try:
-        result = client.run("decompose", {"layers": "auto"}, [(spec, pixels.tobytes())])
+        result = client.run("decompose", {"layers": layers}, [(spec, pixels.tobytes())])
     finally:
         seconds = time.perf_counter() - start
         sampler.done.set()
@@ -211,15 +211,20 @@ def on_white(rgba: np.ndarray) -> np.ndarray:
 
 
 def measure(server: Server, client: Client, path: Path, kind: str, flagged: bool,
-            cache: Path, max_mp: float | None = None) -> Row | None:
-    """The document's row, or None when it is larger than ``max_mp`` megapixels."""
+            cache: Path, max_mp: float | None = None, layers: str = "auto") -> Row | None:
+    """The document's row, or None when it is larger than ``max_mp`` megapixels.
+    ``layers``: "auto", a count, or "true" to ask for the document's own layer count (how
+    well ``layers: N`` merges), up to the server's maximum."""
     true, height, width = truth(path, cache)
     row = Row(path.name, kind, flagged, width, height, len(true))
     if max_mp is not None and row.mp > max_mp:
         return None
     pixels = composite(true, height, width)
     try:
-        pred, row.seconds, row.peak_mb = decompose(server, client, pixels)
+        asked: int | str = layers if not layers.isdigit() else int(layers)
+        if layers == "true":
+            asked = min(len(true), client.welcome["capabilities"]["layers"]["max"])
+        pred, row.seconds, row.peak_mb = decompose(server, client, pixels, asked)
     except Exception as exc:  # a failed job is a result of the benchmark, not its end
         row.error = f"{type(exc).__name__}: {exc}"
         return row
@@ -330,6 +335,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=[], help="names containing any of these")
     parser.add_argument("--max-mp", type=float, default=None, help="skip larger documents")
     parser.add_argument("--engine", default="classic")
+    parser.add_argument("--layers", default="auto",
+                        help='"auto", a count, or "true": each document\'s own layer count')
     parser.add_argument("--cache", type=Path, default=CACHE, help="decoded true layers")
     parser.add_argument("--json", type=Path, help="write the rows here")
     parser.add_argument("--markdown", type=Path, help="write the tables here")
@@ -355,7 +362,8 @@ def main() -> None:
         try:
             with Client(server.url, "bench-quality") as client:
                 for path, kind, flagged in documents(args.folders, args.only):
-                    row = measure(server, client, path, kind, flagged, args.cache, args.max_mp)
+                    row = measure(server, client, path, kind, flagged, args.cache, args.max_mp,
+                                  args.layers)
                     if row is None:
                         continue
                     rows.append(row)

@@ -155,8 +155,8 @@ def test_a_photo_placed_in_a_design_is_one_layer_and_the_shape_beside_it_another
     panel = _rect((30, 90, 200), 150, 40, 220, 140)
     out = decompose(_flat([_canvas((250, 250, 250)), photo, panel]))
     names = [name for name, _ in out]
-    assert sum(name.startswith("photo") for name in names) == 1, names
-    whole = next(layer for name, layer in out if name.startswith("photo"))[..., 3]
+    assert sum(name.startswith("Photo") for name in names) == 1, names
+    whole = next(layer for name, layer in out if name.startswith("Photo"))[..., 3]
     assert _iou(whole, photo[..., 3] / 255.0) >= 0.95
     assert _iou(_layer_of(out, (30, 90, 200)), panel[..., 3] / 255.0) >= 0.9
 

@@ -402,3 +402,38 @@ def test_a_trailing_newline_is_refused_in_job_ids_and_save_names(field: str) -> 
     [error] = conn.receive_text(json.dumps(message))
     assert isinstance(error, protocol.ProtocolError)
     assert error.code == ("bad_message" if field == "job" else "bad_params")
+
+
+def test_errors_quote_a_clients_long_values_short(classic_server) -> None:
+    """An error names the client's bad value, but a 50 KB value is not sent back whole
+    (nor written to the log): it is shown cut, with its length."""
+    long = "x" * 50_000
+    image = [{"name": "image", "width": 2, "height": 2}]
+
+    def submit(job: str, op: str = "decompose", params: dict | None = None,
+               inputs: list | None = None) -> dict:
+        return {"type": "submit", "job": job, "op": op, "params": params or {},
+                "inputs": image if inputs is None else inputs}
+
+    frames = [
+        submit("a", params={"prompt": long}),
+        submit("b", params={long: 1}),
+        submit("c", op=long),
+        submit("d", params={"save": long}),
+        submit("e", inputs=[{"name": long, "width": 2, "height": 2}]),
+        {"type": long},
+    ]
+    with connect(classic_server.url) as ws:
+        ws.send(json.dumps({"type": "hello", "protocol": 1, "client": "long-values"}))
+        assert json.loads(ws.recv(10))["type"] == "welcome"
+        for frame in frames:
+            ws.send(json.dumps(frame))
+            error = json.loads(ws.recv(10))
+            assert error["type"] == "error", error
+            assert error["code"] in {"bad_params", "unknown_op", "bad_input", "unknown_type"}, error
+            assert len(error["message"]) < 400, (error["code"], len(error["message"]))
+            assert "50000 characters" in error["message"], error["message"][:200]
+    with connect(classic_server.url) as ws:
+        ws.send(json.dumps({"type": "hello", "protocol": long, "client": "long-version"}))
+        error = json.loads(ws.recv(10))
+        assert error["code"] == "protocol_mismatch" and len(error["message"]) < 400, error

@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from layerbridge.imaging import composite, trim_to_alpha
-from layerbridge.types import Layer
+from layerbridge.types import Layer, quoted
 
 FORMATS = ("psd", "ora", "png")
 
@@ -74,7 +74,7 @@ def check_save_name(name: object) -> str:
     raise ValueError naming the rule otherwise. The protocol calls this before a job runs
     and :func:`save_layers` again before writing, so both agree by construction."""
     if not isinstance(name, str) or not name.isascii() or not _SAVE_NAME.fullmatch(name):
-        raise ValueError(f"'save' must be {SAVE_NAME_RULE}, not {name!r}")
+        raise ValueError(f"'save' must be {SAVE_NAME_RULE}, not {quoted(name)}")
     return name
 
 

@@ -32,6 +32,7 @@ from layerbridge.types import (
     OpParams,
     param_names,
     params_class,
+    quoted,
 )
 
 PROTOCOL_VERSION = 1
@@ -433,14 +434,14 @@ def validate_params(op: str, params: Any, limits: Limits, job: str | None = None
     cls = params_class(op)
     if cls is None:
         raise ProtocolError(
-            ErrorCode.UNKNOWN_OP, f"unknown op {op!r}; ops are {', '.join(OPS)}", job
+            ErrorCode.UNKNOWN_OP, f"unknown op {quoted(op)}; ops are {', '.join(OPS)}", job
         )
     known = [name for name in PARAMS if name in param_names(op)]
     for name in params:
         if name not in known:
             raise ProtocolError(
                 ErrorCode.BAD_PARAMS,
-                f"op {op!r} takes no parameter {name!r}; it takes {', '.join(known)}",
+                f"op {quoted(op)} takes no parameter {quoted(name)}; it takes {', '.join(known)}",
                 job,
             )
     for name in known:
@@ -448,13 +449,15 @@ def validate_params(op: str, params: Any, limits: Limits, job: str | None = None
         if name not in params:
             if op in spec.required:
                 raise ProtocolError(
-                    ErrorCode.BAD_PARAMS, f"op {op!r} needs {name!r}: {spec.hint}", job
+                    ErrorCode.BAD_PARAMS, f"op {quoted(op)} needs {quoted(name)}: {spec.hint}", job
                 )
             continue
         value = params[name]
         if not spec.check(value):
             raise ProtocolError(
-                ErrorCode.BAD_PARAMS, f"{name!r} must be {spec.hint}, not {value!r}", job
+                ErrorCode.BAD_PARAMS,
+                f"{quoted(name)} must be {spec.hint}, not {quoted(value)}",
+                job,
             )
     result = cls(**params)
     if op in PARAMS["prompt"].required and not result.prompt.strip():
@@ -543,20 +546,24 @@ def _input_spec(raw: Any, op: str, limits: Limits, job: str) -> InputSpec:
     if name not in required + optional:
         allowed = ", ".join(required + optional) or "none"
         raise ProtocolError(
-            ErrorCode.BAD_INPUT, f"op {op!r} takes no input {name!r}; it takes {allowed}", job
+            ErrorCode.BAD_INPUT,
+            f"op {quoted(op)} takes no input {quoted(name)}; it takes {allowed}",
+            job,
         )
     for key in ("width", "height"):
         if not _int_in(1, 1 << 16)(raw.get(key)):
             raise ProtocolError(
-                ErrorCode.BAD_INPUT, f"input {name!r}: {key!r} must be a positive integer", job
+                ErrorCode.BAD_INPUT,
+                f"input {quoted(name)}: {key!r} must be a positive integer",
+                job,
             )
     for key in ("x", "y"):
         if not _int_in(-MAX_COORDINATE, MAX_COORDINATE)(raw.get(key, 0)):
             raise ProtocolError(
-                ErrorCode.BAD_INPUT, f"input {name!r}: {key!r} must be an integer offset", job
+                ErrorCode.BAD_INPUT, f"input {quoted(name)}: {key!r} must be an integer offset", job
             )
     spec = InputSpec(name, raw["width"], raw["height"], raw.get("x", 0), raw.get("y", 0))
-    _check_pixels(spec.width, spec.height, limits, f"input {name!r}", job)
+    _check_pixels(spec.width, spec.height, limits, f"input {quoted(name)}", job)
     return spec
 
 
@@ -566,7 +573,7 @@ def parse_submit(message: dict[str, Any], limits: Limits) -> tuple[Submit, list[
     op = message.get("op")
     if op not in OPS:
         raise ProtocolError(
-            ErrorCode.UNKNOWN_OP, f"unknown op {op!r}; ops are {', '.join(OPS)}", job
+            ErrorCode.UNKNOWN_OP, f"unknown op {quoted(op)}; ops are {', '.join(OPS)}", job
         )
     params = validate_params(op, message.get("params", {}), limits, job)
     raw_inputs = message.get("inputs", [])
@@ -578,7 +585,7 @@ def parse_submit(message: dict[str, Any], limits: Limits) -> tuple[Submit, list[
         raise ProtocolError(ErrorCode.BAD_INPUT, f"an input name appears twice in {names}", job)
     missing = [name for name in INPUTS[op][0] if name not in names]
     if missing:
-        raise ProtocolError(ErrorCode.BAD_INPUT, f"op {op!r} needs input {missing[0]!r}", job)
+        raise ProtocolError(ErrorCode.BAD_INPUT, f"op {quoted(op)} needs input {missing[0]!r}", job)
     _check_canvas(specs, limits, job)
     return Submit(job, op, params), specs
 
@@ -683,7 +690,7 @@ class ServerConnection:
             return [
                 ProtocolError(
                     ErrorCode.WRONG_BYTE_COUNT,
-                    f"input {spec.name!r} is {spec.width}x{spec.height} RGBA8, "
+                    f"input {quoted(spec.name)} is {spec.width}x{spec.height} RGBA8, "
                     f"so its frame must be "
                     f"{spec.byte_count} bytes, not {len(data)}",
                     job,
@@ -714,7 +721,7 @@ class ServerConnection:
             )
             raise ProtocolError(
                 ErrorCode.HELLO_REQUIRED,
-                f'send "hello" before {kind!r}',
+                f'send "hello" before {quoted(kind)}',
                 job if valid else None,
             )
         if kind == "submit":
@@ -732,7 +739,7 @@ class ServerConnection:
             return [Fetch(_job_id(message))]
         raise ProtocolError(
             ErrorCode.UNKNOWN_TYPE,
-            f"unknown message type {kind!r}; clients send hello, submit, cancel, fetch",
+            f"unknown message type {quoted(kind)}; clients send hello, submit, cancel, fetch",
         )
 
     def _hello(self, message: dict[str, Any]) -> Hello:
@@ -741,7 +748,7 @@ class ServerConnection:
             raise ProtocolError(
                 ErrorCode.PROTOCOL_MISMATCH,
                 f"this server speaks LayerBridge protocol {PROTOCOL_VERSION}, the client "
-                f"{version!r}: update the plug-in and the server to the same release",
+                f"{quoted(version)}: update the plug-in and the server to the same release",
             )
         if not isinstance(client, str) or not client or len(client) > 200:
             raise ProtocolError(
@@ -808,7 +815,7 @@ class ClientConnection:
             raise ProtocolError(
                 ErrorCode.MISSING_BINARY,
                 f"the server sent text after a "
-                f"{self._header['type']!r} header instead of its pixels",
+                f"{quoted(self._header['type'])} header instead of its pixels",
             )
         message = decode(frame)
         if message["type"] in BINARY_MESSAGES:

@@ -122,6 +122,17 @@ class LayerBridgeError(Exception):
         self.message = message
 
 
+def quoted(value: object, limit: int = 60) -> str:
+    """A client's value as an error message shows it: its ``repr``, cut to ``limit``
+    characters with the value's length, so a 50 KB value is never sent back (or logged)
+    whole."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = len(value) if isinstance(value, str | bytes) else len(text)
+    return f"{text[:limit]}... ({size} characters)"
+
+
 class EngineError(LayerBridgeError):
     """A failure inside an engine that the user can act on."""
 

@@ -19,6 +19,8 @@ from layerbridge.engines.classic.clipping import join_clipped
 from layerbridge.engines.classic.fill import fill_plate, push_pull
 from layerbridge.engines.classic.grouping import absorb_pieces, join_specks, text_lines
 from layerbridge.engines.classic.hulls import hull_mask
+from layerbridge.engines.classic.merging import merge_alike, merge_to_count
+from layerbridge.engines.classic.naming import layer_name
 from layerbridge.engines.classic.order import z_order
 from layerbridge.engines.classic.peel import split_layer, unmix_alpha
 from layerbridge.engines.classic.photo import photo_regions
@@ -31,7 +33,7 @@ from layerbridge.engines.classic.regions import (
     link_components,
     rewindow,
 )
-from layerbridge.engines.classic.stack import apply_input_alpha, merge_to_count
+from layerbridge.engines.classic.stack import apply_input_alpha
 from layerbridge.engines.classic.strokes import attach, faint_strokes, glyph_remnants
 
 Progress = Callable[[float, str], None]
@@ -111,7 +113,9 @@ def decompose_pieces(
     else:
         scene = analyse(rgb, progress, check)
         if isinstance(layers, int):
-            scene.elements = merge_to_count(scene.elements, layers - 1)
+            scene.elements = merge_to_count(scene.elements, layers - 1, h, w)
+        else:
+            scene.elements = merge_alike(scene.elements, h, w)
         out = peel_all(rgb, scene, progress, check)
     del rgb
     progress(0.97, "alpha")
@@ -229,16 +233,27 @@ def peel_all(rgb: np.ndarray, scene: Scene, progress: Progress, check: Check) ->
     hulls = _shapes(scene.elements, h, w)
     peeled: list[Piece] = []
     n = len(scene.elements)
+    numbers = _numbers_by_kind(scene.elements)
     for k in range(n - 1, -1, -1):
         check()
         progress(0.45 + 0.5 * (n - 1 - k) / max(n, 1), "peel")
         box, layer = _peel_one(image, scene, k, hulls)
-        peeled.append(Piece(f"{scene.elements[k].kind} {k + 1}", box, layer))
+        peeled.append(Piece(layer_name(scene.elements[k], numbers[k]), box, layer))
     progress(0.95, "fill")
     base = np.concatenate([image, np.ones((h, w, 1))], -1)
     del image
     base[..., :3] = np.rint(base[..., :3] * 255) / 255
     return [Piece("background", (0, h, 0, w), base), *peeled[::-1]]
+
+
+def _numbers_by_kind(elements: list[Element]) -> list[int]:
+    """Each element's number among those of its kind, bottom up: Text 1, Text 2, Shape 1."""
+    seen: dict[str, int] = {}
+    numbers = []
+    for e in elements:
+        seen[e.kind] = seen.get(e.kind, 0) + 1
+        numbers.append(seen[e.kind])
+    return numbers
 
 
 def _shapes(elements: list[Element], h: int, w: int):

@@ -1,4 +1,4 @@
-"""Whole-stack steps: the input's own transparency, and fewer layers on request.
+"""Whole-stack step: the input's own transparency.
 
 The peel works on opaque colour. An input with alpha ``A`` is decomposed as if opaque and
 its transparency is then pushed into the stack from the top: each layer's alpha becomes
@@ -10,8 +10,6 @@ re-derives the bottom layer from the rounded upper layers, which keeps the sum e
 from __future__ import annotations
 
 import numpy as np
-
-from layerbridge.engines.classic.regions import Element, union
 
 Box = tuple[int, int, int, int]
 
@@ -64,23 +62,3 @@ def _carry_down(layer: np.ndarray, alpha: np.ndarray, pre: np.ndarray, hidden: n
     alpha[:] = np.clip(np.where(seen, (alpha - a) / safe[..., 0], 1.0), 0.0, 1.0)
     hidden |= ~seen
     layer[..., 3] = a
-
-
-def merge_to_count(elements: list[Element], count: int) -> list[Element]:
-    """Merge z-adjacent elements (the pair with the smallest joint area first) to ``count``.
-
-    Merging neighbours in z-order never changes what is above what, and merging the
-    smallest pair first keeps the big, useful layers (panels, photos, titles) apart.
-    """
-    elements = list(elements)
-    while len(elements) > max(count, 0) and len(elements) >= 2:
-        sizes = [elements[i].area + elements[i + 1].area for i in range(len(elements) - 1)]
-        k = int(np.argmin(sizes))
-        a, b = elements[k], elements[k + 1]
-        merged = union(a, b)
-        if a.color is None or b.color is None or np.abs(a.color - b.color).max() > 0.02:
-            merged.color = None  # several colours: peel by mask, not by unmixing
-        elements[k : k + 2] = [merged]
-    if count <= 0:
-        return []
-    return elements
