@@ -236,3 +236,18 @@ def test_a_frame_does_not_go_on_under_what_lies_in_its_hole() -> None:
     assert len(out) == 3
     assert _layer_of(out, (30, 60, 200))[80:100, 110:130].max() <= 0.05
     assert _iou(_layer_of(out, (220, 40, 40)), disc[..., 3] / 255) >= 0.95
+
+
+def test_shapes_on_a_transparent_surround_come_apart_from_it() -> None:
+    # Nothing is behind a logo with a transparent surround: the surround is the background
+    # and each shape standing on it a layer (filled from its neighbours' colours, it had no
+    # background field and the whole image became one photo layer).
+    red = _rect((200, 30, 30), 10, 20, 90, 160)
+    blue = _rect((30, 60, 200), 150, 20, 230, 160)
+    ring = _drawn((240, 200, 20), lambda d, fill: d.ellipse(
+        [95 * _SS, 60 * _SS, 145 * _SS, 110 * _SS], outline=fill, width=6 * _SS))
+    out = decompose(_flat([red, blue, ring]))
+    assert len(out) == 4
+    assert not (out[0][1][..., 3] > 0.5).any()  # the background holds nothing
+    for layer in (red, blue, ring):
+        assert max(_iou(x[..., 3], layer[..., 3] / 255) for _, x in out[1:]) >= 0.9

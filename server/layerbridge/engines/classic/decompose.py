@@ -16,7 +16,7 @@ from layerbridge.engines.classic import photo
 from layerbridge.engines.classic.amodal import complete
 from layerbridge.engines.classic.background import Background, background_mask, fit_background
 from layerbridge.engines.classic.clipping import join_clipped
-from layerbridge.engines.classic.fill import fill_plate, push_pull
+from layerbridge.engines.classic.fill import fill_plate
 from layerbridge.engines.classic.grouping import absorb_pieces, join_specks, text_lines
 from layerbridge.engines.classic.hulls import hull_mask
 from layerbridge.engines.classic.merging import merge_alike, merge_to_count
@@ -39,6 +39,9 @@ from layerbridge.engines.classic.strokes import attach, faint_strokes, glyph_rem
 Progress = Callable[[float, str], None]
 Check = Callable[[], None]
 
+#: Colours a transparent surround may be given: the one farthest from the visible ones.
+KEY_COLORS = np.array([[1, 1, 1], [0, 0, 0], [1, 0, 1], [0, 1, 0], [0, 0, 1], [1, 1, 0],
+                       [0, 1, 1], [1, 0, 0], [0.5, 0.5, 0.5]], np.float64)
 #: Components whose colour varies more than this (std) are textures, not flat fills.
 FLAT_STD = 0.03
 #: Above this many elements (each component inside a photo counted) a design is taken in
@@ -107,7 +110,7 @@ def decompose_pieces(
     progress = progress or (lambda fraction, stage: None)
     check = check or (lambda: None)
     h, w = rgba.shape[:2]
-    rgb = _opaque_rgb(rgba)
+    rgb, surround = _opaque_rgb(rgba)
     if layers == 1 or min(rgb.shape[:2]) < 4:
         out = [Piece("image", (0, h, 0, w), np.concatenate([rgb, np.ones((h, w, 1))], -1))]
     else:
@@ -119,15 +122,37 @@ def decompose_pieces(
         out = peel_all(rgb, scene, progress, check)
     del rgb
     progress(0.97, "alpha")
-    apply_input_alpha([(p.box, p.pixels) for p in out], rgba)
+    apply_input_alpha([(p.box, p.pixels) for p in out], rgba, surround)
     return out
 
 
-def _opaque_rgb(rgba: np.ndarray) -> np.ndarray:
-    """Float RGB with fully transparent pixels given their surroundings' colour."""
+def _opaque_rgb(rgba: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Float RGB with fully transparent pixels given one flat colour that no visible pixel
+    is near: a transparent surround is then a flat background like any other, and what
+    stands on it comes apart from it. (Filled from their surroundings, as before, the
+    surround took the colours of the elements and the whole image went to the photo path.)
+    Also returns that colour (None when every pixel is visible)."""
     rgb = rgba[..., :3].astype(np.float64) / 255.0
     known = rgba[..., 3] > 0
-    return rgb if known.all() else push_pull(rgb, known)
+    if known.all():
+        return rgb, None
+    if not known.any():
+        return np.zeros_like(rgb), None
+    key = _key_color(rgb[known])
+    rgb[~known] = key
+    return rgb, key
+
+
+def _key_color(visible: np.ndarray) -> np.ndarray:
+    """Of a few plain colours, the one farthest (max channel) from every visible colour."""
+    step = max(1, len(visible) // 20000)
+    sample = visible[::step]
+    best, best_gap = KEY_COLORS[0], -1.0
+    for key in KEY_COLORS:
+        gap = float(np.abs(sample - key).max(-1).min())
+        if gap > best_gap:
+            best, best_gap = key, gap
+    return best
 
 
 def analyse(rgb: np.ndarray, progress: Progress, check: Check) -> Scene:
