@@ -5,12 +5,22 @@ timed in the same process (a baseline that scales with the machine). Peak memory
 growth of a fresh process's peak resident size over its size after warm-up, for one
 decomposition, against the 200 MB/MP budget. Then the quality table of tests/quality.py.
 Run: python benchmarks/bench_classic.py [--no-quality] [--memory-only]
+
+Against an earlier version, through real servers, on real documents:
+    python benchmarks/bench_classic.py --against main ../shared/testdata/psd-dev tests/data/psd \
+        [--only NAME ...] [--max-mp 4]
+serves the ``server/`` of git revision ``main`` and of this checkout side by side and runs each
+document on both in turn (alternating which goes first), so that both see the same load of a
+shared machine: per file s/MP before and after and their ratio, then the medians and maxima.
 """
 
 from __future__ import annotations
 
+import argparse
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,6 +28,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from synthetic import design, photo_like  # noqa: E402
 
@@ -78,7 +89,78 @@ def memory() -> None:
               f"{mb / TARGET_MB_PER_MP:.2f}x the {TARGET_MB_PER_MP:.0f} MB/MP budget", flush=True)
 
 
+def _served(server, client, pixels: np.ndarray) -> float:
+    """Seconds one ``auto`` decomposition of ``pixels`` takes through ``server``."""
+    from layerbridge.protocol import InputSpec
+
+    height, width = pixels.shape[:2]
+    spec = InputSpec("image", width, height, 0, 0)
+    start = time.perf_counter()
+    client.run("decompose", {"layers": "auto"}, [(spec, pixels.tobytes())])
+    return time.perf_counter() - start
+
+
+def against(argv: list[str]) -> None:
+    """Per-file s/MP of git revision ``--against`` and of this checkout, through servers."""
+    from bench_quality import CACHE, Server, documents, truth
+    from layerd_metric import composite
+
+    from layerbridge.client import Client
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--against", required=True, help="git revision to compare with")
+    parser.add_argument("folders", nargs="+", type=Path)
+    parser.add_argument("--only", nargs="*", default=[])
+    parser.add_argument("--max-mp", type=float, default=None)
+    args = parser.parse_args(argv)
+    root = Path(__file__).resolve().parents[1]
+    warm = design(0, 64, 48)[1]
+    print(f"baseline: full-frame 15x15 box blur {blur_s_per_mp() * 1000:.1f} ms/MP", flush=True)
+    print("| file | size | s/MP before | s/MP after | after/before |\n|---|---|---|---|---|")
+    rows: list[tuple[float, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        old_code = Path(tmp) / "old"
+        old_code.mkdir()
+        archive = subprocess.run(["git", "-C", str(root), "archive", args.against, "server"],
+                                 check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(old_code)], input=archive, check=True)
+        old = Server("classic", Path(tmp), old_code / "server")
+        new = Server("classic", Path(tmp))
+        try:
+            with Client(old.url, "before") as old_client, Client(new.url, "after") as new_client:
+                _served(old, old_client, warm)
+                _served(new, new_client, warm)
+                for k, (path, _, _) in enumerate(documents(args.folders, args.only)):
+                    patches, height, width = truth(path, CACHE)
+                    mp = height * width / 1e6
+                    if args.max_mp is not None and mp > args.max_mp:
+                        continue
+                    pixels = composite(patches, height, width)
+                    pair = [(old, old_client), (new, new_client)]
+                    seconds = {id(s): _served(s, c, pixels) for s, c in pair[:: 1 - 2 * (k % 2)]}
+                    before, after = seconds[id(old)] / mp, seconds[id(new)] / mp
+                    rows.append((before, after))
+                    print(f"| {path.name} | {width}x{height} | {before:.2f} | {after:.2f} | "
+                          f"{after / before:.2f} |", flush=True)
+        finally:
+            old.stop()
+            new.stop()
+    if not rows:
+        return
+    before_all, after_all = [b for b, _ in rows], [a for _, a in rows]
+    ratios = [a / b for b, a in rows]
+    print(f"\n{len(rows)} files. median s/MP {statistics.median(before_all):.2f} -> "
+          f"{statistics.median(after_all):.2f}; max s/MP {max(before_all):.2f} -> "
+          f"{max(after_all):.2f}; after/before per file: median {statistics.median(ratios):.2f}, "
+          f"geometric mean {float(np.exp(np.mean(np.log(ratios)))):.2f}, "
+          f"worst {max(ratios):.2f}")
+    print(f"baseline at the end: full-frame 15x15 box blur {blur_s_per_mp() * 1000:.1f} ms/MP")
+
+
 def main() -> None:
+    if "--against" in sys.argv:
+        against(sys.argv[1:])
+        return
     if "--memory-child" in sys.argv:
         at = sys.argv.index("--memory-child")
         _memory_child(sys.argv[at + 1], int(sys.argv[at + 2]))

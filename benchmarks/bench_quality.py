@@ -123,12 +123,16 @@ def truth(path: Path, cache: Path) -> tuple[list[Patch], int, int]:
 class Server:
     """A ``layerbridge serve`` child process on a free loopback port."""
 
-    def __init__(self, engine: str, output_dir: Path) -> None:
+    def __init__(self, engine: str, output_dir: Path, code: Path | None = None) -> None:
+        """``code``: a folder holding another ``layerbridge`` package to serve instead."""
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if code is not None:
+            env["PYTHONPATH"] = os.pathsep.join([str(code), env.get("PYTHONPATH", "")])
         self.process = subprocess.Popen(
             [sys.executable, "-m", "layerbridge.cli", "--log-level", "warning", "serve", "--port",
              "0", "--engine",
              engine, "--output-dir", str(output_dir), "--max-pixels", str(64 * 2**20)],
-            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.PIPE, text=True, env=env,
         )
         line = self.process.stdout.readline() if self.process.stdout else ""
         if "ws://127.0.0.1:" not in line:

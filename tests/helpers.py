@@ -26,7 +26,7 @@ import numpy as np
 from psd_tools import PSDImage
 from websockets.sync.client import connect
 
-from layerbridge import protocol
+from layerbridge import budget, protocol
 from layerbridge.client import Client
 from layerbridge.engines.base import Engine, JobContext, JobRequest, Layer
 from layerbridge.imaging import composite
@@ -99,6 +99,42 @@ def start_cli_server(output_dir: Path, *options: str) -> tuple[subprocess.Popen,
     return server, line.split()[-1]
 
 
+# --- the memory of a server process and its children -----------------------------
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it (the classic engine's fork server and workers)."""
+    tree, at = [pid], 0
+    while at < len(tree):
+        try:
+            children = Path(f"/proc/{tree[at]}/task/{tree[at]}/children").read_text().split()
+        except OSError:  # it ended meanwhile
+            children = []
+        tree.extend(int(child) for child in children)
+        at += 1
+    return tree
+
+
+def tree_memory(pid: int) -> tuple[int, int]:
+    """(sum of PSS, sum of RSS) over the process tree, in bytes.
+
+    PSS splits each page among the processes sharing it, so its sum is what the tree holds
+    of the machine's memory; the sum of RSS counts a forked child's shared pages again.
+    """
+    pss = rss = 0
+    for member in process_tree(pid):
+        try:
+            text = Path(f"/proc/{member}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("Pss:"):
+                pss += int(line.split()[1]) * 1024
+            elif line.startswith("Rss:"):
+                rss += int(line.split()[1]) * 1024
+    return pss, rss
+
+
 # --- layers read back -----------------------------------------------------------------
 
 
@@ -135,14 +171,18 @@ def raise_bug(ctx: JobContext) -> None:
 class GatedEngine(Engine):
     """The real classic engine behind a gate: each job waits until ``gate`` is open.
 
-    A test double only in when it starts; the layers are the classic engine's own.
+    A test double only in when it starts; the layers are the classic engine's own. With
+    ``working``, the memory budget reserves the inner engine's working memory for its jobs.
     """
 
-    def __init__(self, inner: Engine) -> None:
-        self.inner = inner
+    def __init__(self, inner: Engine, working: bool = False) -> None:
+        self.inner, self.working = inner, working
         self.name, self.ops = inner.name, inner.ops
         self.min_layers, self.max_layers = inner.min_layers, inner.max_layers
         self.gate = threading.Event()
+
+    def working_bytes(self, pixels: int) -> int:
+        return budget.working_bytes(self.inner, pixels) if self.working else 0
 
     def run(self, request: JobRequest, ctx: JobContext) -> Iterator[Layer]:
         while not self.gate.wait(0.02):

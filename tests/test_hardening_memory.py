@@ -10,23 +10,35 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
+import threading
 import time
+from collections.abc import Callable
 
+import numpy as np
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from layerbridge.protocol import Limits
+from layerbridge.budget import working_bytes
+from layerbridge.client import Client, ServerError
+from layerbridge.engines.base import JobRequest
+from layerbridge.jobs import Job, ResultStore, message_frame
+from layerbridge.protocol import CancelledMessage, Limits
+from layerbridge.types import JobState
 from tests.helpers import (
     GatedEngine,
     Peer,
     Result,
     check_job_complete,
+    image_input,
     outcome,
     raw_connect,
     raw_send,
     read_frame,
     stall,
+    start_cli_server,
+    tree_memory,
     wait_until,
 )
 from tests.synthetic import flat_design as design
@@ -57,6 +69,34 @@ def test_queued_inputs_are_refused_past_the_memory_budget(serve, classic_engine)
         # the kept results make room for new work: the oldest are let go
         peer.submit("after", image)
         assert outcome(peer.until_final("after", 120)) == "done"
+
+
+def test_the_engine_working_memory_is_held_for_the_jobs_that_will_run(
+    serve, classic_engine
+) -> None:
+    """A queued job holds its inputs and the room for its layers; the engine's working
+    memory is held once for the largest job that runs or will run (one runs at a time), so
+    the jobs that fit are exactly those that leave it room."""
+    engine = GatedEngine(classic_engine, working=True)
+    budget = 400 * MiB
+    running = serve(engine, memory_budget=budget, max_jobs_per_client=64, max_queue=64)
+    image = design(1024, 1024, seed=2)
+    working = working_bytes(classic_engine, image.shape[0] * image.shape[1])
+    held = image.nbytes * 3  # its inputs and twice as much again for its layers
+    fitting = (budget - working) // held
+    with Peer(running.url, "queued") as peer:
+        for k in range(fitting):
+            peer.submit(f"q{k}", image)
+            assert peer.first_for(f"q{k}", 10)["type"] == "queued"
+        assert running.server.budget.usage()["engine"] == working
+        peer.submit("over", image)
+        reply = peer.first_for("over", 10)
+        assert reply.get("code") == "server_busy", reply
+        assert "engine" in reply["message"] and "--memory-budget" in reply["message"], reply
+        engine.gate.set()
+        for k in range(fitting):
+            assert outcome(peer.until_final(f"q{k}", 300)) == "done"
+        assert running.server.budget.usage()["engine"] == 0
 
 
 def test_a_big_frame_before_hello_is_answered_with_close_1009(classic_server) -> None:
@@ -160,7 +200,7 @@ def test_an_offset_cannot_inflate_the_canvas(serve, classic_engine, tmp_path, of
 
 
 def test_memory_budget_counts_cancelled_and_kept_jobs(serve, classic_engine) -> None:
-    running = serve(classic_engine, memory_budget=64 * MiB)
+    running = serve(classic_engine, memory_budget=256 * MiB)
     image = design(512, 512, seed=4)
     with Peer(running.url, "kept") as peer:
         peer.submit("k", image)
@@ -169,3 +209,70 @@ def test_memory_budget_counts_cancelled_and_kept_jobs(serve, classic_engine) -> 
         kept = sum(len(m["data"]) for m in messages if m["type"] == "layer")
         usage = running.server.budget.usage()
         assert sum(usage.values()) >= kept, usage
+
+
+class PeakMemory:
+    """The most a server process and its children held (PSS), sampled in a thread."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, tree_memory(self.pid)[0])
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_once(url: str, image: np.ndarray) -> None:
+    with Client(url, "once") as client:
+        client.run("decompose", {}, [image_input(image)], timeout=300)
+
+
+def refused(run: Callable[[], object]) -> ServerError | None:
+    try:
+        run()
+    except ServerError as error:
+        return error
+    return None
+
+
+def test_the_server_and_its_engine_processes_stay_within_the_budget(tmp_path) -> None:
+    """The budget counts the engine's working memory too: a job that would need more than
+    the whole budget is refused before it runs, naming the flag, and the server's processes
+    (its classic workers included) never hold more than the budget plus 300 MiB, while
+    small jobs beside it are done."""
+    budget_mib = 256
+    server, url = start_cli_server(tmp_path, "--memory-budget", str(budget_mib))
+    try:
+        small = [design(320, 240, seed=k) for k in range(3)]
+        big = design(1536, 1536, seed=5)  # the classic engine needs ~500 MB for it
+        with PeakMemory(server.pid) as memory, Client(url, "small") as client:
+            jobs = [client.submit("decompose", {}, [image_input(image)]) for image in small]
+            refusal = refused(lambda: run_once(url, big))
+            for job, image in zip(jobs, small, strict=True):
+                check_job_complete(client.wait(job, timeout=120), image)
+        assert memory.peak <= (budget_mib + 300) * MiB, f"{memory.peak / MiB:.0f} MiB at peak"
+        assert refusal is not None and refusal.code == "too_many_pixels", refusal
+        assert "--memory-budget" in refusal.message, refusal.message
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(60)
+
+
+def test_results_already_delivered_are_the_first_let_go_for_room() -> None:
+    store = ResultStore(ttl_s=600, max_bytes=1 << 30)
+    older, newer = (Job(JobRequest(name, "decompose"), "owner", (1, 1)) for name in "ab")
+    for job in (older, newer):
+        store.add(job)
+        job.finish(JobState.DONE, message_frame(CancelledMessage(job.id)))
+    newer.delivered = True  # a client read all of it; the older one no one has yet
+    assert store.evict(free_bytes=1) == 1
+    assert store.get("owner", "a") is older and store.get("owner", "b") is None

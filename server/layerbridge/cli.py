@@ -300,8 +300,9 @@ def add_hardening_options(serve: argparse.ArgumentParser, defaults: ServerConfig
         type=int,
         default=defaults.memory_budget >> 20,
         metavar="MIB",
-        help="MiB of queued inputs, running and kept jobs, unread frames and uploads; new "
-        f"work is refused past it (default {defaults.memory_budget >> 20})",
+        help="MiB the server may hold for its clients: queued inputs, the layers jobs will "
+        "make, the engine's working memory for running jobs, kept results, unread frames and "
+        f"uploads; new work is refused past it (default {defaults.memory_budget >> 20})",
     )
     limits.add_argument("--max-connections", type=int, default=defaults.max_connections)
     limits.add_argument(

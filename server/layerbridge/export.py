@@ -133,6 +133,15 @@ def _link_unique(folder_fd: int, temporary: str, name: str) -> str:
     raise FileExistsError(f"no free name like {name!r} in the output folder")
 
 
+def warm_up() -> None:
+    """Write a one-pixel PSD and ORA in memory, so that the libraries saving needs (psd-tools
+    brings SciPy, some 50 MB) are loaded when the server starts rather than by a client's
+    first save, and stay part of its baseline instead of looking like memory a job kept."""
+    pixel = [Layer("warm-up", np.zeros((1, 1, 4), np.uint8), 0, 0)]
+    for suffix in (".psd", ".ora"):
+        _write_format(pixel, (1, 1), suffix, io.BytesIO())
+
+
 def visible_layers(layers: list[Layer]) -> list[Layer]:
     """The layers trimmed to their alpha bounds; fully transparent ones dropped."""
     return [t for t in (trim_to_alpha(layer) for layer in layers) if t is not None]

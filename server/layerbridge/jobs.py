@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -79,7 +79,9 @@ class Job:
 
     ``owner`` is the identity key of who submitted it (see :mod:`layerbridge.identity`):
     job ids are per owner. ``address`` is the submitting connection's remote address and
-    ``label`` names the client in logs (escaped, no secret).
+    ``label`` names the client in logs (escaped, no secret). For the memory budget,
+    ``layer_bytes`` is the room held for the layers it will make until it ends, and
+    ``working_bytes`` the engine's working memory while it runs.
     """
 
     def __init__(
@@ -89,12 +91,15 @@ class Job:
         size: tuple[int, int],
         address: str = "",
         label: str = "",
+        layer_bytes: int = 0,
+        working_bytes: int = 0,
     ) -> None:
         self.request = request
         self.input_sizes = ",".join(
             f"{i.name}={i.width}x{i.height}" for i in request.inputs.values()
         )
         self.input_bytes = sum(i.pixels.nbytes for i in request.inputs.values())
+        self.layer_bytes, self.working_bytes = layer_bytes, working_bytes
         self.owner, self.address, self.label = owner, address, label or owner
         self.size = size  # the document's (width, height)
         #: Bumped when the frames are replaced by the outcome alone (see ``finish``).
@@ -108,6 +113,8 @@ class Job:
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self.saved: Path | None = None
+        #: Some client has received all of it: the first to go when room is needed.
+        self.delivered = False
         self._changed = asyncio.Event()
         #: Told how many bytes this job's memory grew by (negative: shrank): the store's
         #: running total, so the memory budget is counted without walking every job.
@@ -124,8 +131,11 @@ class Job:
 
     @property
     def memory(self) -> int:
-        """Bytes this job holds: its input pixels until it ends, and every frame kept."""
-        return self.input_bytes + self.nbytes
+        """Bytes this job holds: its input pixels until it ends, and every frame kept; until
+        it ends, the room held for its layers however few have come yet."""
+        if self.finished:
+            return self.nbytes
+        return self.input_bytes + max(self.nbytes, self.layer_bytes)
 
     @property
     def finished(self) -> bool:
@@ -135,9 +145,10 @@ class Job:
         """Record a frame and wake every connection streaming this job (event loop only)."""
         if self.finished:
             return  # a late frame from an abandoned engine thread
+        before = self.memory
         self.frames.append(frame)
         self.nbytes += frame.size
-        self._grew(frame.size)
+        self._grew(self.memory - before)
         self._wake()
 
     def finish(self, state: JobState, frame: Frame, code: ErrorCode | str | None = None) -> None:
@@ -191,6 +202,11 @@ class FairQueue:
 
     def __len__(self) -> int:
         return sum(len(q) for q in self._queues.values())
+
+    def jobs(self) -> Iterator[Job]:
+        """Every queued job, in no particular order."""
+        for queue in self._queues.values():
+            yield from queue
 
     def refusal(self, owner: str, address: str) -> tuple[ErrorCode, str] | None:
         """Why one more job of ``owner`` from ``address`` would not fit, or None."""
@@ -293,11 +309,13 @@ class ResultStore:
         return now - (job.finished_at or now) > self.ttl_s
 
     def evict(self, free_bytes: int = 0) -> int:
-        """Drop finished jobs past their time, then the oldest finished while over
-        ``max_bytes`` or until ``free_bytes`` more are free; return how many went."""
+        """Drop finished jobs past their time, then, while over ``max_bytes`` or until
+        ``free_bytes`` more are free, those already delivered and then the rest, oldest
+        first; return how many went."""
         now = time.monotonic()
         finished = sorted(
-            (j for j in self._jobs.values() if j.finished), key=lambda j: j.finished_at or 0
+            (j for j in self._jobs.values() if j.finished),
+            key=lambda j: (not j.delivered, j.finished_at or 0),
         )
         target = min(self.max_bytes, self._bytes - free_bytes)
         gone = 0
@@ -360,12 +378,13 @@ class Worker:
         timeout_s: float,
         output_dir: Path | None = None,
         on_start: Callable[[Job], None] = lambda job: None,
+        on_end: Callable[[Job], None] = lambda job: None,
     ) -> None:
         self.engine = engine
         self.output_dir = output_dir
         self.queue = queue
         self.timeout_s = timeout_s
-        self.on_start = on_start
+        self.on_start, self.on_end = on_start, on_end
         self.active: set[Job] = set()
 
     @property
@@ -392,6 +411,7 @@ class Worker:
                 abandoned = await self.run(job)
             finally:
                 self.active.discard(job)
+                self.on_end(job)
 
     @staticmethod
     async def _until_stopped(thread: threading.Thread | None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import heapq
 import ipaddress
 import itertools
 import logging
@@ -24,8 +25,14 @@ import numpy as np
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from layerbridge import __version__, guard, protocol
-from layerbridge.budget import MemoryBudget, release_free_memory
+from layerbridge import __version__, export, guard, protocol
+from layerbridge.budget import (
+    MemoryBudget,
+    configure_allocator,
+    mib,
+    release_free_memory,
+    working_bytes,
+)
 from layerbridge.engines.base import Engine, JobRequest
 from layerbridge.identity import FailedTokenDelay, Identities, Identity, TokenBook
 from layerbridge.jobs import FairQueue, Frame, Job, QueueFull, ResultStore, Worker, message_frame
@@ -63,8 +70,10 @@ class ServerConfig:
     #: Queued jobs of all clients at one remote address: new identities are free to make,
     #: addresses are not (a team server's users each have their own).
     max_jobs_per_address: int = 32
-    #: Bytes of queued inputs, running and kept jobs, unread frames and uploads in progress.
-    memory_budget: int = 3 << 30
+    #: Bytes of queued inputs, running and kept jobs (the engine's working memory and the
+    #: layers to come included), unread frames and uploads in progress. The default fits one
+    #: job at the default --max-pixels on the classic engine.
+    memory_budget: int = 4 << 30
     max_connections: int = 256
     max_connections_before_hello: int = 32
     #: Of those, from one address: by default a quarter off loopback, all on loopback
@@ -188,7 +197,9 @@ class LayerBridgeServer:
         )
         self.budget = MemoryBudget(config.memory_budget)
         self.budget.add_source("jobs", self.results.memory)
+        self.budget.add_source("engine", self._engine_bytes)
         self.budget.add_source("unread", self._unread_bytes)
+        self.budget.add_source("sending", self._sending_bytes)
         self.budget.add_source("uploads", self._upload_bytes)
         self.budget.on_full(lambda nbytes: self.results.evict(nbytes))
         self.positions = PositionAnnouncer(self.queue.order, self._tell_position)
@@ -198,6 +209,7 @@ class LayerBridgeServer:
             config.job_timeout_s,
             config.output_dir,
             lambda job: self.positions.changed(),
+            self._job_ended,
         )
         self.clients: set[Client] = set()
         #: Who is streaming each job right now: its stream tasks and their clients.
@@ -205,12 +217,18 @@ class LayerBridgeServer:
         self._server: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        #: Memory was let go since the heap was last trimmed (a job ended, a client left).
+        self._freed = False
 
     # --- lifecycle ----------------------------------------------------------------
 
     async def start(self) -> int:
         """Start listening; return the bound port (useful with port 0)."""
         self.config.check()
+        configure_allocator()
+        self._warn_if_the_budget_is_small()
+        if self.config.output_dir is not None:
+            export.warm_up()
         origins: list[str | None] = [None, *self.config.allowed_origins]
         self._server = await serve(
             self._handle,
@@ -278,8 +296,12 @@ class LayerBridgeServer:
         every_s = min(5.0, max(0.05, self.config.result_ttl_s / 4))
         while True:
             await asyncio.sleep(every_s)
-            if self.results.evict():
+            if self.results.evict() or self._freed:
+                self._freed = False
                 release_free_memory()
+
+    def _job_ended(self, job: Job) -> None:
+        self._freed = True
 
     # --- connections --------------------------------------------------------------
 
@@ -311,6 +333,7 @@ class LayerBridgeServer:
             self.clients.discard(client)
             for task in client.streams:
                 task.cancel()  # the jobs go on; only this connection's streaming stops
+            self._freed = True  # its buffers
 
     async def _dispatch(
         self, client: Client, item: protocol.ClientEvent | protocol.ProtocolError
@@ -394,16 +417,63 @@ class LayerBridgeServer:
     def _room_for(
         self, client: Client, submit: protocol.Submit, specs: list[protocol.InputSpec]
     ) -> tuple[ErrorCode, str] | None:
-        """The queue's limits, then the memory budget: the inputs, and as much again for
-        the layers they will become."""
+        """The queue's limits, then the memory budget: the inputs, the room for the layers
+        they will become and, if it is larger than what is held for the engine already, the
+        engine's working memory."""
         full = self.queue.refusal(client.owner, client.address)
         if full is not None:
             return full
-        inputs = sum(spec.byte_count for spec in specs)
-        if isinstance(submit.params, GenerateParams):  # no inputs: the image it will make
-            inputs = submit.params.width * submit.params.height * 4
-        busy = self.budget.refusal(2 * inputs)
+        need = self._job_memory(submit, specs)
+        if need.whole > self.budget.limit_bytes:
+            return ErrorCode.TOO_MANY_PIXELS, self._too_big(need)
+        more_for_engine = self._engine_bytes(need.working) - self._engine_bytes()
+        busy = self.budget.refusal(need.held + more_for_engine)
         return None if busy is None else (ErrorCode.SERVER_BUSY, busy)
+
+    def _job_memory(self, submit: protocol.Submit, specs: list[protocol.InputSpec]) -> JobMemory:
+        pixels = sum(spec.width * spec.height for spec in specs)
+        if isinstance(submit.params, GenerateParams):  # no inputs: the image it will make
+            pixels = submit.params.width * submit.params.height
+        return JobMemory(
+            pixels=pixels,
+            inputs=sum(spec.byte_count for spec in specs),
+            layers=LAYER_BYTES_PER_PIXEL * pixels,
+            working=working_bytes(self.engine, pixels),
+        )
+
+    def _too_big(self, need: JobMemory) -> str:
+        fits = self._largest_job_pixels()
+        return (
+            f"this job's {need.pixels / 1e6:.1f} megapixels need about {mib(need.whole)} of "
+            f"memory on the {self.engine.name} engine, more than the server's whole memory "
+            f"budget of {mib(self.budget.limit_bytes)} (--memory-budget): send an image of at "
+            f"most {fits / 1e6:.1f} megapixels, or start the server with a larger --memory-budget"
+        )
+
+    def _largest_job_pixels(self) -> int:
+        """The most pixels one job may have and still fit the whole budget."""
+
+        def fits(pixels: int) -> bool:
+            need = pixels * (4 + LAYER_BYTES_PER_PIXEL) + working_bytes(self.engine, pixels)
+            return need <= self.budget.limit_bytes
+
+        low, high = 0, self.config.limits.max_pixels
+        while low < high:
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if fits(middle) else (low, middle - 1)
+        return low
+
+    def _warn_if_the_budget_is_small(self) -> None:
+        largest = self._largest_job_pixels()
+        if largest < self.config.limits.max_pixels:
+            log.warning(
+                "--memory-budget %s fits jobs of up to %.1f megapixels on the %s engine, "
+                "less than --max-pixels (%.1f): larger images will be refused",
+                mib(self.budget.limit_bytes),
+                largest / 1e6,
+                self.engine.name,
+                self.config.limits.max_pixels / 1e6,
+            )
 
     async def _on_submit(self, client: Client, submit: protocol.Submit) -> None:
         # Admitted when its text came; while its pixels came the server may have begun to
@@ -412,8 +482,15 @@ class LayerBridgeServer:
         if refusal is not None:
             await client.send_message(ErrorMessage(*refusal, job=submit.job))
             return
+        need = self._job_memory(submit, [spec for spec, _ in submit.inputs])
         job = Job(
-            make_request(submit), client.owner, document_size(submit), client.address, client.name
+            make_request(submit),
+            client.owner,
+            document_size(submit),
+            client.address,
+            client.name,
+            layer_bytes=need.layers,
+            working_bytes=need.working,
         )
         try:
             self.queue.put(job)
@@ -516,6 +593,7 @@ class LayerBridgeServer:
                         continue
                     await client.send(frame)
                 if job.finished and job.generation == generation and cursor >= len(job.frames):
+                    job.delivered = True
                     return
 
     def _tell_position(self, job: Job, position: int) -> None:
@@ -531,6 +609,41 @@ class LayerBridgeServer:
 
     def _upload_bytes(self) -> int:
         return sum(client.conn.pending_bytes for client in self.clients)
+
+    def _engine_bytes(self, adding: int = 0) -> int:
+        """Working memory held for the engine: the largest working sets among the running
+        and queued jobs (and ``adding``), one per slot. A slot runs one job at a time, so
+        this covers the jobs running now and any that will run."""
+        sizes = [job.working_bytes for job in (*self.worker.active, *self.queue.jobs())]
+        return sum(heapq.nlargest(self.worker.slots, [*sizes, adding]))
+
+    def _sending_bytes(self) -> int:
+        """Frames copied into connections' write buffers, not yet taken by their readers."""
+        return sum(client.ws.transport.get_write_buffer_size() for client in self.clients)
+
+
+#: Room held for a job's layers until it ends, per pixel of its inputs: twice the inputs'
+#: bytes (the classic engine's layers come to one to two times the image).
+LAYER_BYTES_PER_PIXEL = 8
+
+
+@dataclass(frozen=True)
+class JobMemory:
+    """What one job will hold of the memory budget, in bytes."""
+
+    pixels: int
+    inputs: int
+    layers: int
+    working: int  # while it runs
+
+    @property
+    def held(self) -> int:
+        """From admission until it ends, whether it runs or waits."""
+        return self.inputs + self.layers
+
+    @property
+    def whole(self) -> int:
+        return self.held + self.working
 
 
 def make_request(submit: protocol.Submit) -> JobRequest:

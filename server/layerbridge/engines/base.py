@@ -164,6 +164,13 @@ class Engine(ABC):
     def warm_up(self) -> None:
         """Do heavy imports, JIT compilation and model loading once, before the first job."""
 
+    def working_bytes(self, pixels: int) -> int:
+        """Memory one job over ``pixels`` input pixels needs at its peak in the server's own
+        processes, beyond its inputs and its layers: the server's memory budget reserves it
+        before the job may start. 0 (the default) where a job's memory is not the server's
+        (a pool's workers) or does not grow with the image (weights loaded once)."""
+        return 0
+
     def unsupported_message(self, op: str) -> str:
         """Why this engine cannot run ``op`` and what would: shown to the user as is."""
         return f"the {self.name} engine cannot run {op!r}; it runs {', '.join(self.ops)}"

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from layerbridge.engines.classic.hulls import boxes_meet, grow
+from layerbridge.engines.classic.hulls import boxes_meet, convex_hull, grow
 from layerbridge.engines.classic.regions import Element, rewindow, union
 
 #: Share of the content's area that the container's notch must be (a corner square
@@ -61,9 +61,4 @@ def _clipped_by(content: Element, container: Element) -> bool:
 
 def _notch(mask: np.ndarray) -> int:
     """Pixels inside the convex hull of ``mask`` but outside it."""
-    points = cv2.findNonZero(mask.astype(np.uint8))
-    if points is None:
-        return 0
-    hull = np.zeros(mask.shape, np.uint8)
-    cv2.fillConvexPoly(hull, cv2.convexHull(points), 1)
-    return int((hull.astype(bool) & ~mask).sum())
+    return int((convex_hull(mask) & ~mask).sum())

@@ -104,6 +104,7 @@ def absorb_pieces(elements: list[Element]) -> list[Element]:
     order = sorted(elements, key=lambda e: -e.area)
     texts = [e for e in elements if e.kind == "text"]
     occupied = _occupied(elements)
+    filled: dict[int, np.ndarray] = {}  # id(element) -> its mask, holes filled (asked often)
     kept: list[Element] = []
     hulls: list[np.ndarray] = []
     for e in order:
@@ -111,7 +112,8 @@ def absorb_pieces(elements: list[Element]) -> list[Element]:
             if not _same_color(e, big):
                 continue
             inside = boxes_meet(e.box, big.box) and fraction_inside(e, big, hulls[k]) >= 0.5
-            if inside or _sliver(e, big, texts) or _split_by_cover(e, big, occupied, elements):
+            if inside or _sliver(e, big, texts) or _split_by_cover(e, big, occupied, elements,
+                                                                   filled):
                 kept[k] = union(big, e)
                 if kept[k].box != big.box:
                     hulls[k] = hull_mask(kept[k])  # a piece outside the box grew it
@@ -168,7 +170,7 @@ def _occupied(elements: list[Element]) -> np.ndarray:
 
 
 def _split_by_cover(piece: Element, big: Element, occupied: np.ndarray,
-                    elements: list[Element]) -> bool:
+                    elements: list[Element], filled: dict[int, np.ndarray]) -> bool:
     """Two shape pieces of one colour that something laid across cuts apart: whatever
     lies between them, within the hull of the two, belongs to other elements, and none
     of those is the ground they both stand on (icons in a row on a panel are apart)."""
@@ -180,23 +182,31 @@ def _split_by_cover(piece: Element, big: Element, occupied: np.ndarray,
     if not between.any():
         return False
     owners = occupied[y0:y1, x0:x1] * ~joined.mask
-    if any(_encloses(elements[k - 1], joined) for k in np.unique(owners[between]) if k):
-        return False
     # The anti-aliased seams along the cover belong to no element: grow it by a pixel.
     others = cv2.dilate((owners > 0).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    return bool((between & others).sum() >= _UNDER_COVER * between.sum())
+    if (between & others).sum() < _UNDER_COVER * between.sum():
+        return False
+    # (Asked second: most pairs are not covered between, and the grounds cost more.)
+    area = joined.area  # counted once for all the grounds
+    return not any(_encloses(elements[k - 1], joined, area, filled)
+                   for k in np.unique(owners[between]) if k)
 
 
-def _encloses(ground: Element, e: Element) -> bool:
-    """Whether ``e`` lies in the holes of ``ground``'s mask (stands on it)."""
+def _encloses(ground: Element, e: Element, area: int, filled: dict[int, np.ndarray]) -> bool:
+    """Whether ``e`` (of ``area`` pixels) lies in the holes of ``ground``'s mask (stands on
+    it). ``filled`` keeps each ground's mask with its holes filled, by ``id``, for the next
+    question."""
     if not boxes_meet(ground.box, e.box):
         return False
-    filled = ndimage.binary_fill_holes(ground.mask)
+    if id(ground) not in filled:
+        filled[id(ground)] = ndimage.binary_fill_holes(ground.mask)
+    ground_filled = filled[id(ground)]
     y0, y1 = max(ground.box[0], e.box[0]), min(ground.box[1], e.box[1])
     x0, x1 = max(ground.box[2], e.box[2]), min(ground.box[3], e.box[3])
-    inside = filled[y0 - ground.box[0]:y1 - ground.box[0], x0 - ground.box[2]:x1 - ground.box[2]]
+    inside = ground_filled[y0 - ground.box[0]:y1 - ground.box[0],
+                           x0 - ground.box[2]:x1 - ground.box[2]]
     part = e.mask[y0 - e.box[0]:y1 - e.box[0], x0 - e.box[2]:x1 - e.box[2]]
-    return bool((inside & part).sum() >= 0.5 * e.area)
+    return bool((inside & part).sum() >= 0.5 * area)
 
 
 def _box_share(inner: tuple[int, int, int, int], outer: tuple[int, int, int, int]) -> float:

@@ -10,11 +10,29 @@ from layerbridge.engines.classic.regions import Element
 
 def hull_mask(element: Element) -> np.ndarray:
     """The filled convex hull of ``element.mask``, box-sized (cv2: fast, no scikit-image)."""
-    points = cv2.findNonZero(element.mask.astype(np.uint8))
-    out = np.zeros(element.mask.shape, np.uint8)
-    if points is not None:
+    return convex_hull(element.mask)
+
+
+def convex_hull(mask: np.ndarray) -> np.ndarray:
+    """The filled convex hull of the bool ``mask``, as a bool array of its shape."""
+    out = np.zeros(mask.shape, np.uint8)
+    points = _row_ends(mask)
+    if len(points):
         cv2.fillConvexPoly(out, cv2.convexHull(points), 1)
     return out.astype(bool)
+
+
+def _row_ends(mask: np.ndarray) -> np.ndarray:
+    """The first and last set pixel of each row, as (n, 1, 2) int32 x, y points: they hold
+    every corner of the hull, at two points a row instead of every pixel of the mask."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    points = np.empty((2 * rows.size, 1, 2), np.int32)
+    if rows.size:
+        inside = mask[rows]
+        points[0::2, 0, 0] = inside.argmax(axis=1)
+        points[1::2, 0, 0] = mask.shape[1] - 1 - inside[:, ::-1].argmax(axis=1)
+        points[0::2, 0, 1] = points[1::2, 0, 1] = rows
+    return points
 
 
 def boxes_meet(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:

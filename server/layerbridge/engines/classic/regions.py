@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 from scipy import ndimage
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 #: Largest per-channel step (0..255 levels) between linked neighbours.
 LINK_TOL = 3
@@ -69,22 +67,45 @@ def link_components(rgb8: np.ndarray, cut: np.ndarray | None = None) -> Componen
     soft shadow.
     """
     h, w = rgb8.shape[:2]
-    img = rgb8.astype(np.int16)
-    idx = np.arange(h * w, dtype=np.int32 if h * w < 2**31 else np.int64).reshape(h, w)
-    right = np.abs(img[:, 1:] - img[:, :-1]).max(axis=-1) <= LINK_TOL
-    down = np.abs(img[1:] - img[:-1]).max(axis=-1) <= LINK_TOL
+    right = _within_tol(rgb8[:, 1:], rgb8[:, :-1])
+    down = _within_tol(rgb8[1:], rgb8[:-1])
     if cut is not None:
         right &= cut[:, 1:] == cut[:, :-1]
         down &= cut[1:] == cut[:-1]
-    src = np.concatenate([idx[:, :-1][right], idx[:-1][down]])
-    dst = np.concatenate([idx[:, 1:][right], idx[1:][down]])
-    graph = coo_matrix((np.ones(src.size, np.int8), (src, dst)), shape=(h * w, h * w))
-    del img, idx, right, down, src, dst
-    n, lab = connected_components(graph, directed=False)
-    del graph
-    labels = (lab.reshape(h, w) + 1).astype(np.int32)
-    del lab
+    # The pixels on the even places of a grid twice as fine, each link set between its two
+    # pixels: the grid's 4-connected parts are the linked components (one fast OpenCV pass
+    # instead of a graph of every link).
+    grid = np.zeros((2 * h - 1, 2 * w - 1), np.uint8)
+    grid[::2, ::2] = 1
+    grid[::2, 1::2] = right
+    grid[1::2, ::2] = down
+    del right, down
+    count, parts = cv2.connectedComponents(grid, connectivity=4, ltype=cv2.CV_32S)
+    del grid
+    labels = _in_raster_order(np.ascontiguousarray(parts[::2, ::2]), count)
+    del parts
+    n = count - 1
     return _stats(labels, n, rgb8)
+
+
+def _in_raster_order(parts: np.ndarray, count: int) -> np.ndarray:
+    """Labels 1..count-1 renumbered in the order of each one's first pixel (row by row), so
+    that the elements found come in a fixed order whatever numbering the labeller chose."""
+    flat = parts.ravel()
+    first = np.full(count, flat.size, np.int64)
+    np.minimum.at(first, flat, np.arange(flat.size))
+    renumber = np.zeros(count, np.int32)
+    renumber[1 + np.argsort(first[1:], kind="stable")] = np.arange(1, count, dtype=np.int32)
+    return renumber[parts]
+
+
+def _within_tol(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Whether uint8 RGB pixels ``a`` and ``b`` differ by at most LINK_TOL in every channel
+    (channel by channel: a max over the last axis of three is ten times slower)."""
+    if a.size == 0:  # a one-pixel-wide image has no neighbours that way (cv2 returns None)
+        return np.zeros(a.shape[:2], bool)
+    step = cv2.absdiff(a, b)
+    return np.maximum(np.maximum(step[..., 0], step[..., 1]), step[..., 2]) <= LINK_TOL
 
 
 def _stats(labels: np.ndarray, n: int, rgb8: np.ndarray) -> Components:
