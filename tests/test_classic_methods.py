@@ -175,3 +175,79 @@ def test_photo_regions_leave_flat_text_and_shapes_alone() -> None:
     is_bg = background_mask(rgb, bg)
     in_photo, photos = photo_regions(link_components(rgb8, is_bg), is_bg)
     assert photos == [] and not in_photo.any()
+
+
+def test_specks_of_a_lighter_shade_inside_a_line_of_text_join_it() -> None:
+    # Thin glyphs of small text never reach the ink's colour: they come out as specks of a
+    # lighter shade between the glyphs that do, and a speck is never a layer of its own.
+    image = _canvas((245, 245, 245))
+    for k in range(8):
+        x = 40 + 10 * k
+        image[60:74, x : x + 6, :3] = 0
+    for x in (47, 67, 97):
+        image[66:70, x : x + 3, :3] = 90
+    out = decompose(image)
+    assert len(out) == 2
+    text = out[1][1][..., 3]
+    assert text[60:74, 40:120].sum() >= 0.95 * (image[60:74, 40:120, 0] < 128).sum()
+
+
+def test_a_design_of_hundreds_of_glyphs_comes_back_in_blocks() -> None:
+    # Three paragraphs of 180 small glyphs each: too many elements to take one by one, and
+    # no photo: each paragraph is one layer, not the whole image one layer.
+    h, w = 500, 800
+    image = np.full((h, w, 4), 255, np.uint8)
+    corners = [(30, 30), (300, 40), (120, 450)]
+    for y0, x0 in corners:
+        for line in range(6):
+            for k in range(30):
+                y, x = y0 + 8 * line, x0 + 5 * k
+                image[y : y + 5, x : x + 3, :3] = 20
+    out = decompose(image)
+    assert len(out) >= 4
+    for y0, x0 in corners:
+        ink = image[y0 : y0 + 48, x0 : x0 + 150, 0] < 128
+        best = max(layer[y0 : y0 + 48, x0 : x0 + 150, 3][ink].sum() for _, layer in out[1:])
+        assert best >= 0.9 * ink.sum()
+
+
+def test_a_line_of_text_does_not_go_on_under_a_word_within_it() -> None:
+    # Black glyphs far apart, a small red word in the gap between two of them: the black
+    # line's layer must not be filled in black where the red word is (its hull is no shape).
+    image = _canvas((245, 245, 245))
+    for x in (40, 64, 88, 112):
+        image[60:72, x : x + 6, :3] = 0
+    for x in (49, 56):
+        image[62:70, x : x + 4, :3] = (220, 20, 20)
+    out = decompose(image)
+    assert len(out) == 3
+    black = _layer_of(out, (0, 0, 0))
+    assert black[62:70, 49:60].max() <= 0.05
+
+
+def test_a_frame_does_not_go_on_under_what_lies_in_its_hole() -> None:
+    # A square frame with a disc in its hole: the page shows between them, so the frame's
+    # layer stays a frame (it used to be filled in under the disc, as if it were a panel).
+    frame = _drawn((30, 60, 200), lambda d, fill: d.rectangle(
+        [60 * _SS, 30 * _SS, 180 * _SS, 150 * _SS], outline=fill, width=8 * _SS))
+    disc = _drawn((220, 40, 40), lambda d, fill: d.ellipse(
+        [95 * _SS, 65 * _SS, 145 * _SS, 115 * _SS], fill=fill))
+    out = decompose(_flat([_canvas((250, 250, 250)), frame, disc]))
+    assert len(out) == 3
+    assert _layer_of(out, (30, 60, 200))[80:100, 110:130].max() <= 0.05
+    assert _iou(_layer_of(out, (220, 40, 40)), disc[..., 3] / 255) >= 0.95
+
+
+def test_shapes_on_a_transparent_surround_come_apart_from_it() -> None:
+    # Nothing is behind a logo with a transparent surround: the surround is the background
+    # and each shape standing on it a layer (filled from its neighbours' colours, it had no
+    # background field and the whole image became one photo layer).
+    red = _rect((200, 30, 30), 10, 20, 90, 160)
+    blue = _rect((30, 60, 200), 150, 20, 230, 160)
+    ring = _drawn((240, 200, 20), lambda d, fill: d.ellipse(
+        [95 * _SS, 60 * _SS, 145 * _SS, 110 * _SS], outline=fill, width=6 * _SS))
+    out = decompose(_flat([red, blue, ring]))
+    assert len(out) == 4
+    assert not (out[0][1][..., 3] > 0.5).any()  # the background holds nothing
+    for layer in (red, blue, ring):
+        assert max(_iou(x[..., 3], layer[..., 3] / 255) for _, x in out[1:]) >= 0.9

@@ -16,8 +16,8 @@ from layerbridge.engines.classic import photo
 from layerbridge.engines.classic.amodal import complete
 from layerbridge.engines.classic.background import Background, background_mask, fit_background
 from layerbridge.engines.classic.clipping import join_clipped
-from layerbridge.engines.classic.fill import fill_plate, push_pull
-from layerbridge.engines.classic.grouping import absorb_pieces, text_lines
+from layerbridge.engines.classic.fill import fill_plate
+from layerbridge.engines.classic.grouping import absorb_pieces, join_specks, text_lines
 from layerbridge.engines.classic.hulls import hull_mask
 from layerbridge.engines.classic.merging import merge_alike, merge_to_count
 from layerbridge.engines.classic.naming import layer_name
@@ -39,13 +39,15 @@ from layerbridge.engines.classic.strokes import attach, faint_strokes, glyph_rem
 Progress = Callable[[float, str], None]
 Check = Callable[[], None]
 
+#: Colours a transparent surround may be given: the one farthest from the visible ones.
+KEY_COLORS = np.array([[1, 1, 1], [0, 0, 0], [1, 0, 1], [0, 1, 0], [0, 0, 1], [1, 1, 0],
+                       [0, 1, 1], [1, 0, 0], [0.5, 0.5, 0.5]], np.float64)
 #: Components whose colour varies more than this (std) are textures, not flat fills.
 FLAT_STD = 0.03
-#: Above this many elements (each component inside a photo counted) the image is treated
-#: as a photo: designs have far fewer. (Counting a photo placed in a design as one element
-#: sent designs of hundreds of elements to the flat path, where they fared worse.)
-#: (Taking whole the foreground parts that hold most of them instead, as screenshots, was
-#: tried: better at 0 merges, worse at 2 than one layer for the whole image.)
+#: Above this many elements (each component inside a photo counted) a design is taken in
+#: blocks of elements close together: taken one by one, the glyphs of paragraphs and the
+#: parts of screenshots came out as a stack deeper than the design's, and as one layer for
+#: the whole image (the photo path, as before) the design had no layers at all.
 MAX_ELEMENTS = 400
 _BAND = 2
 #: How closely (max channel) a colour must match a black or white veil over its plate.
@@ -53,6 +55,9 @@ VEIL_TOL = 0.012
 #: How closely (max channel) a pixel in an element's band must be a mix of the element's
 #: colour and the plate to belong to the element.
 UNMIX_TOL = 0.03
+#: Share of the ring around an element, within a lower shape's hull, that the shape must
+#: cover to go on under the element (a frame's hole shows the page, not the frame).
+COVER_SHARE = 0.5
 #: Below this difference (max channel) from its plate a pixel is the plate.
 PLATE_TOL = 2.5 / 255
 
@@ -105,7 +110,7 @@ def decompose_pieces(
     progress = progress or (lambda fraction, stage: None)
     check = check or (lambda: None)
     h, w = rgba.shape[:2]
-    rgb = _opaque_rgb(rgba)
+    rgb, surround = _opaque_rgb(rgba)
     if layers == 1 or min(rgb.shape[:2]) < 4:
         out = [Piece("image", (0, h, 0, w), np.concatenate([rgb, np.ones((h, w, 1))], -1))]
     else:
@@ -117,15 +122,37 @@ def decompose_pieces(
         out = peel_all(rgb, scene, progress, check)
     del rgb
     progress(0.97, "alpha")
-    apply_input_alpha([(p.box, p.pixels) for p in out], rgba)
+    apply_input_alpha([(p.box, p.pixels) for p in out], rgba, surround)
     return out
 
 
-def _opaque_rgb(rgba: np.ndarray) -> np.ndarray:
-    """Float RGB with fully transparent pixels given their surroundings' colour."""
+def _opaque_rgb(rgba: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Float RGB with fully transparent pixels given one flat colour that no visible pixel
+    is near: a transparent surround is then a flat background like any other, and what
+    stands on it comes apart from it. (Filled from their surroundings, as before, the
+    surround took the colours of the elements and the whole image went to the photo path.)
+    Also returns that colour (None when every pixel is visible)."""
     rgb = rgba[..., :3].astype(np.float64) / 255.0
     known = rgba[..., 3] > 0
-    return rgb if known.all() else push_pull(rgb, known)
+    if known.all():
+        return rgb, None
+    if not known.any():
+        return np.zeros_like(rgb), None
+    key = _key_color(rgb[known])
+    rgb[~known] = key
+    return rgb, key
+
+
+def _key_color(visible: np.ndarray) -> np.ndarray:
+    """Of a few plain colours, the one farthest (max channel) from every visible colour."""
+    step = max(1, len(visible) // 20000)
+    sample = visible[::step]
+    best, best_gap = KEY_COLORS[0], -1.0
+    for key in KEY_COLORS:
+        gap = float(np.abs(sample - key).max(-1).min())
+        if gap > best_gap:
+            best, best_gap = key, gap
+    return best
 
 
 def analyse(rgb: np.ndarray, progress: Progress, check: Check) -> Scene:
@@ -147,6 +174,10 @@ def analyse(rgb: np.ndarray, progress: Progress, check: Check) -> Scene:
         found = _flat_elements(comp, rgb, is_bg, check, in_photo)
         if found is not None:
             found[0].extend(photos)
+    if found is None and bg.ok:
+        # Too many elements for a flat design taken one by one (screenshots, paragraphs of
+        # small text): its foreground in blocks, each a group of elements close together.
+        return Scene(bg, photo.blocks(is_bg, rgb), {})
     if found is None:
         return _photo_scene(rgb, rgb8, check)
     check()
@@ -171,7 +202,7 @@ def _group(elements: list[Element], thin: set[int], rgb: np.ndarray, is_bg: np.n
     elements = glyph_remnants(attach(strokes, elements), rgb, is_bg, bg, check)
     check()
     # Strokes and remnants may be the thin parts of a line found in pieces: join it again.
-    return absorb_pieces(text_lines(elements, h))
+    return join_specks(absorb_pieces(text_lines(elements, h)))
 
 
 def _largest_border_label(labels: np.ndarray, area: np.ndarray) -> int:
@@ -283,7 +314,7 @@ def _peel_one(image: np.ndarray, scene: Scene, k: int, hulls
         core |= scene.hidden[k][y0:y1, x0:x1]
     kernel = np.ones((2 * _BAND + 1, 2 * _BAND + 1), np.uint8)
     region = cv2.dilate(core.astype(np.uint8), kernel).astype(bool)
-    lower = _lower_covers(scene, k, hulls, box)
+    lower = _lower_covers(scene, k, hulls, box, core)
     region &= ~lower[1] | core
     plate, claims = fill_plate(image, region, box, [c[:2] for c in lower[0]], scene.background)
     for (_, color, j), take in zip(lower[0], claims, strict=True):
@@ -352,15 +383,25 @@ def _element_alpha(crop, plate, core, e: Element, soft, box) -> np.ndarray:
     return alpha
 
 
-def _lower_covers(scene: Scene, k: int, hulls, box):
-    """(hull, colour) of lower elements over ``box``, topmost first, and their cores."""
+def _lower_covers(scene: Scene, k: int, hulls, box, core: np.ndarray):
+    """(hull, colour) of lower elements over ``box``, topmost first, and their cores.
+
+    Only a shape that runs along the element's outline, where its hull reaches, goes on
+    under it: a line of text (its hull is no shape) or a frame around it (the element lies
+    in its hole, the page shows between them) does not."""
     covers = []
     cores = np.zeros((box[1] - box[0], box[3] - box[2]), bool)
+    near = cv2.dilate(core.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+    ring = near & ~cv2.dilate(core.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     for j in range(k - 1, -1, -1):
         e = scene.elements[j]
         sb = hulls[j][1]
         if not (sb[0] < box[1] and box[0] < sb[1] and sb[2] < box[3] and box[2] < sb[3]):
             continue
-        covers.append((rewindow(hulls[j][0], hulls[j][1], box), e.color, j))
-        cores |= rewindow(e.mask, e.box, box)
+        mask = rewindow(e.mask, e.box, box)
+        cores |= mask
+        hull = rewindow(hulls[j][0], hulls[j][1], box)
+        if e.kind == "text" or (mask & ring).sum() < COVER_SHARE * (hull & ring).sum():
+            continue
+        covers.append((hull, e.color, j))
     return covers, cores

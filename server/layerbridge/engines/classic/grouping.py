@@ -13,7 +13,7 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from layerbridge.engines.classic.hulls import boxes_meet, fraction_inside, hull_mask
+from layerbridge.engines.classic.hulls import boxes_meet, fraction_inside, grow, hull_mask
 from layerbridge.engines.classic.regions import Element, union
 
 #: Colours closer than this (max channel, [0, 1]) are "the same colour".
@@ -32,6 +32,8 @@ SOLID = 0.9
 #: A same-coloured piece this small next to a big element is a part of it seen through a gap
 #: (a glyph counter, a sliver between glyphs), even outside its hull.
 SLIVER = 0.03
+#: A piece up to this share of a mean glyph of a text element, within its box, is a part of it.
+SPECK_GLYPHS = 0.5
 
 
 def _same_color(a: Element, b: Element) -> bool:
@@ -120,6 +122,40 @@ def absorb_pieces(elements: list[Element]) -> list[Element]:
             kept.append(e)
             hulls.append(hull_mask(e))
     return kept
+
+
+def join_specks(elements: list[Element]) -> list[Element]:
+    """Each piece no bigger than a couple of glyphs that lies within a text element's box
+    joins it: the thin glyphs of small text never reach the ink's full colour, so they come
+    out as specks of a lighter shade, and a speck is never a layer of its own."""
+    order = sorted(range(len(elements)), key=lambda i: elements[i].area)
+    slots: list[Element | None] = [elements[i] for i in order]
+    for k, piece in enumerate(slots):
+        host = _host_of(piece, slots, k)
+        if host is not None:
+            slots[host] = union(slots[host], piece)
+            slots[k] = None
+    kept = sorted((i, e) for i, e in zip(order, slots, strict=True) if e is not None)
+    return [e for _, e in kept]  # in their first order: z-order breaks ties by it
+
+
+def _host_of(piece: Element | None, slots: list[Element | None], k: int) -> int | None:
+    """Index of the smallest text element after ``k`` whose box, grown by the piece's
+    size, holds ``piece`` and whose glyphs are on average at least half as big as it."""
+    if piece is None:
+        return None
+    r = max(2, piece.box[1] - piece.box[0], piece.box[3] - piece.box[2])
+    for j in range(k + 1, len(slots)):
+        t = slots[j]
+        if t is None or t.kind != "text" or len(t.members) < 2:
+            continue
+        if piece.area > SPECK_GLYPHS * t.area / len(t.members):
+            continue
+        y0, y1, x0, x1 = grow(t.box, r)
+        if (piece.box[0] >= y0 and piece.box[1] <= y1 and piece.box[2] >= x0
+                and piece.box[3] <= x1):
+            return j
+    return None
 
 
 def _occupied(elements: list[Element]) -> np.ndarray:

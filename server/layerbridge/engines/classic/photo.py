@@ -30,6 +30,10 @@ _BAND = 6
 PHOTO_SPECKS = 0.2
 PHOTO_MIN_AREA = 2500
 PHOTO_MIN_PARTS = 40
+#: Foreground parts closer than this share of the image's larger side are one block.
+BLOCK_GAP = 0.006
+#: A block whose colours vary less than this (std, max channel) is one flat shape.
+BLOCK_FLAT = 0.03
 #: Matting tile side and the margin of context around it (pixels).
 _TILE = 160
 _MARGIN = 12
@@ -112,6 +116,29 @@ def part_element(regions: np.ndarray, index: int, window: tuple[slice, slice],
     mask = ndimage.binary_fill_holes(regions[window] == index)
     box = (window[0].start, window[0].stop, window[1].start, window[1].stop)
     return Element(box, mask, None, kind, [0])
+
+
+def blocks(is_bg: np.ndarray, rgb: np.ndarray) -> list[Element]:
+    """One element per block of the foreground: the parts of the foreground that lie
+    within :data:`BLOCK_GAP` of the image's larger side of each other (the glyphs of a
+    paragraph, the pieces of a screenshot), holes filled, largest first."""
+    h, w = is_bg.shape
+    reach = max(2, round(BLOCK_GAP * max(h, w)))
+    fg = (~is_bg).astype(np.uint8)
+    near = cv2.dilate(fg, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (reach, reach)))
+    count, regions = cv2.connectedComponents(near, connectivity=8)
+    regions[fg == 0] = 0
+    out = []
+    for index, window in enumerate(ndimage.find_objects(regions), start=1):
+        if window is None:
+            continue
+        e = part_element(regions, index, window, "group")
+        if e.area >= MIN_AREA:
+            pixels = rgb[window][e.mask]
+            if float(pixels.std(0).max()) <= BLOCK_FLAT:
+                e.color, e.kind = pixels.mean(0), "shape"
+            out.append(e)
+    return sorted(out, key=lambda e: -e.area)
 
 
 def photo_regions(comp: Components, is_bg: np.ndarray) -> tuple[np.ndarray, list[Element]]:

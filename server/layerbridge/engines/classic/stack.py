@@ -14,7 +14,8 @@ import numpy as np
 Box = tuple[int, int, int, int]
 
 
-def apply_input_alpha(layers: list[tuple[Box, np.ndarray]], rgba: np.ndarray) -> None:
+def apply_input_alpha(layers: list[tuple[Box, np.ndarray]], rgba: np.ndarray,
+                      surround: np.ndarray | None = None) -> None:
     """Make float RGBA ``layers`` (bottom first, bottom opaque and full-frame; each given
     over its box y0, y1, x0, x1) composite to uint8 ``rgba``, in place.
 
@@ -22,6 +23,9 @@ def apply_input_alpha(layers: list[tuple[Box, np.ndarray]], rgba: np.ndarray) ->
     remainder ``(P - a F) / (1 - a)`` of the premultiplied target is carried down, and the
     bottom layer takes what is left, so rounding never accumulates. Each layer is rewritten
     only over its own alpha's box (outside it nothing changes).
+
+    ``surround`` is the colour the input's transparent surround was given, if it had one:
+    where the bottom layer is that colour it is nothing, also under opaque layers.
     """
     alpha = rgba[..., 3].astype(np.float64) / 255.0
     pre = rgba[..., :3] / 255.0 * alpha[..., None]
@@ -36,8 +40,10 @@ def apply_input_alpha(layers: list[tuple[Box, np.ndarray]], rgba: np.ndarray) ->
             _carry_down(layer[box], alpha[doc], pre[doc], hidden[doc])
     base = layers[0][1]
     color = np.divide(pre, alpha[..., None], out=base[..., :3].copy(), where=alpha[..., None] > 0)
-    base[..., :3] = np.where(hidden[..., None], base[..., :3], np.clip(color, 0.0, 1.0))
     base[..., 3] = np.where(hidden, 1.0, alpha)
+    if surround is not None:
+        base[..., 3][hidden & (np.abs(base[..., :3] - surround).max(-1) <= 1.5 / 255)] = 0.0
+    base[..., :3] = np.where(hidden[..., None], base[..., :3], np.clip(color, 0.0, 1.0))
 
 
 def _alpha_box(alpha: np.ndarray) -> tuple[slice, slice] | None:
