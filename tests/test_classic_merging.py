@@ -116,15 +116,6 @@ def test_without_a_count_only_close_parts_of_one_colour_merge() -> None:
     assert members(merge_alike(elements, 300, 300)) == [[0, 1, 2, 3, 4], [5], [6]]
 
 
-def test_without_a_count_a_speck_joins_the_element_most_like_it() -> None:
-    # A 3x3 grey speck beside a white block, far from a red one: it joins the white block,
-    # however unlike in colour; two big elements stay apart.
-    grey = np.array([0.5, 0.5, 0.5])
-    elements = [block(10, 60, 10, 60, WHITE, member=0), block(62, 65, 30, 33, grey, member=1),
-                block(200, 260, 200, 260, RED, member=2)]
-    assert members(merge_alike(elements, 300, 300)) == [[0, 1], [2]]
-
-
 def test_without_a_count_two_elements_stay_apart() -> None:
     # Two alike bars side by side would merge, but a design keeps two elements to edit.
     elements = [block(100, 140, 10, 18, RED, member=0), block(100, 140, 22, 30, RED, member=1)]

@@ -33,9 +33,9 @@ _NEEDS_MODEL = (
 class ClassicEngine(Engine):
     """Weight-free object layers on CPU: background, shapes, text, a photo subject.
 
-    ``layers`` = "auto" returns the elements found, close parts of one colour and specks
-    merged; an int N merges the most alike elements until N layers remain, background
-    included (engines/classic/merging.py); fewer come back when fewer were found. ``split``
+    ``layers`` = "auto" returns the elements found, close parts of one colour merged; an
+    int N merges the most alike elements until N layers remain, background included
+    (engines/classic/merging.py); fewer come back when fewer were found. ``split``
     decomposes one layer and returns its parts at its position.
     """
 

@@ -14,8 +14,6 @@ and counting it lowered the set's mean IoU.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from layerbridge.engines.classic.regions import Element, union
@@ -33,9 +31,6 @@ UNKNOWN_COLOUR = 0.3
 #: Without a count asked for, pairs this alike or more are parts of one thing: close and of
 #: one colour (at most ~0.1 apart, one gap of their height, a few % of the document).
 ALIKE_COST = 0.5
-#: Unasked, an element smaller than this share of the document (a speck: 200 pixels of a
-#: megapixel) never stands alone: it joins the element most like it.
-SPECK_SHARE = 2e-4
 #: Unasked, a design of several elements keeps at least this many apart (with the
 #: background, three layers): its parts are what the user came to edit.
 MIN_KEPT_APART = 2
@@ -50,22 +45,15 @@ def merge_to_count(elements: list[Element], count: int, height: int, width: int
 def merge_alike(elements: list[Element], height: int, width: int,
                 max_cost: float = ALIKE_COST) -> list[Element]:
     """Merge pairs while the most alike costs at most ``max_cost``: the parts of one thing
-    (lines of a paragraph, bars of a chart) that came out as several elements; then each
-    speck into the element most like it."""
-    elements = _merge(elements, height * width, MIN_KEPT_APART, max_cost)
-    return _merge(elements, height * width, MIN_KEPT_APART, float("inf"),
-                  lambda e: e.area < SPECK_SHARE * height * width)
+    (lines of a paragraph, bars of a chart) that came out as several elements."""
+    return _merge(elements, height * width, MIN_KEPT_APART, max_cost)
 
 
-def _merge(elements: list[Element], area: int, count: int, max_cost: float,
-           wanted: Callable[[Element], bool] | None = None) -> list[Element]:
+def _merge(elements: list[Element], area: int, count: int, max_cost: float) -> list[Element]:
     elements = list(elements)
     while len(elements) > count:
-        must = None if wanted is None else np.array([wanted(e) for e in elements])
-        if must is not None and not must.any():
-            break
-        cost, i, j, keep_at = _cheapest_pair(elements, area, must)
-        if cost > max_cost or cost == np.inf:  # too unlike, or none may merge
+        cost, i, j, keep_at = _cheapest_pair(elements, area)
+        if cost > max_cost:
             break
         a, b = elements[i], elements[j]
         merged = union(a, b)
@@ -77,8 +65,7 @@ def _merge(elements: list[Element], area: int, count: int, max_cost: float,
     return elements
 
 
-def _cheapest_pair(elements: list[Element], area: int, must: np.ndarray | None = None
-                   ) -> tuple[float, int, int, int]:
+def _cheapest_pair(elements: list[Element], area: int) -> tuple[float, int, int, int]:
     """(cost, i, j, where the merged element goes) of the cheapest pair that can merge:
     all pairs up to Z_WINDOW apart in z at once, as arrays."""
     n = len(elements)
@@ -101,8 +88,6 @@ def _cheapest_pair(elements: list[Element], area: int, must: np.ndarray | None =
         i_moves = seen[i, j] - seen[i, i + 1] == 0
         cost = _costs(boxes[i], boxes[j], colours[i], colours[j], areas[i] + areas[j], area)
         cost[~(j_moves | i_moves)] = np.inf
-        if must is not None:
-            cost[~(must[i] | must[j])] = np.inf
         k = int(np.argmin(cost))
         if cost[k] < best[0]:
             best = (float(cost[k]), int(i[k]), int(j[k]), int(i[k] if j_moves[k] else j[k]))
