@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from layerbridge.engines.classic.regions import Element
+from layerbridge.engines.classic.regions import Element, rewindow
 
 
 def hull_mask(element: Element) -> np.ndarray:
@@ -80,7 +80,7 @@ def _contact(a: Element, b: Element, reach: int):
     if y0 >= y1 or x0 >= x1:
         return None
     win = (y0, y1, x0, x1)
-    ma, mb = _window(a.mask, a.box, win), _window(b.mask, b.box, win)
+    ma, mb = rewindow(a.mask, a.box, win), rewindow(b.mask, b.box, win)
     kernel = np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)
     ca = ma & cv2.dilate(mb.astype(np.uint8), kernel).astype(bool)
     cb = mb & cv2.dilate(ma.astype(np.uint8), kernel).astype(bool)
@@ -115,14 +115,4 @@ def contact_spans(a: Element, b: Element, reach: int = 2) -> tuple[float, float]
 def _depth(hull: np.ndarray, box, win, contact: np.ndarray) -> float:
     padded = np.pad(hull.astype(np.uint8), 1)
     dist = cv2.distanceTransform(padded, cv2.DIST_L2, 3)[1:-1, 1:-1]
-    return float(_window(dist, box, win)[contact].mean())
-
-
-def _window(arr: np.ndarray, src, dst) -> np.ndarray:
-    out = np.zeros((dst[1] - dst[0], dst[3] - dst[2]), arr.dtype)
-    y0, y1 = max(src[0], dst[0]), min(src[1], dst[1])
-    x0, x1 = max(src[2], dst[2]), min(src[3], dst[3])
-    if y0 < y1 and x0 < x1:
-        out[y0 - dst[0]:y1 - dst[0], x0 - dst[2]:x1 - dst[2]] = arr[
-            y0 - src[0]:y1 - src[0], x0 - src[2]:x1 - src[2]]
-    return out
+    return float(rewindow(dist, box, win)[contact].mean())
