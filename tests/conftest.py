@@ -8,17 +8,7 @@ import pytest
 
 from layerbridge.engines.base import Engine
 from layerbridge.server import ServerConfig
-
-# image_input, layer_pixels and start_cli_server live in tests.helpers; they stay importable
-# from here only until every test imports them from there.
-from tests.helpers import (  # noqa: F401, E402
-    RunningServer,
-    image_input,
-    layer_pixels,
-    start_cli_server,
-    start_server,
-    stop_server,
-)
+from tests.helpers import RunningServer, start_server, stop_server
 
 
 @pytest.fixture(scope="session")
