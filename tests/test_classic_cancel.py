@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from layerbridge.engines.base import Layer
+from layerbridge.engines.classic import worker
 from layerbridge.engines.classic.worker import PROCESS_NAME, idle_worker_pids
 from layerbridge.imaging import composite
 from tests.helpers import image_input, layer_pixels
@@ -123,3 +124,24 @@ def test_one_warm_worker_serves_job_after_job_and_a_cancel_replaces_it(classic_s
     assert fresh[:-1] == warm[:-1] and fresh[-1] != cancelled
     _decompose_exactly(client, 8)
     assert idle_worker_pids() == fresh
+
+
+def test_a_worker_that_served_jobs_and_then_waits_is_swapped_for_a_fresh_one(
+        classic_server, monkeypatch) -> None:
+    """Serving jobs un-shares the fork server's pages; an idle server goes back to a fresh
+    worker, so it holds what it held before its jobs."""
+    monkeypatch.setattr(worker, "IDLE_REFRESH_S", 0.5)
+    client = classic_server.client()
+    _decompose_exactly(client, 7)
+    served = idle_worker_pids()
+    assert len(served) == 1
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and idle_worker_pids() in ([], served):
+        time.sleep(0.1)
+    fresh = idle_worker_pids()
+    assert len(fresh) == 1 and fresh != served, (served, fresh)
+    assert not _alive(served[0]), "the worker that served the job still runs"
+    # The fresh worker serves the next job, and is not swapped while it has served none.
+    time.sleep(1.0)
+    assert idle_worker_pids() == fresh
+    _decompose_exactly(client, 8)

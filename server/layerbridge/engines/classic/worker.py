@@ -41,6 +41,10 @@ POLL_S = 0.05
 RETIRE_GROWTH_MB = 48.0
 #: Idle workers kept warm: the server runs one classic job at a time.
 MAX_IDLE = 1
+#: A worker that has served jobs and then waited this long is swapped for a fresh fork:
+#: serving jobs copies the fork server's pages it shared (reference counts are writes), so
+#: an idle server would otherwise hold tens of MB more than before its jobs.
+IDLE_REFRESH_S = 10.0
 #: The name of worker processes (``multiprocessing.active_children()``).
 PROCESS_NAME = "classic-worker"
 
@@ -128,6 +132,8 @@ class _Worker:
     """A worker process and the server's end of its pipe."""
 
     def __init__(self) -> None:
+        #: No job served yet: its pages are still the fork server's.
+        self.fresh = True
         self.conn, child_end = _context.Pipe(duplex=True)
         self.process: BaseProcess = _context.Process(
             target=_serve, args=(child_end,), daemon=True, name=PROCESS_NAME)
@@ -163,16 +169,32 @@ class _Pool:
             while self._idle:
                 worker = self._idle.pop()
                 if worker.process.is_alive():
+                    worker.fresh = False
                     return worker
                 worker.stop()
-        return _Worker()
+        worker = _Worker()
+        worker.fresh = False
+        return worker
 
     def give_back(self, worker: _Worker) -> None:
         with self._lock:
             if len(self._idle) < MAX_IDLE:
                 self._idle.append(worker)
+                if not worker.fresh:
+                    timer = threading.Timer(IDLE_REFRESH_S, self._refresh, (worker,))
+                    timer.daemon = True
+                    timer.start()
                 return
         worker.stop()
+
+    def _refresh(self, worker: _Worker) -> None:
+        """Swap ``worker`` for a fresh fork if it is still waiting (see IDLE_REFRESH_S)."""
+        with self._lock:
+            if worker not in self._idle:
+                return  # taken for a job meanwhile, or already let go
+            self._idle.remove(worker)
+        worker.stop()
+        self.give_back(_Worker())
 
     def replace(self, worker: _Worker) -> None:
         """Stop ``worker`` and start a fresh one in its place, so that the next job finds a
