@@ -10,7 +10,8 @@ server forks, the child re-imports the server's main module, the pixels travel a
 arguments), so a worker serves job after job: it is killed and replaced only when a job is
 cancelled (or timed out, which cancels it), when it crashes, or when a job left its heap
 grown by more than :data:`RETIRE_GROWTH_MB` (it then exits by itself, giving that memory
-back). Workers are forked from a clean fork server that has the engine imported (not from
+back); one that served jobs and then waited :data:`IDLE_REFRESH_S` is swapped for a fresh
+fork. Workers are forked from a clean fork server that has the engine imported (not from
 the server, whose threads could hold locks at the fork).
 """
 
