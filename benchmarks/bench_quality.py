@@ -174,15 +174,18 @@ def _descendants(pid: int) -> list[int]:
 
 
 class PeakSampler(threading.Thread):
-    """Samples the server tree's memory every 50 ms while a job runs; keeps the largest."""
+    """Samples the server tree's memory every 50 ms while a job runs; keeps the largest
+    and the smallest."""
 
     def __init__(self, server: Server) -> None:
         super().__init__(daemon=True)
-        self.server, self.peak, self.done = server, 0.0, threading.Event()
+        self.server, self.done = server, threading.Event()
+        self.peak, self.low = 0.0, float("inf")
 
     def run(self) -> None:
         while not self.done.wait(0.05):
-            self.peak = max(self.peak, self.server.tree_mb())
+            size = self.server.tree_mb()
+            self.peak, self.low = max(self.peak, size), min(self.low, size)
 
 
 def decompose(server: Server, client: Client, pixels: np.ndarray, layers: int | str = "auto"
@@ -200,7 +203,9 @@ def decompose(server: Server, client: Client, pixels: np.ndarray, layers: int | 
         seconds = time.perf_counter() - start
         sampler.done.set()
         sampler.join()
-    peak = sampler.peak - rest
+    # Over the smallest the tree was around the job: a warm worker that grew in the last
+    # job may be replaced by a fresh one during this one, leaving the tree below ``rest``.
+    peak = max(sampler.peak - min(rest, sampler.low), 0.0)
     layers = []
     for message in result.layers:
         crop = np.frombuffer(message["data"], np.uint8).reshape(message["height"],
