@@ -2,14 +2,19 @@
 background find the elements, the text stage joins a line's glyphs into one element, the
 order stage puts an element that covers another above it, the merge stage joins the most
 alike, and the peeled layers over-composite to the input. The loop reports every stage by
-name and stops at a cancel between stages."""
+name and stops at a cancel between stages. Every threshold is one field of Tuning."""
 
 from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from layerbridge.engines.base import Layer
+from layerbridge.engines.classic import tuning
 from layerbridge.engines.classic.box import Box
 from layerbridge.engines.classic.decompose import (
     STAGES,
@@ -25,6 +30,7 @@ from layerbridge.engines.classic.decompose import (
 )
 from layerbridge.engines.classic.regions import Element
 from layerbridge.engines.classic.scene import Scene
+from layerbridge.engines.classic.tuning import TUNING, Tuning
 from layerbridge.imaging import composite
 
 H, W = 80, 120
@@ -196,3 +202,16 @@ def test_the_loop_reports_each_stage_in_order_and_stops_at_a_cancel() -> None:
     with pytest.raises(Cancelled):
         run_stages(Scene(image), lambda f, s: reached.append(s), check)
     assert reached == ["regions", "background"]
+
+
+def test_every_threshold_in_tuning_is_read_by_the_engine_and_nowhere_redefined() -> None:
+    engine = Path(tuning.__file__).parent
+    source = "".join(p.read_text() for p in engine.glob("*.py") if p.name != "tuning.py")
+    fields = [f.name for f in dataclasses.fields(Tuning)]
+    assert [name for name in fields if f"TUNING.{name}" not in source] == []
+    # The thresholds live in tuning.py only: no module keeps a constant of its own.
+    assert not re.findall(r"^_?[A-Z][A-Z_]*(?:_TOL|_AREA|_BAND|_SHARE) = ", source, re.M)
+    changed = dataclasses.replace(TUNING, same_color=0.2)
+    assert changed.same_color == 0.2 and TUNING.same_color == 0.08
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        TUNING.same_color = 0.2  # type: ignore[misc]

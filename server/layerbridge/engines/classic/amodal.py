@@ -143,7 +143,7 @@ def _own_outline(e: Element, wide: np.ndarray):
         return None, None
     contour = max(contours, key=len)[:, 0]
     own = ~wide[contour[:, 1] + y0, contour[:, 0] + x0]
-    if own.sum() < 12 or own.all():
+    if own.sum() < TUNING.outline_min_own or own.all():
         return None, None
     return contour, own
 
@@ -158,7 +158,7 @@ def _straight_sides(contour: np.ndarray, own: np.ndarray, inside: np.ndarray):
         run = np.arange(a, b + 1) % len(contour)
         # Leave out the ends: the corner pixels bend towards the next side.
         run = run[2:-2]
-        if len(run) < TUNING.min_side or own[run].mean() < 0.9:
+        if len(run) < TUNING.min_side or own[run].mean() < TUNING.side_own_share:
             continue
         pts = contour[run[own[run]]].astype(np.float32)
         vx, vy, px, py = cv2.fitLine(pts, cv2.DIST_L2, 0, 0.01, 0.01).ravel()

@@ -98,8 +98,9 @@ def _sliver(piece: Element, big: Element, texts: list[Element]) -> bool:
     if they lie in the box of a line of another colour, the text they show through."""
     if piece.area > TUNING.sliver * big.area:
         return False
-    if piece.kind == "text" and len(piece.members) >= 3 and not any(
-            not same_color(piece, t) and _box_share(piece.box, t.box) >= 0.5 for t in texts):
+    if piece.kind == "text" and len(piece.members) >= TUNING.sliver_line_glyphs and not any(
+            not same_color(piece, t) and _box_share(piece.box, t.box) >= TUNING.sliver_line_share
+            for t in texts):
         return False
-    r = max(big.box.height, big.box.width) // 4
+    r = max(big.box.height, big.box.width) // TUNING.sliver_reach_parts
     return big.box.grow(r).contains(piece.box)

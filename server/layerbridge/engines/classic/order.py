@@ -85,7 +85,7 @@ def _hidden_parts(a: Element, b: Element, owner: np.ndarray, ia: int, ib: int
     if ha is None or hb is None or "outline" not in (ha[0], hb[0]):
         return None
     low, high = sorted((ha[1], hb[1]))
-    if high < TUNING.min_hidden or low * 3 > high:
+    if high < TUNING.min_hidden or low * TUNING.hidden_ratio > high:
         return None
     return ha[1], hb[1]
 

@@ -172,10 +172,11 @@ def _veil(under: np.ndarray, color: np.ndarray | None) -> np.ndarray | None:
     for extreme in (np.zeros(3), np.ones(3)):
         d = extreme - plate
         norm = float(d @ d)
-        if norm < 0.05:
+        if norm < TUNING.veil_min_contrast:
             continue
         a = float((color - plate) @ d) / norm
-        if 0.1 <= a <= 0.9 and np.abs(plate + a * d - color).max() <= TUNING.veil_tol:
+        if (TUNING.veil_min_alpha <= a <= TUNING.veil_max_alpha
+                and np.abs(plate + a * d - color).max() <= TUNING.veil_tol):
             return extreme
     return None
 

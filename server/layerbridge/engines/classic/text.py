@@ -200,7 +200,7 @@ def _nearest_same_ink(elements: list[Element], box: Box, shades: np.ndarray, und
             continue
         t = np.clip(((shades - under) * d).sum(-1) / norm, 0.0, 1.0)
         miss = np.abs(shades - under - t[:, None] * d).max(-1)
-        if np.quantile(miss, 0.9) <= TUNING.on_line:
+        if np.quantile(miss, TUNING.shade_quantile) <= TUNING.on_line:
             best, best_gap = k, gap
     return best
 
@@ -316,11 +316,11 @@ def _ink_offset(shades: np.ndarray, under: np.ndarray) -> np.ndarray | None:
         return None
     offset = shades - under
     strength = np.linalg.norm(offset, axis=1)
-    strongest = offset[strength >= np.quantile(strength, 0.9)].mean(0)
+    strongest = offset[strength >= np.quantile(strength, TUNING.shade_quantile)].mean(0)
     if np.abs(strongest).max() < TUNING.min_ink_contrast:
         return None
     t = np.clip(offset @ strongest / float(strongest @ strongest), 0.0, 1.0)
     miss = np.abs(offset - t[:, None] * strongest).max(-1)
-    if np.quantile(miss, 0.9) > TUNING.on_line:
+    if np.quantile(miss, TUNING.shade_quantile) > TUNING.on_line:
         return None
     return strongest

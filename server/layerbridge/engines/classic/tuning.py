@@ -96,8 +96,11 @@ class Tuning:
     ink_step: float = 0.08
     #: Ink and shape colours closer than this are noise in the shape, not strokes.
     min_ink_contrast: float = 0.2
-    #: How far (max channel) a shade may miss the line from shape colour to ink.
+    #: How far (max channel) a shade may miss the line from shape colour to ink, at this
+    #: quantile of the shades (a few may miss it more); the strongest shades, above the
+    #: same quantile, say what the ink is.
     on_line: float = 0.05
+    shade_quantile: float = 0.9
     #: Pixels this close to another element or the background are its anti-aliasing.
     stroke_clearance: int = 5
     #: Ink pixels this close together are one cluster (one glyph or word).
@@ -122,6 +125,13 @@ class Tuning:
     #: A same-coloured piece this small next to a big element is a part of it seen through a
     #: gap (a glyph counter, a sliver between glyphs), even outside its hull.
     sliver: float = 0.03
+    #: A sliver's box lies within the big element's box grown by this share (1/n) of its
+    #: larger side.
+    sliver_reach_parts: int = 4
+    #: Pieces of at least this many glyphs that look like a line of text are slivers only
+    #: if at least this share of their box lies in a line of text of another colour.
+    sliver_line_glyphs: int = 3
+    sliver_line_share: float = 0.5
 
     # --- z-order --------------------------------------------------------------------------
     #: Pixels by which boxes are grown to find elements that touch.
@@ -132,8 +142,10 @@ class Tuning:
     min_bite: float = 1.0
     #: Margin by which a contact must span more of one element than of the other.
     min_span: float = 0.2
-    #: Pixels a whole shape must hide under the other to call it the lower one.
+    #: Pixels a whole shape must hide under the other to call it the lower one, and by what
+    #: factor more than the other hides under it.
     min_hidden: int = 20
+    hidden_ratio: int = 3
 
     # --- clipped content ------------------------------------------------------------------
     #: Share of the content's area that the container's notch must be (a corner square
@@ -152,6 +164,11 @@ class Tuning:
     completion_under: float = 0.95
     #: Share of the visible part a completion must hold.
     completion_holds: float = 0.97
+    #: An outline is fitted only with at least this many points of its own (not along the
+    #: cover).
+    outline_min_own: int = 12
+    #: A straight run of the outline is a side only where this share of it is its own.
+    side_own_share: float = 0.9
     #: Shapes smaller than this many pixels are not completed.
     completion_min_area: int = 200
     #: Share of its area a completion must add to be worth a whole-shape layer.
@@ -195,6 +212,11 @@ class Tuning:
     min_contrast: float = 0.06
     #: How closely (max channel) a colour must match a black or white veil over its plate.
     veil_tol: float = 0.012
+    #: A veil is black or white at least this far (squared distance) from the plate, laid at
+    #: an opacity between these two.
+    veil_min_contrast: float = 0.05
+    veil_min_alpha: float = 0.1
+    veil_max_alpha: float = 0.9
     #: How closely (max channel) a pixel in an element's band must be a mix of the element's
     #: colour and the plate to belong to the element.
     unmix_tol: float = 0.03
