@@ -27,6 +27,10 @@ from layerbridge.engines.classic.regions import Element
 from layerbridge.engines.classic.scene import Piece, Scene
 from layerbridge.engines.classic.tuning import TUNING
 
+#: An element's whole shape: its mask over its box (the convex hull of what shows, or the
+#: shape completed under the elements above it).
+Shape = tuple[np.ndarray, Box]
+
 
 def unmix_alpha(image: np.ndarray, plate: np.ndarray, color: np.ndarray) -> np.ndarray:
     """Alpha of a flat ``color`` over ``plate`` explaining ``image`` (all (..., 3))."""
@@ -93,10 +97,10 @@ def _numbers_by_kind(elements: list[Element]) -> list[int]:
     return numbers
 
 
-def _shapes(elements: list[Element], h: int, w: int):
+def _shapes(elements: list[Element], h: int, w: int) -> list[Shape]:
     """(mask, box) per element: its shape completed under the elements above it where it is
     a hidden rectangle or ellipse, else its convex hull."""
-    out = [(hull_mask(e), e.box) for e in elements]
+    out: list[Shape] = [(hull_mask(e), e.box) for e in elements]
     cover = np.zeros((h, w), bool)
     for j in range(len(elements) - 1, -1, -1):
         e = elements[j]
@@ -107,14 +111,15 @@ def _shapes(elements: list[Element], h: int, w: int):
     return out
 
 
-def _peel_one(image: np.ndarray, scene: Scene, k: int, hulls
+def _peel_one(image: np.ndarray, scene: Scene, k: int, hulls: list[Shape]
               ) -> tuple[Box, np.ndarray]:
     """Peel element ``k`` off ``image`` in place; return its box and float RGBA layer there."""
     h, w = image.shape[:2]
     e = scene.elements[k]
     # The completed shape's box: an element that continues under the ones above it
     # reaches past its visible part.
-    box = e.box.union(hulls[k][1]).grow(TUNING.peel_band, (h, w))
+    _, whole = hulls[k]
+    box = e.box.union(whole).grow(TUNING.peel_band, (h, w))
     core = rewindow(e.mask, e.box, box)
     if k in scene.hidden:
         # The plate under upper elements was filled with this element's colour: it continues
@@ -122,10 +127,11 @@ def _peel_one(image: np.ndarray, scene: Scene, k: int, hulls
         core |= scene.hidden[k][box.slices]
     kernel = np.ones((2 * TUNING.peel_band + 1, 2 * TUNING.peel_band + 1), np.uint8)
     region = cv2.dilate(core.astype(np.uint8), kernel).astype(bool)
-    lower = _lower_covers(scene, k, hulls, box, core)
-    region &= ~lower[1] | core
-    plate, claims = fill_plate(image, region, box, [c[:2] for c in lower[0]], scene.background)
-    for (_, color, j), take in zip(lower[0], claims, strict=True):
+    covers, lower_cores = _lower_covers(scene, k, hulls, box, core)
+    region &= ~lower_cores | core
+    plate, claims = fill_plate(image, region, box, [(hull, color) for hull, color, _ in covers],
+                               scene.background)
+    for (_, color, j), take in zip(covers, claims, strict=True):
         if color is not None and take.any():
             scene.hidden.setdefault(j, np.zeros((h, w), bool))[box.slices] |= take
     crop = image[box.slices]
@@ -156,7 +162,7 @@ def _peel_one(image: np.ndarray, scene: Scene, k: int, hulls
 
 def _explained(image: np.ndarray, plate: np.ndarray, alpha: np.ndarray, color: np.ndarray
                ) -> np.ndarray:
-    """Pixels that ``color`` at ``alpha`` over ``plate`` reproduces to within TUNING.unmix_tol."""
+    """Pixels that ``color`` at ``alpha`` over ``plate`` reproduces to within unmix_tol."""
     mix = plate + alpha[..., None] * (color - plate)
     return np.abs(image - mix).max(-1) <= TUNING.unmix_tol
 
@@ -192,8 +198,9 @@ def _element_alpha(crop, plate, core, e: Element, soft, box) -> np.ndarray:
     return alpha
 
 
-def _lower_covers(scene: Scene, k: int, hulls, box: Box, core: np.ndarray):
-    """(hull, colour) of lower elements over ``box``, topmost first, and their cores.
+def _lower_covers(scene: Scene, k: int, hulls: list[Shape], box: Box, core: np.ndarray
+                  ) -> tuple[list[tuple[np.ndarray, np.ndarray | None, int]], np.ndarray]:
+    """(hull, colour, index) of lower elements over ``box``, topmost first, and their cores.
 
     Only a shape that runs along the element's outline, where its hull reaches, goes on
     under it: a line of text (its hull is no shape) or a frame around it (the element lies
@@ -204,11 +211,12 @@ def _lower_covers(scene: Scene, k: int, hulls, box: Box, core: np.ndarray):
     ring = near & ~cv2.dilate(core.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     for j in range(k - 1, -1, -1):
         e = scene.elements[j]
-        if not Box(*hulls[j][1]).intersects(box):
+        shape, shape_box = hulls[j]
+        if not shape_box.intersects(box):
             continue
         mask = rewindow(e.mask, e.box, box)
         cores |= mask
-        hull = rewindow(hulls[j][0], hulls[j][1], box)
+        hull = rewindow(shape, shape_box, box)
         if e.kind == "text" or (mask & ring).sum() < TUNING.cover_share * (hull & ring).sum():
             continue
         covers.append((hull, e.color, j))
