@@ -149,7 +149,8 @@ def find_background(scene: Scene) -> Scene:
         scene.path = "blocks"
         scene.elements = photo.blocks(is_bg, rgb)
         return scene
-    scene.elements, scene.thin = found[0] + photos, found[1]
+    elements, scene.thin = found
+    scene.elements = elements + photos
     return scene
 
 
