@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from layerbridge.engines.classic.hulls import convex_hull
-from layerbridge.engines.classic.regions import LINK_TOL, _within_tol
+from layerbridge.engines.classic.regions import _within_tol
+from layerbridge.engines.classic.tuning import TUNING
 
 
 def _hull_of_every_pixel(mask: np.ndarray) -> np.ndarray:
@@ -56,11 +57,11 @@ def test_an_empty_mask_has_an_empty_hull() -> None:
 def test_neighbour_links_match_the_widened_difference() -> None:
     rng = np.random.default_rng(0)
     rgb8 = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
-    rgb8[:, :40] = rng.integers(100, 100 + 2 * LINK_TOL, (64, 40, 3), dtype=np.uint8)
+    rgb8[:, :40] = rng.integers(100, 100 + 2 * TUNING.link_tol, (64, 40, 3), dtype=np.uint8)
     wide = rgb8.astype(np.int16)
-    plain = np.abs(wide[:, 1:] - wide[:, :-1]).max(axis=-1) <= LINK_TOL
+    plain = np.abs(wide[:, 1:] - wide[:, :-1]).max(axis=-1) <= TUNING.link_tol
     np.testing.assert_array_equal(_within_tol(rgb8[:, 1:], rgb8[:, :-1]), plain)
-    plain = np.abs(wide[1:] - wide[:-1]).max(axis=-1) <= LINK_TOL
+    plain = np.abs(wide[1:] - wide[:-1]).max(axis=-1) <= TUNING.link_tol
     np.testing.assert_array_equal(_within_tol(rgb8[1:], rgb8[:-1]), plain)
     assert plain.any() and not plain.all()
 
@@ -73,8 +74,8 @@ def _components_of_the_link_graph(rgb8: np.ndarray, cut: np.ndarray | None) -> n
 
     h, w = rgb8.shape[:2]
     wide = rgb8.astype(np.int16)
-    right = np.abs(wide[:, 1:] - wide[:, :-1]).max(axis=-1) <= LINK_TOL
-    down = np.abs(wide[1:] - wide[:-1]).max(axis=-1) <= LINK_TOL
+    right = np.abs(wide[:, 1:] - wide[:, :-1]).max(axis=-1) <= TUNING.link_tol
+    down = np.abs(wide[1:] - wide[:-1]).max(axis=-1) <= TUNING.link_tol
     if cut is not None:
         right &= cut[:, 1:] == cut[:, :-1]
         down &= cut[1:] == cut[:-1]

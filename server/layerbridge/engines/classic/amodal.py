@@ -15,26 +15,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from layerbridge.engines.classic.box import Box
 from layerbridge.engines.classic.regions import Element
-
-#: Share of a side that the cover must span for the rectangle to extend past it.
-_SPAN = 0.95
-#: Share of an added region that must lie under the cover.
-_UNDER = 0.95
-_MIN_AREA = 200
-#: Share of its area a completion must add to be worth a whole-shape layer.
-_MIN_ADDED = 0.02
-#: Largest deviation (pixels) of an outline from a straight side, or from a fitted polygon.
-_STRAIGHT = 1.5
-_ON_OUTLINE = 1.5
-#: Shortest side (outline pixels) that says where a polygon's side runs.
-_MIN_SIDE = 10
-_MAX_SIDES = 8
-#: Degrees by which a side's direction may miss a regular polygon's.
-_ANGLE_TOL = 4.0
+from layerbridge.engines.classic.tuning import TUNING
 
 
-def complete(e: Element, cover: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+def complete(e: Element, cover: np.ndarray) -> tuple[np.ndarray, Box] | None:
     """(mask, box) of ``e`` completed under full-frame ``cover``, or None if nothing hides it."""
     wide = _cover_near(e, cover)
     if wide is None:
@@ -49,11 +35,10 @@ def complete(e: Element, cover: np.ndarray) -> tuple[np.ndarray, tuple[int, int,
 def _cover_near(e: Element, cover: np.ndarray) -> np.ndarray | None:
     """The cover grown by two pixels (it hides the element's anti-aliased rim too), or
     None if ``e`` is no flat shape or the cover is nowhere near it."""
-    if e.color is None or e.kind != "shape" or e.area < _MIN_AREA:
+    if e.color is None or e.kind != "shape" or e.area < TUNING.completion_min_area:
         return None
-    y0, y1, x0, x1 = e.box
     wide = cv2.dilate(cover.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-    if not wide[max(y0 - 1, 0):y1 + 1, max(x0 - 1, 0):x1 + 1].any():
+    if not wide[e.box.grow(1, wide.shape).slices].any():
         return None
     return wide
 
@@ -74,42 +59,42 @@ def hidden_under(e: Element, cover: np.ndarray, others: np.ndarray) -> tuple[str
         if full is None:
             continue
         visible = e.full_mask(*cover.shape)
-        if (visible & full).sum() < 0.97 * e.area:
+        if (visible & full).sum() < TUNING.completion_holds * e.area:
             continue
         grown = cv2.dilate(visible.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
         return "outline", int((full & ~grown & cover).sum())
     return None
 
 
-def _under(whole: tuple[np.ndarray, tuple[int, int, int, int]], cover: np.ndarray) -> int:
-    mask, (y0, y1, x0, x1) = whole
-    return int((mask & cover[y0:y1, x0:x1]).sum())
+def _under(whole: tuple[np.ndarray, Box], cover: np.ndarray) -> int:
+    mask, box = whole
+    return int((mask & cover[box.slices]).sum())
 
 
 def _rectangle(e: Element, wide: np.ndarray):
     y0, y1, x0, x1 = e.box
     missing = ~e.mask & ~wide[y0:y1, x0:x1]
-    if missing.sum() > 0.05 * e.mask.size:
+    if missing.sum() > TUNING.rectangle_missing * e.mask.size:
         return None
     h, w = wide.shape
     top, bottom, left, right = y0, y1, x0, x1
-    while top > 0 and wide[top - 1, left:right].mean() >= _SPAN:
+    while top > 0 and wide[top - 1, left:right].mean() >= TUNING.rectangle_span:
         top -= 1
-    while bottom < h and wide[bottom, left:right].mean() >= _SPAN:
+    while bottom < h and wide[bottom, left:right].mean() >= TUNING.rectangle_span:
         bottom += 1
-    while left > 0 and wide[top:bottom, left - 1].mean() >= _SPAN:
+    while left > 0 and wide[top:bottom, left - 1].mean() >= TUNING.rectangle_span:
         left -= 1
-    while right < w and wide[top:bottom, right].mean() >= _SPAN:
+    while right < w and wide[top:bottom, right].mean() >= TUNING.rectangle_span:
         right += 1
     if (top, bottom, left, right) == (y0, y1, x0, x1) and not (missing ^ ~e.mask).any():
         return None
-    box = (top, bottom, left, right)
-    mask = np.ones((bottom - top, right - left), bool)
-    mask[y0 - top:y1 - top, x0 - left:x1 - left] = e.mask | ~missing
+    box = Box(top, bottom, left, right)
+    mask = np.ones((box.height, box.width), bool)
+    mask[e.box.within(box)] = e.mask | ~missing
     return mask, box
 
 
-def _regular_polygon(e: Element, wide: np.ndarray, min_added: float = _MIN_ADDED):
+def _regular_polygon(e: Element, wide: np.ndarray, min_added: float = TUNING.min_added):
     """A regular polygon through the visible straight sides of ``e``, or None."""
     full = _polygon_fit(e, wide)
     return None if full is None else _accept(e, full, wide, min_added)
@@ -131,7 +116,7 @@ def _polygon_fit(e: Element, wide: np.ndarray) -> np.ndarray | None:
         return None
     # Every visible outline pixel that is its own must lie on the polygon's outline: a
     # circle also has short straight-looking arcs, but no polygon runs along all of it.
-    if np.quantile(_outline_distance(contour[own], polygon), 0.9) > _ON_OUTLINE:
+    if np.quantile(_outline_distance(contour[own], polygon), 0.9) > TUNING.on_outline:
         return None
     h, w = wide.shape
     full = np.zeros((h, w), np.uint8)
@@ -158,14 +143,14 @@ def _own_outline(e: Element, wide: np.ndarray):
         return None, None
     contour = max(contours, key=len)[:, 0]
     own = ~wide[contour[:, 1] + y0, contour[:, 0] + x0]
-    if own.sum() < 12 or own.all():
+    if own.sum() < TUNING.outline_min_own or own.all():
         return None, None
     return contour, own
 
 
 def _straight_sides(contour: np.ndarray, own: np.ndarray, inside: np.ndarray):
     """(outward normal angle, offset) of each long straight run of own outline points."""
-    corners = cv2.approxPolyDP(contour.reshape(-1, 1, 2), _STRAIGHT, True)[:, 0]
+    corners = cv2.approxPolyDP(contour.reshape(-1, 1, 2), TUNING.straight, True)[:, 0]
     index = {(int(x), int(y)): i for i, (x, y) in enumerate(contour)}
     at = sorted(index[(int(x), int(y))] for x, y in corners)
     sides = []
@@ -173,7 +158,7 @@ def _straight_sides(contour: np.ndarray, own: np.ndarray, inside: np.ndarray):
         run = np.arange(a, b + 1) % len(contour)
         # Leave out the ends: the corner pixels bend towards the next side.
         run = run[2:-2]
-        if len(run) < _MIN_SIDE or own[run].mean() < 0.9:
+        if len(run) < TUNING.min_side or own[run].mean() < TUNING.side_own_share:
             continue
         pts = contour[run[own[run]]].astype(np.float32)
         vx, vy, px, py = cv2.fitLine(pts, cv2.DIST_L2, 0, 0.01, 0.01).ravel()
@@ -192,12 +177,12 @@ def _fit_regular(sides: list[tuple[float, float]]) -> np.ndarray | None:
     """
     angles = np.array([a for a, _ in sides])
     offsets = np.array([d for _, d in sides])
-    for n in range(3, _MAX_SIDES + 1):
+    for n in range(3, TUNING.max_sides + 1):
         step = 2 * np.pi / n
         turns = np.rint((angles - angles[0]) / step)
         error = angles - angles[0] - turns * step
         error = (error + np.pi) % (2 * np.pi) - np.pi
-        if np.abs(error).max() > np.radians(_ANGLE_TOL):
+        if np.abs(error).max() > np.radians(TUNING.angle_tol):
             continue
         base = angles[0] + np.angle(np.exp(1j * error).mean())
         normals = np.stack([np.cos(base + turns * step), np.sin(base + turns * step)], 1)
@@ -206,7 +191,7 @@ def _fit_regular(sides: list[tuple[float, float]]) -> np.ndarray | None:
             return None
         solution = np.linalg.lstsq(system, offsets, rcond=None)[0]
         centre, inradius = solution[:2], solution[2]
-        if inradius <= 0 or np.abs(system @ solution - offsets).max() > _ON_OUTLINE:
+        if inradius <= 0 or np.abs(system @ solution - offsets).max() > TUNING.on_outline:
             return None
         corner = base + step * (np.arange(n) + 0.5)
         radius = inradius / np.cos(step / 2)
@@ -223,18 +208,18 @@ def _accept(e: Element, full: np.ndarray, wide: np.ndarray, min_added: float):
     if len(ys) == 0:
         return None
     visible = e.full_mask(h, w)
-    if (visible & full).sum() < 0.97 * e.area:
+    if (visible & full).sum() < TUNING.completion_holds * e.area:
         return None
     added = full & ~cv2.dilate(visible.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    if added.sum() <= min_added * e.area or (added & wide).sum() < _UNDER * added.sum():
+    if (added.sum() <= min_added * e.area
+            or (added & wide).sum() < TUNING.completion_under * added.sum()):
         return None
-    box = (min(int(ys.min()), y0), max(int(ys.max()) + 1, y1),
-           min(int(xs.min()), x0), max(int(xs.max()) + 1, x1))
-    mask = (full | visible)[box[0]:box[1], box[2]:box[3]]
+    box = e.box.union((int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1))
+    mask = (full | visible)[box.slices]
     return mask, box
 
 
-def _ellipse(e: Element, wide: np.ndarray, min_added: float = _MIN_ADDED):
+def _ellipse(e: Element, wide: np.ndarray, min_added: float = TUNING.min_added):
     full = _ellipse_fit(e, wide)
     return None if full is None else _accept(e, full, wide, min_added)
 
@@ -256,7 +241,7 @@ def _ellipse_fit(e: Element, wide: np.ndarray, strict: bool = False) -> np.ndarr
         u = d[:, 0] * np.cos(t) + d[:, 1] * np.sin(t)
         v = -d[:, 0] * np.sin(t) + d[:, 1] * np.cos(t)
         r = np.sqrt((2 * u / aw) ** 2 + (2 * v / ah) ** 2)
-        if np.quantile(np.abs(r - 1) * min(aw, ah) / 2, 0.9) > _ON_OUTLINE:
+        if np.quantile(np.abs(r - 1) * min(aw, ah) / 2, 0.9) > TUNING.on_outline:
             return None
     full = np.zeros((h, w), np.uint8)
     cv2.ellipse(full, ((cx + x0, cy + y0), (aw, ah), angle), 1, -1)

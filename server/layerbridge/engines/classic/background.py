@@ -11,12 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Per-pixel distance (max over channels) under which a pixel counts as background.
-PIXEL_TOL = 4.0 / 255
-#: Share of the seed the field must explain to be trusted: the seed region may have leaked
-#: into panels through soft shadows, so a majority is enough.
-MIN_INLIERS = 0.6
-_SAMPLES = 20000
+from layerbridge.engines.classic.tuning import TUNING
 
 
 @dataclass(frozen=True)
@@ -24,13 +19,13 @@ class Background:
     """A quadratic colour field ``rgb = basis(x, y) @ coef``; ``ok`` says whether it fits."""
 
     coef: np.ndarray  # (6, 3)
-    inliers: float  # share of the seed explained within PIXEL_TOL
+    inliers: float  # share of the seed explained within TUNING.pixel_tol
     width: int
     height: int
 
     @property
     def ok(self) -> bool:
-        return self.inliers >= MIN_INLIERS
+        return self.inliers >= TUNING.min_inliers
 
     def render(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
         """Field colour at pixel coordinates (any matching shapes) -> (..., 3)."""
@@ -64,22 +59,22 @@ def fit_background(rgb: np.ndarray, seed: np.ndarray, rng: np.random.Generator) 
     ys, xs = np.nonzero(seed)
     if ys.size == 0:
         ys, xs = np.nonzero(np.ones((h, w), bool))
-    if ys.size > _SAMPLES:
-        pick = rng.choice(ys.size, _SAMPLES, replace=False)
+    if ys.size > TUNING.background_samples:
+        pick = rng.choice(ys.size, TUNING.background_samples, replace=False)
         ys, xs = ys[pick], xs[pick]
     basis, target = _basis(ys, xs, w, h), rgb[ys, xs].astype(np.float64)
     coef = np.linalg.lstsq(basis, target, rcond=None)[0]
     for quantile in (0.5, None):
         resid = np.abs(basis @ coef - target).max(axis=1)
-        keep = resid <= (np.quantile(resid, quantile) if quantile else PIXEL_TOL) + 1e-9
+        keep = resid <= (np.quantile(resid, quantile) if quantile else TUNING.pixel_tol) + 1e-9
         if keep.sum() >= 6:
             coef = np.linalg.lstsq(basis[keep], target[keep], rcond=None)[0]
-    inliers = float((np.abs(basis @ coef - target).max(axis=1) <= PIXEL_TOL).mean())
+    inliers = float((np.abs(basis @ coef - target).max(axis=1) <= TUNING.pixel_tol).mean())
     return Background(coef=coef, inliers=inliers, width=w, height=h)
 
 
 def background_mask(rgb: np.ndarray, bg: Background) -> np.ndarray:
-    """Pixels the field explains to within :data:`PIXEL_TOL`."""
+    """Pixels the field explains to within :data:`TUNING.pixel_tol`."""
     h, w = rgb.shape[:2]
     field = bg.render_box(0, h, 0, w)
-    return np.abs(rgb - field).max(axis=-1) <= PIXEL_TOL
+    return np.abs(rgb - field).max(axis=-1) <= TUNING.pixel_tol

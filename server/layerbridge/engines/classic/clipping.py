@@ -14,15 +14,10 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from layerbridge.engines.classic.hulls import boxes_meet, convex_hull, grow
-from layerbridge.engines.classic.regions import Element, rewindow, union
-
-#: Share of the content's area that the container's notch must be (a corner square
-#: leaves a triangle, half of it, outside the hull of the rest).
-_NOTCH = 0.3
-#: Share of the joint area by which the two together may miss being convex
-#: (the staircase of a rasterised edge, a rounded corner).
-_CONVEX = 0.02
+from layerbridge.engines.classic.box import rewindow
+from layerbridge.engines.classic.hulls import convex_hull
+from layerbridge.engines.classic.regions import Element, union
+from layerbridge.engines.classic.tuning import TUNING
 
 
 def join_clipped(elements: list[Element]) -> list[Element]:
@@ -43,20 +38,20 @@ def join_clipped(elements: list[Element]) -> list[Element]:
 def _clipped_by(content: Element, container: Element) -> bool:
     if content.kind != "shape" or container.kind != "shape" or container.color is None:
         return False
-    if content.area >= container.area or not boxes_meet(grow(content.box, 2), container.box):
+    if (content.area >= container.area
+            or not content.box.grow(TUNING.touch_reach).intersects(container.box)):
         return False
-    y0, y1 = min(content.box[0], container.box[0]), max(content.box[1], container.box[1])
-    x0, x1 = min(content.box[2], container.box[2]), max(content.box[3], container.box[3])
-    outer = rewindow(container.mask, container.box, (y0, y1, x0, x1))
-    inner = rewindow(content.mask, content.box, (y0, y1, x0, x1))
+    both = content.box.union(container.box)
+    outer = rewindow(container.mask, container.box, both)
+    inner = rewindow(content.mask, content.box, both)
     outer = ndimage.binary_fill_holes(outer)
-    if _notch(outer) < _NOTCH * content.area:
+    if _notch(outer) < TUNING.clip_notch * content.area:
         return False
     # The anti-aliased seam between the two belongs to neither: close it.
     joint = cv2.morphologyEx((outer | inner).astype(np.uint8), cv2.MORPH_CLOSE,
                              np.ones((3, 3), np.uint8)).astype(bool)
     joint = ndimage.binary_fill_holes(joint)
-    return _notch(joint) <= _CONVEX * joint.sum()
+    return _notch(joint) <= TUNING.clip_convex * joint.sum()
 
 
 def _notch(mask: np.ndarray) -> int:

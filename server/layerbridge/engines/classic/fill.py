@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from layerbridge.engines.classic.background import Background
+from layerbridge.engines.classic.box import Box
 
 
 def push_pull(values: np.ndarray, known: np.ndarray) -> np.ndarray:
@@ -52,7 +53,7 @@ def telea(values: np.ndarray, hole: np.ndarray) -> np.ndarray:
 def fill_plate(
     image: np.ndarray,
     hole: np.ndarray,
-    box: tuple[int, int, int, int],
+    box: Box,
     covers: list[tuple[np.ndarray, np.ndarray | None]],
     background: Background | None,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -63,8 +64,7 @@ def fill_plate(
     texture: inpaint it". Pixels no hull holds take the background field when there is one.
     Also returns, per cover, the hole pixels it claimed: the lower element continues there.
     """
-    y0, y1, x0, x1 = box
-    plate = image[y0:y1, x0:x1].copy()
+    plate = image[box.slices].copy()
     todo = hole.copy()
     inpaint = np.zeros_like(hole)
     claims = []
@@ -79,7 +79,7 @@ def fill_plate(
             todo &= ~take
     if background is not None and background.ok:
         ys, xs = np.nonzero(todo)
-        plate[ys, xs] = background.render(ys + y0, xs + x0)
+        plate[ys, xs] = background.render(ys + box.y0, xs + box.x0)
     else:
         inpaint |= todo
     if inpaint.any():

@@ -5,7 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from layerbridge.engines.classic.regions import Element, rewindow
+from layerbridge.engines.classic.box import Box, rewindow
+from layerbridge.engines.classic.regions import Element
 
 
 def hull_mask(element: Element) -> np.ndarray:
@@ -35,25 +36,14 @@ def _row_ends(mask: np.ndarray) -> np.ndarray:
     return points
 
 
-def boxes_meet(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
-    return a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
-
-
 def fraction_inside(inner: Element, outer: Element, outer_hull: np.ndarray) -> float:
     """Share of ``inner``'s pixels that lie inside ``outer``'s hull (box crops only)."""
-    y0, y1 = max(inner.box[0], outer.box[0]), min(inner.box[1], outer.box[1])
-    x0, x1 = max(inner.box[2], outer.box[2]), min(inner.box[3], outer.box[3])
-    if y0 >= y1 or x0 >= x1:
+    common = inner.box.intersection(outer.box)
+    if common.empty:
         return 0.0
-    iy, ix = inner.box[0], inner.box[2]
-    oy, ox = outer.box[0], outer.box[2]
-    part = inner.mask[y0 - iy : y1 - iy, x0 - ix : x1 - ix]
-    hull = outer_hull[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
+    part = inner.mask[common.within(inner.box)]
+    hull = outer_hull[common.within(outer.box)]
     return float((part & hull).sum()) / max(inner.area, 1)
-
-
-def grow(box: tuple[int, int, int, int], r: int) -> tuple[int, int, int, int]:
-    return box[0] - r, box[1] + r, box[2] - r, box[3] + r
 
 
 def contact_depths(a: Element, b: Element, hull_a: np.ndarray, hull_b: np.ndarray,
@@ -75,11 +65,9 @@ def contact_depths(a: Element, b: Element, hull_a: np.ndarray, hull_b: np.ndarra
 def _contact(a: Element, b: Element, reach: int):
     """Where a and b touch (within ``reach`` px): the shared window and, in it, each one's
     pixels next to the other; None when fewer than 3 pixels touch on either side."""
-    ga, gb = grow(a.box, reach), grow(b.box, reach)
-    y0, y1, x0, x1 = max(ga[0], gb[0]), min(ga[1], gb[1]), max(ga[2], gb[2]), min(ga[3], gb[3])
-    if y0 >= y1 or x0 >= x1:
+    win = a.box.grow(reach).intersection(b.box.grow(reach))
+    if win.empty:
         return None
-    win = (y0, y1, x0, x1)
     ma, mb = rewindow(a.mask, a.box, win), rewindow(b.mask, b.box, win)
     kernel = np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)
     ca = ma & cv2.dilate(mb.astype(np.uint8), kernel).astype(bool)
@@ -105,14 +93,14 @@ def contact_spans(a: Element, b: Element, reach: int = 2) -> tuple[float, float]
     direction = np.linalg.svd(both, full_matrices=False)[2][0]
     out = []
     for e, c in ((a, ca), (b, cb)):
-        pts = np.argwhere(e.mask) + (e.box[0], e.box[2])
+        pts = np.argwhere(e.mask) + (e.box.y0, e.box.x0)
         whole = np.ptp(pts @ direction)
         part = np.ptp((c + (y0, x0)) @ direction)
         out.append(float(part / max(whole, 1.0)))
     return out[0], out[1]
 
 
-def _depth(hull: np.ndarray, box, win, contact: np.ndarray) -> float:
+def _depth(hull: np.ndarray, box: Box, win: Box, contact: np.ndarray) -> float:
     padded = np.pad(hull.astype(np.uint8), 1)
     dist = cv2.distanceTransform(padded, cv2.DIST_L2, 3)[1:-1, 1:-1]
     return float(rewindow(dist, box, win)[contact].mean())

@@ -17,23 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from layerbridge.engines.classic.regions import Element, union
-
-#: Pairs up to this far apart in z-order are candidates (further ones rarely both move).
-Z_WINDOW = 12
-#: Weights of a pair's cost: the gap between their boxes in the smaller one's height, their
-#: colour difference (largest channel, 0..1) and their size (joint area as a share of the
-#: document, square-rooted).
-GAP_COST = 1.0
-COLOUR_COST = 4.0
-SIZE_COST = 2.0
-#: A colour difference assumed for elements without one flat colour (photos, gradients).
-UNKNOWN_COLOUR = 0.3
-#: Without a count asked for, pairs this alike or more are parts of one thing: close and of
-#: one colour (at most ~0.1 apart, one gap of their height, a few % of the document).
-ALIKE_COST = 0.5
-#: Unasked, a design of several elements keeps at least this many apart (with the
-#: background, three layers): its parts are what the user came to edit.
-MIN_KEPT_APART = 2
+from layerbridge.engines.classic.tuning import TUNING
 
 
 def merge_to_count(elements: list[Element], count: int, height: int, width: int
@@ -43,10 +27,10 @@ def merge_to_count(elements: list[Element], count: int, height: int, width: int
 
 
 def merge_alike(elements: list[Element], height: int, width: int,
-                max_cost: float = ALIKE_COST) -> list[Element]:
+                max_cost: float = TUNING.alike_cost) -> list[Element]:
     """Merge pairs while the most alike costs at most ``max_cost``: the parts of one thing
     (lines of a paragraph, bars of a chart) that came out as several elements."""
-    return _merge(elements, height * width, MIN_KEPT_APART, max_cost)
+    return _merge(elements, height * width, TUNING.min_kept_apart, max_cost)
 
 
 def _merge(elements: list[Element], area: int, count: int, max_cost: float) -> list[Element]:
@@ -67,7 +51,7 @@ def _merge(elements: list[Element], area: int, count: int, max_cost: float) -> l
 
 def _cheapest_pair(elements: list[Element], area: int) -> tuple[float, int, int, int]:
     """(cost, i, j, where the merged element goes) of the cheapest pair that can merge:
-    all pairs up to Z_WINDOW apart in z at once, as arrays."""
+    all pairs up to TUNING.z_window apart in z at once, as arrays."""
     n = len(elements)
     boxes = np.array([e.box for e in elements], np.int64)
     colours = np.array([np.full(3, np.nan) if e.color is None else e.color[:3]
@@ -80,7 +64,7 @@ def _cheapest_pair(elements: list[Element], area: int) -> tuple[float, int, int,
     # seen[a, k]: how many of elements 0..k-1 overlap element a.
     seen = np.concatenate([np.zeros((n, 1), np.int64), np.cumsum(overlap, 1)], 1)
     best = (np.inf, n - 2, n - 1, n - 2)  # z-neighbours can always merge
-    for step in range(1, min(n, Z_WINDOW + 1)):
+    for step in range(1, min(n, TUNING.z_window + 1)):
         i = np.arange(n - step)
         j = i + step
         # j moves down to i when nothing between overlaps j; else i up to j.
@@ -97,19 +81,21 @@ def _cheapest_pair(elements: list[Element], area: int) -> tuple[float, int, int,
 def _costs(a: np.ndarray, b: np.ndarray, colour_a: np.ndarray, colour_b: np.ndarray,
            joint_area: np.ndarray, area: int) -> np.ndarray:
     """The cost of merging each pair of boxes (y0, y1, x0, x1) a[k] and b[k]."""
-    dy = np.maximum(0, np.maximum(a[:, 0], b[:, 0]) - np.minimum(a[:, 1], b[:, 1]))
-    dx = np.maximum(0, np.maximum(a[:, 2], b[:, 2]) - np.minimum(a[:, 3], b[:, 3]))
-    height = np.maximum(1, np.minimum(a[:, 1] - a[:, 0], b[:, 1] - b[:, 0]))
+    ay0, ay1, ax0, ax1 = a.T
+    by0, by1, bx0, bx1 = b.T
+    dy = np.maximum(0, np.maximum(ay0, by0) - np.minimum(ay1, by1))
+    dx = np.maximum(0, np.maximum(ax0, bx0) - np.minimum(ax1, bx1))
+    height = np.maximum(1, np.minimum(ay1 - ay0, by1 - by0))
     gap = np.hypot(dx, dy) / height
     colour = np.abs(colour_a - colour_b).max(1)
-    colour[np.isnan(colour)] = UNKNOWN_COLOUR
+    colour[np.isnan(colour)] = TUNING.unknown_colour
     size = np.sqrt(joint_area / max(area, 1))
-    return GAP_COST * gap + COLOUR_COST * colour + SIZE_COST * size
+    return TUNING.gap_cost * gap + TUNING.colour_cost * colour + TUNING.size_cost * size
 
 
 def _same_colour(a: Element, b: Element) -> bool:
     return (a.color is not None and b.color is not None
-            and float(np.abs(a.color - b.color).max()) <= 0.02)
+            and float(np.abs(a.color - b.color).max()) <= TUNING.merged_same_colour)
 
 
 def _merged_kind(a: Element, b: Element) -> str:

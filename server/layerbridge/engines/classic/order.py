@@ -13,22 +13,14 @@ import numpy as np
 
 from layerbridge.engines.classic.amodal import hidden_under
 from layerbridge.engines.classic.hulls import (
-    boxes_meet,
     contact_depths,
     contact_spans,
     fraction_inside,
-    grow,
     hull_mask,
 )
-from layerbridge.engines.classic.regions import Element
-
-_MIN_OVERLAP = 0.02
-#: Hull depth (pixels) by which one touching outline must out-bite the other.
-_MIN_BITE = 1.0
-#: Margin by which a contact must span more of one element than of the other.
-_MIN_SPAN = 0.2
-#: Pixels a whole shape must hide under the other to call it the lower one.
-_MIN_HIDDEN = 20
+from layerbridge.engines.classic.regions import Element, owner_map
+from layerbridge.engines.classic.text import text_over_shape
+from layerbridge.engines.classic.tuning import TUNING
 
 
 def z_order(elements: list[Element], frame: tuple[int, int] | None = None) -> list[Element]:
@@ -41,36 +33,30 @@ def z_order(elements: list[Element], frame: tuple[int, int] | None = None) -> li
     for i in range(n):
         for j in range(i + 1, n):
             a, b = elements[i], elements[j]
-            if not boxes_meet(grow(a.box, 2), b.box):
+            if not a.box.grow(TUNING.touch_reach).intersects(b.box):
                 continue
             fa, fb = fraction_inside(a, b, hulls[j]), fraction_inside(b, a, hulls[i])
-            if max(fa, fb) < _MIN_OVERLAP:
+            if max(fa, fb) < TUNING.min_overlap:
                 # Touching, neither in the other's hull: the one whose outline is bitten
                 # (runs inside its own hull where they meet) is the lower one.
                 depths = contact_depths(a, b, hulls[i], hulls[j])
                 if depths is None:
                     continue
-                if abs(depths[0] - depths[1]) >= _MIN_BITE:
+                if abs(depths[0] - depths[1]) >= TUNING.min_bite:
                     fa, fb = float(depths[1] > depths[0]), float(depths[0] > depths[1])
                 else:
                     if owner is None and frame is not None:
-                        owner = _owners(elements, frame)
+                        owner = owner_map(elements, frame)
                     lower = _lower_of_touching(a, b, owner, i, j)
                     if lower is None:
                         continue
                     fa, fb = float(lower == 1), float(lower == 0)
-            if (a.kind == "text") != (b.kind == "text"):
-                above[i, j], above[j, i] = a.kind == "text", b.kind == "text"
+            text_first = text_over_shape(a, b)
+            if text_first is not None:
+                above[i, j], above[j, i] = text_first
             elif fa != fb:
                 above[i, j], above[j, i] = fa > fb, fb > fa
     return [elements[i] for i in _topological(above, [e.area for e in elements])]
-
-
-def _owners(elements: list[Element], frame: tuple[int, int]) -> np.ndarray:
-    out = np.zeros(frame, np.int32)
-    for k, e in enumerate(elements, start=1):
-        out[e.box[0]:e.box[1], e.box[2]:e.box[3]][e.mask] = k
-    return out
 
 
 def _lower_of_touching(a: Element, b: Element, owner: np.ndarray | None, ia: int, ib: int
@@ -82,7 +68,7 @@ def _lower_of_touching(a: Element, b: Element, owner: np.ndarray | None, ia: int
         return int(hidden[1] > hidden[0])
     # The one cut from side to side is the lower one.
     spans = contact_spans(a, b)
-    if spans is None or abs(spans[0] - spans[1]) < _MIN_SPAN:
+    if spans is None or abs(spans[0] - spans[1]) < TUNING.min_span:
         return None
     return int(spans[1] > spans[0])
 
@@ -99,7 +85,7 @@ def _hidden_parts(a: Element, b: Element, owner: np.ndarray, ia: int, ib: int
     if ha is None or hb is None or "outline" not in (ha[0], hb[0]):
         return None
     low, high = sorted((ha[1], hb[1]))
-    if high < _MIN_HIDDEN or low * 3 > high:
+    if high < TUNING.min_hidden or low * TUNING.hidden_ratio > high:
         return None
     return ha[1], hb[1]
 

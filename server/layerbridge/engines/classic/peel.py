@@ -6,14 +6,30 @@ value that keeps the un-blended colour ``F = (I - (1 - a) B) / a`` inside [0, 1]
 quantised upwards to 8 bits before ``F`` is taken, so ``a F + (1 - a) B`` is the input to
 within half a level; the plate is recomputed from the rounded layer so no error carries on.
 That is why the over-composite of the returned layers reproduces the input.
+
+:func:`peel_elements` peels a scene's elements top down, each over its box grown by a band:
+its shape completed under the elements above it (amodal.py), the plate under it filled from
+the lower elements or the background field (fill.py), a flat veil unmixed against black or
+white.
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
-#: Below this colour contrast (|C - B|) unmixing is noise; the element's mask is used.
-MIN_CONTRAST = 0.06
+from layerbridge.engines.classic.amodal import complete
+from layerbridge.engines.classic.box import Box, rewindow
+from layerbridge.engines.classic.fill import fill_plate
+from layerbridge.engines.classic.hulls import hull_mask
+from layerbridge.engines.classic.naming import layer_name
+from layerbridge.engines.classic.regions import Element
+from layerbridge.engines.classic.scene import Piece, Scene
+from layerbridge.engines.classic.tuning import TUNING
+
+#: An element's whole shape: its mask over its box (the convex hull of what shows, or the
+#: shape completed under the elements above it).
+Shape = tuple[np.ndarray, Box]
 
 
 def unmix_alpha(image: np.ndarray, plate: np.ndarray, color: np.ndarray) -> np.ndarray:
@@ -21,7 +37,7 @@ def unmix_alpha(image: np.ndarray, plate: np.ndarray, color: np.ndarray) -> np.n
     d = color - plate
     norm = (d * d).sum(-1)
     a = ((image - plate) * d).sum(-1) / np.maximum(norm, 1e-12)
-    a = np.where(norm >= MIN_CONTRAST**2, a, 0.0)
+    a = np.where(norm >= TUNING.min_contrast**2, a, 0.0)
     return np.clip(a, 0.0, 1.0)
 
 
@@ -51,3 +67,157 @@ def split_layer(
     under = np.divide(image - a3 * color, 1.0 - a3, out=plate.copy(), where=a3 < 1)
     under = np.where(a3 > 0, np.clip(under, 0.0, 1.0), image)
     return np.concatenate([color, a3], -1), under
+
+
+def peel_elements(scene: Scene) -> tuple[np.ndarray, list[Piece]]:
+    """Peel the scene's elements off its image top down: (what is left under them all, the
+    elements' layers bottom first)."""
+    assert scene.rgb is not None
+    h, w = scene.frame
+    image = scene.rgb.copy()
+    hulls = _shapes(scene.elements, h, w)
+    peeled: list[Piece] = []
+    n = len(scene.elements)
+    numbers = _numbers_by_kind(scene.elements)
+    for k in range(n - 1, -1, -1):
+        scene.check()
+        scene.progress((n - 1 - k) / max(n, 1))
+        box, layer = _peel_one(image, scene, k, hulls)
+        peeled.append(Piece(layer_name(scene.elements[k], numbers[k]), box, layer))
+    return image, peeled[::-1]
+
+
+def _numbers_by_kind(elements: list[Element]) -> list[int]:
+    """Each element's number among those of its kind, bottom up: Text 1, Text 2, Shape 1."""
+    seen: dict[str, int] = {}
+    numbers = []
+    for e in elements:
+        seen[e.kind] = seen.get(e.kind, 0) + 1
+        numbers.append(seen[e.kind])
+    return numbers
+
+
+def _shapes(elements: list[Element], h: int, w: int) -> list[Shape]:
+    """(mask, box) per element: its shape completed under the elements above it where it is
+    a hidden rectangle or ellipse, else its convex hull."""
+    out: list[Shape] = [(hull_mask(e), e.box) for e in elements]
+    cover = np.zeros((h, w), bool)
+    for j in range(len(elements) - 1, -1, -1):
+        e = elements[j]
+        whole = complete(e, cover) if cover.any() else None
+        if whole is not None:
+            out[j] = whole
+        cover[e.box.slices] |= e.mask
+    return out
+
+
+def _peel_one(image: np.ndarray, scene: Scene, k: int, hulls: list[Shape]
+              ) -> tuple[Box, np.ndarray]:
+    """Peel element ``k`` off ``image`` in place; return its box and float RGBA layer there."""
+    h, w = image.shape[:2]
+    e = scene.elements[k]
+    # The completed shape's box: an element that continues under the ones above it
+    # reaches past its visible part.
+    _, whole = hulls[k]
+    box = e.box.union(whole).grow(TUNING.peel_band, (h, w))
+    core = rewindow(e.mask, e.box, box)
+    if k in scene.hidden:
+        # The plate under upper elements was filled with this element's colour: it continues
+        # there, so its layer covers it (a whole shape, not only its visible part).
+        core |= scene.hidden[k][box.slices]
+    kernel = np.ones((2 * TUNING.peel_band + 1, 2 * TUNING.peel_band + 1), np.uint8)
+    region = cv2.dilate(core.astype(np.uint8), kernel).astype(bool)
+    covers, lower_cores = _lower_covers(scene, k, hulls, box, core)
+    region &= ~lower_cores | core
+    plate, claims = fill_plate(image, region, box, [(hull, color) for hull, color, _ in covers],
+                               scene.background)
+    for (_, color, j), take in zip(covers, claims, strict=True):
+        if color is not None and take.any():
+            scene.hidden.setdefault(j, np.zeros((h, w), bool))[box.slices] |= take
+    crop = image[box.slices]
+    # Panels running off the canvas and text are taken as opaque: grey on grey is more
+    # often an opaque fill than a veil, except for a label box floating over the page.
+    border = e.box.touches_edge(h, w)
+    floating = e.kind == "shape" and not border and k not in scene.soft_alpha
+    veil = _veil(plate[core], e.color) if floating else None
+    if veil is not None:
+        alpha = unmix_alpha(crop, plate, veil)
+    else:
+        alpha = _element_alpha(crop, plate, core, e, scene.soft_alpha.get(k), box)
+    color = veil if veil is not None else e.color
+    # Pixels the plate matches already are not this element's: the plate (a fitted field)
+    # may miss the image by a level, and a speck of alpha there would put the layer over
+    # its neighbours.
+    region &= core | (np.abs(crop - plate).max(-1) > TUNING.plate_tol)
+    if color is not None:
+        # The band around the element may hold the anti-aliased rim of a lower element
+        # that only meets it: no mix of this colour over the plate, so not this layer's.
+        region &= core | _explained(crop, plate, alpha, color)
+    alpha[~region] = 0.0
+    plate[~region] = crop[~region]
+    layer, under = split_layer(crop, plate, alpha, color)
+    image[box.slices] = under
+    return box, layer
+
+
+def _explained(image: np.ndarray, plate: np.ndarray, alpha: np.ndarray, color: np.ndarray
+               ) -> np.ndarray:
+    """Pixels that ``color`` at ``alpha`` over ``plate`` reproduces to within unmix_tol."""
+    mix = plate + alpha[..., None] * (color - plate)
+    return np.abs(image - mix).max(-1) <= TUNING.unmix_tol
+
+
+def _veil(under: np.ndarray, color: np.ndarray | None) -> np.ndarray | None:
+    """Black or white if the flat ``color`` is exactly that laid at part opacity over the
+    flat plate ``under`` it (a scrim or a translucent label), else None."""
+    if color is None or len(under) < TUNING.min_area:
+        return None
+    plate = under.mean(0)
+    if np.abs(under - plate).max(-1).mean() > TUNING.veil_tol:
+        return None
+    for extreme in (np.zeros(3), np.ones(3)):
+        d = extreme - plate
+        norm = float(d @ d)
+        if norm < TUNING.veil_min_contrast:
+            continue
+        a = float((color - plate) @ d) / norm
+        if (TUNING.veil_min_alpha <= a <= TUNING.veil_max_alpha
+                and np.abs(plate + a * d - color).max() <= TUNING.veil_tol):
+            return extreme
+    return None
+
+
+def _element_alpha(crop, plate, core, e: Element, soft, box) -> np.ndarray:
+    if soft is not None:
+        return rewindow(soft, e.box, box)
+    if e.color is None:
+        return core.astype(np.float64)
+    alpha = unmix_alpha(crop, plate, e.color)
+    if not e.unmixed:
+        alpha[core] = 1.0
+    return alpha
+
+
+def _lower_covers(scene: Scene, k: int, hulls: list[Shape], box: Box, core: np.ndarray
+                  ) -> tuple[list[tuple[np.ndarray, np.ndarray | None, int]], np.ndarray]:
+    """(hull, colour, index) of lower elements over ``box``, topmost first, and their cores.
+
+    Only a shape that runs along the element's outline, where its hull reaches, goes on
+    under it: a line of text (its hull is no shape) or a frame around it (the element lies
+    in its hole, the page shows between them) does not."""
+    covers = []
+    cores = np.zeros((box.height, box.width), bool)
+    near = cv2.dilate(core.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+    ring = near & ~cv2.dilate(core.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    for j in range(k - 1, -1, -1):
+        e = scene.elements[j]
+        shape, shape_box = hulls[j]
+        if not shape_box.intersects(box):
+            continue
+        mask = rewindow(e.mask, e.box, box)
+        cores |= mask
+        hull = rewindow(shape, shape_box, box)
+        if e.kind == "text" or (mask & ring).sum() < TUNING.cover_share * (hull & ring).sum():
+            continue
+        covers.append((hull, e.color, j))
+    return covers, cores

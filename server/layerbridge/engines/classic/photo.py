@@ -21,22 +21,9 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from layerbridge.engines.classic.regions import MIN_AREA, Components, Element
-
-_PROXY = 320
-_BAND = 6
-#: A foreground region this share specks, at least this big and of this many components,
-#: is a photo.
-PHOTO_SPECKS = 0.2
-PHOTO_MIN_AREA = 2500
-PHOTO_MIN_PARTS = 40
-#: Foreground parts closer than this share of the image's larger side are one block.
-BLOCK_GAP = 0.006
-#: A block whose colours vary less than this (std, max channel) is one flat shape.
-BLOCK_FLAT = 0.03
-#: Matting tile side and the margin of context around it (pixels).
-_TILE = 160
-_MARGIN = 12
+from layerbridge.engines.classic.box import Box
+from layerbridge.engines.classic.regions import Components, Element
+from layerbridge.engines.classic.tuning import TUNING
 
 
 def subject_mask(rgb8: np.ndarray) -> np.ndarray | None:
@@ -44,7 +31,7 @@ def subject_mask(rgb8: np.ndarray) -> np.ndarray | None:
     h, w = rgb8.shape[:2]
     if min(h, w) < 16:
         return None
-    scale = min(1.0, _PROXY / max(h, w))
+    scale = min(1.0, TUNING.subject_proxy / max(h, w))
     small = cv2.resize(rgb8, (max(int(w * scale), 8), max(int(h * scale), 8)),
                        interpolation=cv2.INTER_AREA)
     sh, sw = small.shape[:2]
@@ -56,7 +43,7 @@ def subject_mask(rgb8: np.ndarray) -> np.ndarray | None:
                 cv2.GC_INIT_WITH_RECT)
     fg = np.isin(mask, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
     share = fg.mean()
-    if share < 0.02 or share > 0.9:
+    if share < TUNING.subject_min_share or share > TUNING.subject_max_share:
         return None
     big = cv2.resize(fg * 255, (w, h), interpolation=cv2.INTER_LINEAR)
     return big >= 128
@@ -70,7 +57,7 @@ def matte(rgb: np.ndarray, mask: np.ndarray, check: Callable[[], None] = lambda:
     runs on tiles of the band (each with a margin of known pixels), never on the whole box:
     memory stays bounded at any size, and ``check`` is called between tiles."""
     alpha = mask.astype(np.float64)
-    kernel = np.ones((2 * _BAND + 1, 2 * _BAND + 1), np.uint8)
+    kernel = np.ones((2 * TUNING.matte_band + 1, 2 * TUNING.matte_band + 1), np.uint8)
     m8 = mask.astype(np.uint8)
     unknown = (cv2.dilate(m8, kernel) - cv2.erode(m8, kernel)).astype(bool)
     try:
@@ -78,14 +65,15 @@ def matte(rgb: np.ndarray, mask: np.ndarray, check: Callable[[], None] = lambda:
     except ImportError:
         return cv2.GaussianBlur(alpha, (0, 0), 1.0)
     h, w = mask.shape
-    for ty in range(0, h, _TILE):
-        for tx in range(0, w, _TILE):
-            inner = unknown[ty : ty + _TILE, tx : tx + _TILE]
+    tile, margin = TUNING.matte_tile, TUNING.matte_margin
+    for ty in range(0, h, tile):
+        for tx in range(0, w, tile):
+            inner = unknown[ty : ty + tile, tx : tx + tile]
             if not inner.any():
                 continue
             check()
-            y0, y1 = max(ty - _MARGIN, 0), min(ty + _TILE + _MARGIN, h)
-            x0, x1 = max(tx - _MARGIN, 0), min(tx + _TILE + _MARGIN, w)
+            y0, y1 = max(ty - margin, 0), min(ty + tile + margin, h)
+            x0, x1 = max(tx - margin, 0), min(tx + tile + margin, w)
             trimap = mask[y0:y1, x0:x1].astype(np.float64)
             trimap[unknown[y0:y1, x0:x1]] = 0.5
             if not ((trimap == 0).any() and (trimap == 1).any()):
@@ -93,15 +81,14 @@ def matte(rgb: np.ndarray, mask: np.ndarray, check: Callable[[], None] = lambda:
             solved = estimate_alpha_cf(rgb[y0:y1, x0:x1], trimap)
             iy, ix = ty - y0, tx - x0
             part = solved[iy : iy + inner.shape[0], ix : ix + inner.shape[1]]
-            alpha[ty : ty + _TILE, tx : tx + _TILE][inner] = part[inner]
+            alpha[ty : ty + tile, tx : tx + tile][inner] = part[inner]
     return np.clip(alpha, 0.0, 1.0)
 
 
 def subject_element(mask: np.ndarray) -> Element:
     ys, xs = np.nonzero(mask)
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    return Element((int(y0), int(y1), int(x0), int(x1)), mask[y0:y1, x0:x1].copy(), None,
-                   "texture")
+    box = Box(int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1)
+    return Element(box, mask[box.slices].copy(), None, "texture")
 
 
 def foreground_parts(is_bg: np.ndarray) -> tuple[int, np.ndarray]:
@@ -114,16 +101,15 @@ def part_element(regions: np.ndarray, index: int, window: tuple[slice, slice],
     """One element covering foreground part ``index`` (in ``window``), holes filled: a
     photo's pixels that happen to match the background are still the photo."""
     mask = ndimage.binary_fill_holes(regions[window] == index)
-    box = (window[0].start, window[0].stop, window[1].start, window[1].stop)
-    return Element(box, mask, None, kind, [0])
+    return Element(Box.of_window(window), mask, None, kind, [0])
 
 
 def blocks(is_bg: np.ndarray, rgb: np.ndarray) -> list[Element]:
     """One element per block of the foreground: the parts of the foreground that lie
-    within :data:`BLOCK_GAP` of the image's larger side of each other (the glyphs of a
+    within :data:`TUNING.block_gap` of the image's larger side of each other (the glyphs of a
     paragraph, the pieces of a screenshot), holes filled, largest first."""
     h, w = is_bg.shape
-    reach = max(2, round(BLOCK_GAP * max(h, w)))
+    reach = max(2, round(TUNING.block_gap * max(h, w)))
     fg = (~is_bg).astype(np.uint8)
     near = cv2.dilate(fg, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (reach, reach)))
     count, regions = cv2.connectedComponents(near, connectivity=8)
@@ -133,9 +119,9 @@ def blocks(is_bg: np.ndarray, rgb: np.ndarray) -> list[Element]:
         if window is None:
             continue
         e = part_element(regions, index, window, "group")
-        if e.area >= MIN_AREA:
+        if e.area >= TUNING.min_area:
             pixels = rgb[window][e.mask]
-            if float(pixels.std(0).max()) <= BLOCK_FLAT:
+            if float(pixels.std(0).max()) <= TUNING.block_flat:
                 e.color, e.kind = pixels.mean(0), "shape"
             out.append(e)
     return sorted(out, key=lambda e: -e.area)
@@ -144,17 +130,18 @@ def blocks(is_bg: np.ndarray, rgb: np.ndarray) -> list[Element]:
 def photo_regions(comp: Components, is_bg: np.ndarray) -> tuple[np.ndarray, list[Element]]:
     """(per component label: inside a photo, one element per photo) of a design.
 
-    A photo is a connected part of the foreground of which at least :data:`PHOTO_SPECKS`
+    A photo is a connected part of the foreground of which at least :data:`TUNING.photo_specks`
     of the pixels are specks."""
     count, regions = foreground_parts(is_bg)
     flat = regions.ravel()
-    speck = (comp.area < MIN_AREA)[comp.labels].ravel()
+    speck = (comp.area < TUNING.min_area)[comp.labels].ravel()
     area = np.bincount(flat, minlength=count)
     specks = np.bincount(flat, speck, minlength=count)
     region_of = np.zeros(comp.count + 1, np.int64)
     region_of[comp.labels.ravel()] = flat
     parts = np.bincount(region_of, minlength=count)
-    photo = (area >= PHOTO_MIN_AREA) & (specks >= PHOTO_SPECKS * area) & (parts >= PHOTO_MIN_PARTS)
+    photo = ((area >= TUNING.photo_min_area) & (specks >= TUNING.photo_specks * area)
+             & (parts >= TUNING.photo_min_parts))
     photo[0] = False
     if not photo.any():
         return np.zeros(comp.count + 1, bool), []

@@ -1,6 +1,6 @@
 """Regions: split the image into flat-colour components and turn them into elements.
 
-Neighbouring pixels whose colours differ by at most :data:`LINK_TOL` are linked, so flat
+Neighbouring pixels whose colours differ by at most :data:`TUNING.link_tol` are linked, so flat
 fills and smooth gradients become one component each while anti-aliased edge pixels (a mix
 of two colours) fall into tiny or one-pixel-thin components: those are "mixes" and go to
 whichever element is peeled over them. Superpixels were tried by the prototype and cut
@@ -15,17 +15,15 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-#: Largest per-channel step (0..255 levels) between linked neighbours.
-LINK_TOL = 3
-#: Components smaller than this many pixels are anti-aliasing mixes or noise.
-MIN_AREA = 8
+from layerbridge.engines.classic.box import Box
+from layerbridge.engines.classic.tuning import TUNING
 
 
 @dataclass
 class Element:
     """One thing to peel: a mask in a box, its colour if flat, and its kind."""
 
-    box: tuple[int, int, int, int]  # y0, y1, x0, x1 (document pixels)
+    box: Box  # document pixels
     mask: np.ndarray  # bool, box-sized
     color: np.ndarray | None  # (3,) float in [0, 1] for flat elements, else None
     kind: str = "shape"  # shape | text | texture
@@ -34,14 +32,16 @@ class Element:
     #: are all part-covered.
     unmixed: bool = False
 
+    def __post_init__(self) -> None:
+        self.box = Box(*self.box)  # a plain (y0, y1, x0, x1) tuple is taken too
+
     @property
     def area(self) -> int:
         return int(self.mask.sum())
 
     def full_mask(self, height: int, width: int) -> np.ndarray:
         out = np.zeros((height, width), bool)
-        y0, y1, x0, x1 = self.box
-        out[y0:y1, x0:x1] = self.mask
+        out[self.box.slices] = self.mask
         return out
 
 
@@ -54,13 +54,13 @@ class Components:
     area: np.ndarray  # (n+1,)
     mean: np.ndarray  # (n+1, 3)
     std: np.ndarray  # (n+1,) max channel std
-    #: label -> (y0, y1, x0, x1), for labels of at least MIN_AREA pixels only: a photo has
+    #: label -> its box, for labels of at least TUNING.min_area pixels only: a photo has
     #: about one component per pixel, and a box per speck would cost more than the image.
-    boxes: dict[int, tuple[int, int, int, int]]
+    boxes: dict[int, Box]
 
 
 def link_components(rgb8: np.ndarray, cut: np.ndarray | None = None) -> Components:
-    """Label pixels linked through neighbours within :data:`LINK_TOL` levels (4-connected).
+    """Label pixels linked through neighbours within :data:`TUNING.link_tol` levels (4-connected).
 
     Where ``cut`` (bool, e.g. "is background") differs between neighbours they are never
     linked: a panel two levels off the background would otherwise leak into it through a
@@ -100,12 +100,12 @@ def _in_raster_order(parts: np.ndarray, count: int) -> np.ndarray:
 
 
 def _within_tol(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Whether uint8 RGB pixels ``a`` and ``b`` differ by at most LINK_TOL in every channel
+    """Whether uint8 RGB pixels ``a`` and ``b`` differ by at most TUNING.link_tol in every channel
     (channel by channel: a max over the last axis of three is ten times slower)."""
     if a.size == 0:  # a one-pixel-wide image has no neighbours that way (cv2 returns None)
         return np.zeros(a.shape[:2], bool)
     step = cv2.absdiff(a, b)
-    return np.maximum(np.maximum(step[..., 0], step[..., 1]), step[..., 2]) <= LINK_TOL
+    return np.maximum(np.maximum(step[..., 0], step[..., 1]), step[..., 2]) <= TUNING.link_tol
 
 
 def _stats(labels: np.ndarray, n: int, rgb8: np.ndarray) -> Components:
@@ -119,13 +119,13 @@ def _stats(labels: np.ndarray, n: int, rgb8: np.ndarray) -> Components:
         mean[:, c] = np.bincount(flat, channel, n + 1) / safe
         sq[:, c] = np.bincount(flat, channel * channel, n + 1) / safe
     std = np.sqrt(np.maximum(sq - mean**2, 0)).max(axis=1)
-    big = np.flatnonzero(area >= MIN_AREA)
+    big = np.flatnonzero(area >= TUNING.min_area)
     big = big[big > 0]
     compact = np.zeros(n + 1, np.int32)
     compact[big] = np.arange(1, big.size + 1, dtype=np.int32)
     found = ndimage.find_objects(compact[labels], max_label=big.size)
     boxes = {
-        int(label): (s[0].start, s[0].stop, s[1].start, s[1].stop)
+        int(label): Box.of_window(s)
         for label, s in zip(big, found, strict=True)
         if s is not None
     }
@@ -134,9 +134,8 @@ def _stats(labels: np.ndarray, n: int, rgb8: np.ndarray) -> Components:
 
 def is_thin(comp: Components, label: int) -> bool:
     """True for components at most two pixels wide: anti-aliasing seams along edges."""
-    y0, y1, x0, x1 = comp.boxes[label]
-    mask = (comp.labels[y0:y1, x0:x1] == label).astype(np.uint8)
-    if min(mask.shape) <= 2:
+    mask = (comp.labels[comp.boxes[label].slices] == label).astype(np.uint8)
+    if min(mask.shape) <= TUNING.thin_width:
         return True
     return not cv2.erode(mask, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT).any()
 
@@ -147,27 +146,27 @@ def is_mix(comp: Components, label: int, rgb: np.ndarray | None = None) -> bool:
 
     With the image ``rgb`` the neighbours' colours are taken where they touch the seam, not
     averaged over them: a gradient background's mean is far from its colour here."""
-    y0, y1, x0, x1 = comp.boxes[label]
-    mask = (comp.labels[y0:y1, x0:x1] == label).astype(np.uint8)
+    box = comp.boxes[label]
+    mask = (comp.labels[box.slices] == label).astype(np.uint8)
     kernel = np.ones((3, 3), np.uint8)
-    if min(mask.shape) > 2 and cv2.erode(mask, kernel, borderType=cv2.BORDER_CONSTANT).any():
+    if (min(mask.shape) > TUNING.thin_width
+            and cv2.erode(mask, kernel, borderType=cv2.BORDER_CONSTANT).any()):
         return False
-    h, w = comp.labels.shape
-    ya, yb, xa, xb = max(y0 - 1, 0), min(y1 + 1, h), max(x0 - 1, 0), min(x1 + 1, w)
-    labels = comp.labels[ya:yb, xa:xb]
+    around = box.grow(1, comp.labels.shape)
+    labels = comp.labels[around.slices]
     own = labels == label
     ring = cv2.dilate(own.astype(np.uint8), kernel).astype(bool) & ~own
     near = np.unique(labels[ring])
-    near = near[comp.area[near] >= MIN_AREA]
-    near = near[np.argsort(-comp.area[near])][:6]
+    near = near[comp.area[near] >= TUNING.min_area]
+    near = near[np.argsort(-comp.area[near])][:TUNING.blend_neighbours]
     if rgb is None:
         return _is_blend(comp.mean[label], comp.mean[near])
-    window = rgb[ya:yb, xa:xb]
+    window = rgb[around.slices]
     local = np.array([window[ring & (labels == n)].mean(0) for n in near]).reshape(-1, 3)
     return _is_blend(window[own].mean(0), local)
 
 
-def _is_blend(color: np.ndarray, others: np.ndarray, tol: float = 0.04) -> bool:
+def _is_blend(color: np.ndarray, others: np.ndarray, tol: float = TUNING.blend_tol) -> bool:
     """Whether ``color`` lies on a segment between two of ``others`` (or equals one)."""
     if len(others) == 0:
         return True
@@ -184,34 +183,40 @@ def _is_blend(color: np.ndarray, others: np.ndarray, tol: float = 0.04) -> bool:
 
 def element_of(comp: Components, label: int, flat_tol: float) -> Element:
     """An element made of one component."""
-    y0, y1, x0, x1 = comp.boxes[label]
-    mask = comp.labels[y0:y1, x0:x1] == label
+    box = comp.boxes[label]
+    mask = comp.labels[box.slices] == label
     color = comp.mean[label].copy() if comp.std[label] <= flat_tol else None
-    return Element((y0, y1, x0, x1), mask, color, "shape" if color is not None else "texture",
+    return Element(box, mask, color, "shape" if color is not None else "texture",
                    [label])
+
+
+def owner_map(elements: list[Element], frame: tuple[int, int] | None = None) -> np.ndarray:
+    """Which element (index + 1, 0 for none) lies at each pixel of ``frame`` (height, width;
+    by default as far as the elements' boxes reach); a later element wins where two do."""
+    if frame is None:
+        frame = (max((e.box.y1 for e in elements), default=0),
+                 max((e.box.x1 for e in elements), default=0))
+    out = np.zeros(frame, np.int32)
+    for k, e in enumerate(elements, start=1):
+        out[e.box.slices][e.mask] = k
+    return out
+
+
+def same_color(a: Element, b: Element) -> bool:
+    """Whether both are flat and of one colour, to within ``same_color`` (max channel)."""
+    if a.color is None or b.color is None:
+        return False
+    return float(np.abs(a.color - b.color).max()) <= TUNING.same_color
 
 
 def union(a: Element, b: Element) -> Element:
     """One element covering both, with the colour and kind of the bigger one.
 
     (A shape that absorbed a few glyph-sized pieces of itself is still a shape.)"""
-    y0, y1 = min(a.box[0], b.box[0]), max(a.box[1], b.box[1])
-    x0, x1 = min(a.box[2], b.box[2]), max(a.box[3], b.box[3])
-    mask = np.zeros((y1 - y0, x1 - x0), bool)
+    box = a.box.union(b.box)
+    mask = np.zeros((box.height, box.width), bool)
     for e in (a, b):
-        mask[e.box[0] - y0 : e.box[1] - y0, e.box[2] - x0 : e.box[3] - x0] |= e.mask
+        mask[e.box.within(box)] |= e.mask
     big = a if a.area >= b.area else b
-    return Element((y0, y1, x0, x1), mask, big.color, big.kind, a.members + b.members,
+    return Element(box, mask, big.color, big.kind, a.members + b.members,
                    a.unmixed and b.unmixed)
-
-
-def rewindow(mask: np.ndarray, src, dst) -> np.ndarray:
-    """Re-window a box-sized array from box ``src`` to box ``dst`` (zero outside)."""
-    out = np.zeros((dst[1] - dst[0], dst[3] - dst[2]) + mask.shape[2:], mask.dtype)
-    y0, y1 = max(src[0], dst[0]), min(src[1], dst[1])
-    x0, x1 = max(src[2], dst[2]), min(src[3], dst[3])
-    if y0 < y1 and x0 < x1:
-        out[y0 - dst[0] : y1 - dst[0], x0 - dst[2] : x1 - dst[2]] = mask[
-            y0 - src[0] : y1 - src[0], x0 - src[2] : x1 - src[2]
-        ]
-    return out

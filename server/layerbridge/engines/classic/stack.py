@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-Box = tuple[int, int, int, int]
+from layerbridge.engines.classic.box import Box
+from layerbridge.engines.classic.tuning import TUNING
 
 
 def apply_input_alpha(layers: list[tuple[Box, np.ndarray]], rgba: np.ndarray,
@@ -32,17 +33,17 @@ def apply_input_alpha(layers: list[tuple[Box, np.ndarray]], rgba: np.ndarray,
     # Under a fully opaque layer nothing below shows: the lower layers keep their own alpha
     # and colour there (an occluded shape stays whole) instead of being cut to zero.
     hidden = np.zeros(alpha.shape, bool)
-    for (y0, _, x0, _), layer in reversed(layers[1:]):
-        box = _alpha_box(layer[..., 3])
-        if box is not None:
-            ys, xs = box
-            doc = slice(ys.start + y0, ys.stop + y0), slice(xs.start + x0, xs.stop + x0)
-            _carry_down(layer[box], alpha[doc], pre[doc], hidden[doc])
+    for box, layer in reversed(layers[1:]):
+        window = _alpha_box(layer[..., 3])
+        if window is not None:
+            doc = Box.of_window(window, (box.y0, box.x0)).slices
+            _carry_down(layer[window], alpha[doc], pre[doc], hidden[doc])
     base = layers[0][1]
     color = np.divide(pre, alpha[..., None], out=base[..., :3].copy(), where=alpha[..., None] > 0)
     base[..., 3] = np.where(hidden, 1.0, alpha)
     if surround is not None:
-        base[..., 3][hidden & (np.abs(base[..., :3] - surround).max(-1) <= 1.5 / 255)] = 0.0
+        surrounding = np.abs(base[..., :3] - surround).max(-1) <= TUNING.surround_tol
+        base[..., 3][hidden & surrounding] = 0.0
     base[..., :3] = np.where(hidden[..., None], base[..., :3], np.clip(color, 0.0, 1.0))
 
 

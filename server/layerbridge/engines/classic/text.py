@@ -1,0 +1,326 @@
+"""Text: glyphs into lines, specks into their line, faint strokes found, text over shapes.
+
+A design's text layer is a line of glyphs, each a separate component of one colour, side by
+side on a line (:func:`text_lines`); the thin glyphs of small text never reach the ink's
+full colour and come out as specks of a lighter shade, which join the line they lie in
+(:func:`join_specks`). Text lies above the shapes it touches (:func:`text_over_shape`).
+
+Faint strokes: small text one pixel wide is never covered fully by its own colour: each
+stroke pixel is a part-opaque mix of the ink and the shape under it, so the strokes break
+into tiny pieces of many shades that look like anti-aliasing and are dropped. What gives
+them away is where they lie: in holes of a flat shape, away from every other element, and
+all their shades on one line from the shape's colour to a single ink colour. Those holes
+become an element of that ink whose alpha comes from unmixing alone
+(:func:`faint_strokes`, :func:`attach`). The same holds for the hairline parts of a light
+typeface on the background, which join the text beside them (:func:`glyph_remnants`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import reduce
+
+import cv2
+import numpy as np
+from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from layerbridge.engines.classic.background import Background
+from layerbridge.engines.classic.box import Box
+from layerbridge.engines.classic.hulls import hull_mask
+from layerbridge.engines.classic.regions import Element, same_color, union
+from layerbridge.engines.classic.tuning import TUNING
+
+
+def text_lines(elements: list[Element], height: int) -> list[Element]:
+    """Join small flat components of one colour that sit side by side on a line."""
+    max_h = max(TUNING.min_glyph, min(TUNING.max_glyph, int(TUNING.glyph_share * height)))
+    small = [i for i, e in enumerate(elements) if e.color is not None and _glyph_like(e, max_h)]
+    if len(small) < 2:
+        return elements
+    y0, y1, x0, x1 = np.array([elements[i].box for i in small], np.float64).T
+    col = np.array([elements[i].color for i in small])
+    h = y1 - y0
+    overlap_y = np.minimum(y1[:, None], y1[None, :]) - np.maximum(y0[:, None], y0[None, :])
+    gap_x = np.maximum(x0[:, None], x0[None, :]) - np.minimum(x1[:, None], x1[None, :])
+    hmax = np.maximum(h[:, None], h[None, :])
+    near = ((overlap_y >= TUNING.line_overlap * np.minimum(h[:, None], h[None, :]))
+            & (gap_x <= TUNING.word_gap * hmax))
+    near &= np.abs(col[:, None] - col[None, :]).max(-1) <= TUNING.same_color
+    ratio = TUNING.line_height_ratio
+    near &= (h[:, None] <= ratio * h[None, :]) & (h[None, :] <= ratio * h[:, None])
+    n, lab = connected_components(coo_matrix(near), directed=False)
+    # A row of solid blobs (icons on discs, bullets) is no text: each keeps its own layer.
+    solid = np.array([_solid(elements[i]) for i in small])
+    icons = np.bincount(lab, ~solid, minlength=n) == 0
+    merged: dict[int, Element] = {}
+    out = [e for i, e in enumerate(elements) if i not in set(small)]
+    for k, i in enumerate(small):
+        if icons[lab[k]]:
+            out.append(elements[i])
+        else:
+            merged[lab[k]] = union(merged[lab[k]], elements[i]) if lab[k] in merged else elements[i]
+    sizes = np.bincount(lab, minlength=n)
+    for g, e in merged.items():
+        if sizes[g] >= 2:
+            e = Element(e.box, e.mask, e.color, "text", e.members, e.unmixed)
+        out.append(e)
+    return out
+
+
+def _solid(e: Element) -> bool:
+    """Whether ``e`` is a disc or a square: about as wide as high, not small, and its
+    outline, holes filled, convex; unlike the glyphs of a word or the stems of a letter cut
+    apart (a word of only o's is rare)."""
+    h, w = e.box.height, e.box.width
+    aspect = TUNING.solid_max_aspect
+    if e.kind == "text" or min(h, w) < TUNING.solid_min_side or not 1 / aspect <= w / h <= aspect:
+        return False
+    filled = ndimage.binary_fill_holes(e.mask)
+    return bool(filled.sum() >= TUNING.solid * hull_mask(e).sum())
+
+
+def _glyph_like(e: Element, max_h: int) -> bool:
+    """A glyph, or a piece of a line already (a later pass joins the pieces of one line)."""
+    h, w = e.box.height, e.box.width
+    return h <= max_h and (w <= 3 * max_h or e.kind == "text")
+
+
+def join_specks(elements: list[Element]) -> list[Element]:
+    """Each piece no bigger than a couple of glyphs that lies within a text element's box
+    joins it: the thin glyphs of small text never reach the ink's full colour, so they come
+    out as specks of a lighter shade, and a speck is never a layer of its own."""
+    order = sorted(range(len(elements)), key=lambda i: elements[i].area)
+    slots: list[Element | None] = [elements[i] for i in order]
+    for k, piece in enumerate(slots):
+        host = _host_of(piece, slots, k)
+        if host is not None:
+            slots[host] = union(slots[host], piece)
+            slots[k] = None
+    kept = sorted((i, e) for i, e in zip(order, slots, strict=True) if e is not None)
+    return [e for _, e in kept]  # in their first order: z-order breaks ties by it
+
+
+def _host_of(piece: Element | None, slots: list[Element | None], k: int) -> int | None:
+    """Index of the smallest text element after ``k`` whose box, grown by the piece's
+    size, holds ``piece`` and whose glyphs are on average at least half as big as it."""
+    if piece is None:
+        return None
+    r = max(2, piece.box.height, piece.box.width)
+    for j in range(k + 1, len(slots)):
+        t = slots[j]
+        if t is None or t.kind != "text" or len(t.members) < 2:
+            continue
+        if piece.area > TUNING.speck_glyphs * t.area / len(t.members):
+            continue
+        if t.box.grow(r).contains(piece.box):
+            return j
+    return None
+
+
+def text_over_shape(a: Element, b: Element) -> tuple[bool, bool] | None:
+    """(a above b, b above a) when one of the two is text and the other not: text goes
+    above the shapes it touches. None when both or neither are text."""
+    if (a.kind == "text") != (b.kind == "text"):
+        return a.kind == "text", b.kind == "text"
+    return None
+
+
+def faint_strokes(elements: list[Element], rgb: np.ndarray, background: np.ndarray
+                  ) -> list[Element]:
+    """Stroke elements found in the holes of the flat shapes among ``elements``.
+
+    ``background`` is the full-frame mask of pixels the background field explains.
+    """
+    claimed = _paint(elements, background.copy())
+    out = []
+    for host in elements:
+        too_small = host.area < TUNING.stroke_host_areas * TUNING.min_area
+        if host.color is None or host.kind != "shape" or too_small:
+            continue
+        out += _strokes_in(host, rgb, claimed)
+    return out
+
+
+def glyph_remnants(elements: list[Element], rgb: np.ndarray, background: np.ndarray,
+                   field: Background, check: Callable[[], None] = lambda: None
+                   ) -> list[Element]:
+    """Elements grown by the thin parts of their glyphs that lie on the background.
+
+    A light typeface has strokes so thin that whole glyphs are only anti-aliasing, left in
+    the background; a cluster of them right next to a flat element, all of their shades
+    mixes of the background and that element's colour, is a part of that element.
+    """
+    claimed = _paint(elements, np.zeros(background.shape, bool))
+    kernel = np.ones((TUNING.stroke_clearance, TUNING.stroke_clearance), np.uint8)
+    free = ~cv2.dilate(claimed.astype(np.uint8), kernel).astype(bool) & ~_drop_specks(background)
+    if not free.any():
+        return elements
+    ys, xs = np.nonzero(free)
+    far = np.zeros(background.shape, bool)
+    far[ys, xs] = np.abs(rgb[ys, xs] - field.render(ys, xs)).max(-1) > TUNING.ink_step
+    out = list(elements)
+    for window, piece in _clusters(far):
+        if piece.sum() > TUNING.max_remnant * far.size:
+            continue  # a textured area (a photo), not the thin parts of a few glyphs
+        check()
+        box = Box.of_window(window)
+        under = field.render_box(*box)
+        k = _nearest_same_ink(out, box, rgb[window][piece], under[piece])
+        if k is not None:
+            color = out[k].color
+            offset = color - under[piece].mean(0)
+            core = _core(rgb[window], under, offset, piece)
+            if core is not None:
+                out[k] = union(out[k], Element(box, core, color, "text"))
+    return out
+
+
+def _paint(elements: list[Element], canvas: np.ndarray) -> np.ndarray:
+    """``canvas`` (full frame) with every element's mask set on it."""
+    for e in elements:
+        canvas[e.box.slices] |= e.mask
+    return canvas
+
+
+def _nearest_same_ink(elements: list[Element], box: Box, shades: np.ndarray, under: np.ndarray
+                      ) -> int | None:
+    """The nearest flat element within a glyph's height of ``box`` whose colour, laid at
+    part opacity over ``under``, gives ``shades``; None if there is none."""
+    reach = box.height
+    best, best_gap = None, np.inf
+    for k, e in enumerate(elements):
+        gap = e.box.gap(box)
+        if e.color is None or gap > min(reach, e.box.height) or gap >= best_gap:
+            continue
+        d = e.color - under
+        norm = (d * d).sum(-1)
+        if np.any(norm < TUNING.min_ink_contrast**2):
+            continue
+        t = np.clip(((shades - under) * d).sum(-1) / norm, 0.0, 1.0)
+        miss = np.abs(shades - under - t[:, None] * d).max(-1)
+        if np.quantile(miss, TUNING.shade_quantile) <= TUNING.on_line:
+            best, best_gap = k, gap
+    return best
+
+
+def attach(strokes: list[Element], elements: list[Element]) -> list[Element]:
+    """``elements`` with each stroke element joined to the nearest element of its ink, or
+    added as one of its own: thin parts of a text whose thicker glyphs were found already
+    (the dot of an i, a thin serif) are that text, not a second layer over it."""
+    out = list(elements)
+    for stroke in strokes:
+        reach = stroke.box.height
+        gaps = [e.box.gap(stroke.box) if same_color(e, stroke) else np.inf for e in elements]
+        k = int(np.argmin(gaps)) if gaps else 0
+        if gaps and gaps[k] <= reach:
+            out[k] = union(out[k], stroke)
+        else:
+            out.append(stroke)
+    return out
+
+
+def _strokes_in(host: Element, rgb: np.ndarray, claimed: np.ndarray) -> list[Element]:
+    """Stroke elements in the holes of ``host`` that nothing in ``claimed`` explains."""
+    holes = ndimage.binary_fill_holes(host.mask) & ~host.mask
+    if holes.sum() < TUNING.min_area:
+        return []
+    # Whatever else is claimed in the box (other elements, background seen through the
+    # shape) keeps a margin: its anti-aliased rim is a mix too, but of its own colour.
+    others = _drop_specks(claimed[host.box.slices] & ~host.mask)
+    kernel = np.ones((TUNING.stroke_clearance, TUNING.stroke_clearance), np.uint8)
+    near_others = cv2.dilate(others.astype(np.uint8), kernel).astype(bool)
+    crop = rgb[host.box.slices]
+    ink = holes & ~near_others & (np.abs(crop - host.color).max(-1) > TUNING.ink_step)
+    if ink.sum() < TUNING.min_area:
+        return []
+    pieces = []
+    for window, piece in _clusters(ink):
+        shades = crop[window]
+        offset = _ink_offset(shades[piece], host.color)
+        if offset is not None:
+            core = _core(shades, host.color, offset, piece)
+            if core is not None:
+                pieces.append((Box.of_window(window, (host.box.y0, host.box.x0)), core, offset))
+    return [reduce(union, group) for group in _by_ink(pieces, host.color)]
+
+
+def _clusters(ink: np.ndarray):
+    """(window, mask in the window) per cluster of ink pixels near one another."""
+    join = TUNING.stroke_join
+    joined = cv2.dilate(ink.astype(np.uint8), np.ones((join, join), np.uint8))
+    labels, _ = ndimage.label(joined, structure=np.ones((3, 3)))
+    for index, window in enumerate(ndimage.find_objects(labels), start=1):
+        yield window, ink[window] & (labels[window] == index)
+
+
+def _core(shades: np.ndarray, under: np.ndarray, offset: np.ndarray, piece: np.ndarray
+          ) -> np.ndarray | None:
+    """The pixels of ``piece`` covered by the ink (``under + offset``) to at least stroke_core.
+
+    The faintest fringe is left out of the mask: the peel unmixes a band around the mask,
+    which gives the fringe its own small alpha, while pixels in the mask of an element
+    joined to a solid one are taken as opaque."""
+    t = ((shades - under) * offset).sum(-1) / float(offset @ offset)
+    core = piece & (t >= TUNING.stroke_core)
+    return core if core.sum() >= 3 else None
+
+
+def _drop_specks(mask: np.ndarray) -> np.ndarray:
+    """``mask`` without its pieces smaller than an element: a stroke pixel that happens to
+    match the background's colour is no background seen through the shape."""
+    labels, count = ndimage.label(mask)
+    big = np.bincount(labels.ravel(), minlength=count + 1) >= TUNING.min_area
+    big[0] = False
+    return big[labels]
+
+
+def _by_ink(pieces, under: np.ndarray) -> list[list[Element]]:
+    """Pieces grouped by ink: one text in one colour has its shades on one line, reaching
+    furthest in the glyphs that are covered fully, so the strongest piece names the ink.
+    Within a group, pieces whose boxes meet are one (a dot, an accent, a broken stroke)."""
+    groups: list[tuple[np.ndarray, list]] = []
+    for box, piece, offset in sorted(pieces, key=lambda p: -np.linalg.norm(p[2])):
+        unit = offset / np.linalg.norm(offset)
+        for strongest, members in groups:
+            if unit @ strongest / np.linalg.norm(strongest) >= TUNING.same_ink:
+                members.append((box, piece))
+                break
+        else:
+            groups.append((offset, [(box, piece)]))
+    out = []
+    for strongest, members in groups:
+        ink = np.clip(under + strongest, 0.0, 1.0)
+        elements = [Element(box, piece, ink, "text", [], unmixed=True) for box, piece in members]
+        out += _touching(elements)
+    return out
+
+
+def _touching(elements: list[Element]) -> list[list[Element]]:
+    """Elements joined where their boxes, grown by a pixel, overlap."""
+    n = len(elements)
+    near = np.zeros((n, n), bool)
+    for i in range(n):
+        for j in range(i + 1, n):
+            near[i, j] = elements[i].box.grow(1).intersects(elements[j].box)
+    count, label = connected_components(coo_matrix(near), directed=False)
+    return [[e for e, g in zip(elements, label, strict=True) if g == k] for k in range(count)]
+
+
+def _ink_offset(shades: np.ndarray, under: np.ndarray) -> np.ndarray | None:
+    """How far the strongest shades lie from ``under`` (ink minus shape colour, when the ink
+    covers some pixels fully), if every shade is that ink laid at part opacity over
+    ``under``; None when the shades are too few, too faint, or not on one line."""
+    if len(shades) < TUNING.min_area:
+        return None
+    offset = shades - under
+    strength = np.linalg.norm(offset, axis=1)
+    strongest = offset[strength >= np.quantile(strength, TUNING.shade_quantile)].mean(0)
+    if np.abs(strongest).max() < TUNING.min_ink_contrast:
+        return None
+    t = np.clip(offset @ strongest / float(strongest @ strongest), 0.0, 1.0)
+    miss = np.abs(offset - t[:, None] * strongest).max(-1)
+    if np.quantile(miss, TUNING.shade_quantile) > TUNING.on_line:
+        return None
+    return strongest

@@ -1,0 +1,217 @@
+"""The classic pipeline's stages, each run alone on a small scene made for it: regions and
+background find the elements, the text stage joins a line's glyphs into one element, the
+order stage puts an element that covers another above it, the merge stage joins the most
+alike, and the peeled layers over-composite to the input. The loop reports every stage by
+name and stops at a cancel between stages. Every threshold is one field of Tuning."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from layerbridge.engines.base import Layer
+from layerbridge.engines.classic import tuning
+from layerbridge.engines.classic.box import Box
+from layerbridge.engines.classic.decompose import (
+    STAGES,
+    fill,
+    find_background,
+    find_regions,
+    find_text,
+    input_alpha,
+    merge_elements,
+    order_elements,
+    peel,
+    run_stages,
+)
+from layerbridge.engines.classic.regions import Element
+from layerbridge.engines.classic.scene import Scene
+from layerbridge.engines.classic.tuning import TUNING, Tuning
+from layerbridge.imaging import composite
+
+H, W = 80, 120
+WHITE, BLACK, RED, BLUE = (255, 255, 255), (20, 20, 20), (220, 30, 30), (30, 60, 200)
+
+
+def _canvas(color: tuple[int, int, int] = WHITE) -> np.ndarray:
+    out = np.zeros((H, W, 4), np.uint8)
+    out[..., :3] = color
+    out[..., 3] = 255
+    return out
+
+
+def _paint(image: np.ndarray, box: Box, color: tuple[int, int, int]) -> None:
+    image[box.slices + (slice(0, 3),)] = color
+
+
+def _analysed(image: np.ndarray, layers: int | str = "auto") -> Scene:
+    """The scene after the stages that find elements (regions, background)."""
+    return find_background(find_regions(Scene(image, layers)))
+
+
+def _element(box: Box, color: tuple[int, int, int], mask: np.ndarray | None = None,
+             kind: str = "shape") -> Element:
+    shape = mask if mask is not None else np.ones((box.height, box.width), bool)
+    return Element(box, shape, np.array(color, np.float64) / 255, kind)
+
+
+def test_regions_and_background_find_each_shape_on_a_flat_page() -> None:
+    image = _canvas()
+    _paint(image, Box(10, 40, 10, 50), RED)
+    _paint(image, Box(20, 70, 70, 110), BLUE)
+    scene = find_regions(Scene(image))
+    assert scene.components is not None and scene.components.count == 3
+    scene = find_background(scene)
+    assert scene.path == "design" and scene.background is not None and scene.background.ok
+    boxes = sorted(e.box for e in scene.elements)
+    assert boxes == [Box(10, 40, 10, 50), Box(20, 70, 70, 110)]
+    assert scene.is_background is not None and scene.is_background[0, 0]
+    assert not scene.is_background[25, 30]
+
+
+def test_regions_take_a_one_layer_request_whole() -> None:
+    scene = find_regions(Scene(_canvas(), 1))
+    assert scene.path == "whole" and scene.components is None
+    assert fill(scene).pieces[0].name == "image"
+
+
+def test_a_transparent_surround_gets_a_colour_no_visible_pixel_is_near() -> None:
+    image = _canvas()
+    image[..., 3] = 0
+    image[20:60, 20:100] = (255, 255, 255, 255)
+    image[30:50, 30:90, :3] = BLACK
+    scene = find_regions(Scene(image))
+    assert scene.surround is not None and scene.rgb is not None
+    visible = scene.rgb[image[..., 3] > 0]
+    assert np.abs(visible - scene.surround).max(-1).min() >= 0.5
+
+
+def test_the_text_stage_joins_a_lines_glyphs_into_one_text_element() -> None:
+    image = _canvas()
+    stems = [Box(30, 40, 10 + 10 * k, 14 + 10 * k) for k in range(6)]  # glyph-sized
+    for stem in stems:
+        _paint(image, stem, BLACK)
+    _paint(image, Box(10, 70, 85, 115), BLUE)  # a shape beside the line stays apart
+    scene = _analysed(image)
+    assert len(scene.elements) == 7
+    scene = find_text(scene)
+    text = [e for e in scene.elements if e.kind == "text"]
+    assert len(text) == 1 and len(scene.elements) == 2
+    assert text[0].box == Box(30, 40, 10, 64)
+    assert text[0].area == sum(s.size for s in stems)
+
+
+def test_the_text_stage_leaves_a_row_of_discs_apart() -> None:
+    image = _canvas()
+    yy, xx = np.mgrid[:H, :W]
+    for k in range(4):
+        disc = (yy - 40) ** 2 + (xx - (15 + 25 * k)) ** 2 <= 8**2
+        image[disc, :3] = RED
+    scene = find_text(_analysed(image))
+    assert len(scene.elements) == 4
+    assert all(e.kind != "text" for e in scene.elements)
+
+
+def test_the_order_stage_puts_an_element_that_covers_another_above_it() -> None:
+    under_box, over_box = Box(10, 70, 10, 100), Box(30, 50, 40, 70)
+    hole = np.ones((under_box.height, under_box.width), bool)
+    hole[over_box.within(under_box)] = False
+    under = _element(under_box, BLUE, hole)
+    over = _element(over_box, RED)
+    for given in ([over, under], [under, over]):
+        scene = Scene(_canvas(), elements=list(given))
+        assert order_elements(scene).elements == [under, over]
+
+
+def test_the_order_stage_puts_text_above_the_shape_it_lies_on() -> None:
+    panel_box, text_box = Box(10, 70, 10, 110), Box(30, 40, 20, 60)
+    panel_mask = np.ones((panel_box.height, panel_box.width), bool)
+    panel_mask[text_box.within(panel_box)] = False
+    panel, text = _element(panel_box, BLUE, panel_mask), _element(text_box, WHITE, kind="text")
+    scene = order_elements(Scene(_canvas(), elements=[text, panel]))
+    assert scene.elements == [panel, text]
+
+
+def test_the_merge_stage_joins_the_most_alike_to_the_count_asked() -> None:
+    red_a, red_b = _element(Box(10, 20, 10, 30), RED), _element(Box(10, 20, 34, 54), RED)
+    blue = _element(Box(50, 75, 60, 110), BLUE)
+    scene = merge_elements(Scene(_canvas(), 3, elements=[red_a, blue, red_b]))
+    assert len(scene.elements) == 2
+    reds = [e for e in scene.elements if e.box == Box(10, 20, 10, 54)]
+    assert len(reds) == 1 and reds[0].area == red_a.area + red_b.area
+    assert blue in scene.elements
+
+
+def test_the_merge_stage_unasked_keeps_apart_what_is_unlike() -> None:
+    red, blue = _element(Box(10, 20, 10, 30), RED), _element(Box(50, 75, 60, 110), BLUE)
+    green = _element(Box(40, 60, 5, 25), (40, 180, 60))
+    scene = merge_elements(Scene(_canvas(), elements=[red, blue, green]))
+    assert scene.elements == [red, blue, green]
+
+
+def _over(pieces, height: int, width: int) -> np.ndarray:
+    layers = [Layer(p.name, np.clip(np.rint(p.full(height, width) * 255), 0, 255)
+                    .astype(np.uint8)) for p in pieces]
+    return composite(layers, width, height)
+
+
+def test_the_peeled_layers_over_composite_to_the_input() -> None:
+    image = _canvas((240, 236, 220))
+    yy, xx = np.mgrid[:H, :W]
+    # A soft-edged disc on a rectangle: anti-aliased mixes of the two colours.
+    _paint(image, Box(15, 65, 15, 70), BLUE)
+    edge = np.clip(15.5 - np.hypot(yy - 40, xx - 42), 0, 1)[..., None]
+    image[..., :3] = np.rint(edge * RED + (1 - edge) * image[..., :3]).astype(np.uint8)
+    scene = order_elements(find_text(_analysed(image)))
+    assert len(scene.elements) == 2
+    scene = peel(merge_elements(scene))
+    assert len(scene.pieces) == 2 and scene.plate is not None
+    assert np.abs(scene.plate[40, 40] - np.array([240, 236, 220]) / 255).max() < 2 / 255
+    scene = input_alpha(fill(scene))
+    assert [p.name for p in scene.pieces][0] == "background"
+    out = _over(scene.pieces, H, W)
+    assert np.abs(out.astype(int) - image.astype(int)).max() <= 1
+
+
+def test_the_loop_reports_each_stage_in_order_and_stops_at_a_cancel() -> None:
+    image = _canvas()
+    _paint(image, Box(10, 40, 10, 50), RED)
+    seen: list[tuple[float, str]] = []
+    pieces = run_stages(Scene(image), lambda f, s: seen.append((f, s))).pieces
+    assert len(pieces) == 2
+    starts = [s for _, s in seen]
+    assert [s.name for s in STAGES] == list(dict.fromkeys(starts))
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[0] >= 0.0 and fractions[-1] < 1.0
+
+    class Cancelled(Exception):
+        pass
+
+    calls: list[int] = []
+
+    def check() -> None:
+        calls.append(1)
+        if len(calls) > 2:
+            raise Cancelled
+
+    reached: list[str] = []
+    with pytest.raises(Cancelled):
+        run_stages(Scene(image), lambda f, s: reached.append(s), check)
+    assert reached == ["regions", "background"]
+
+
+def test_every_threshold_in_tuning_is_read_by_the_engine_and_nowhere_redefined() -> None:
+    engine = Path(tuning.__file__).parent
+    source = "".join(p.read_text() for p in engine.glob("*.py") if p.name != "tuning.py")
+    fields = [f.name for f in dataclasses.fields(Tuning)]
+    assert [name for name in fields if f"TUNING.{name}" not in source] == []
+    # The thresholds live in tuning.py only: no module keeps a constant of its own.
+    assert not re.findall(r"^_?[A-Z][A-Z_]*(?:_TOL|_AREA|_BAND|_SHARE) = ", source, re.M)
+    changed = dataclasses.replace(TUNING, same_color=0.2)
+    assert changed.same_color == 0.2 and TUNING.same_color == 0.08
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        TUNING.same_color = 0.2  # type: ignore[misc]
