@@ -251,3 +251,14 @@ def test_shapes_on_a_transparent_surround_come_apart_from_it() -> None:
     assert not (out[0][1][..., 3] > 0.5).any()  # the background holds nothing
     for layer in (red, blue, ring):
         assert max(_iou(x[..., 3], layer[..., 3] / 255) for _, x in out[1:]) >= 0.9
+
+
+def test_stripes_laid_edge_to_edge_are_not_completed_under_each_other() -> None:
+    """A band whose next band begins where it ends, no wider than it, is a tile beside it (the
+    stripes of a flag, the rows of a table): its layer is its own band, not a rectangle
+    running on under every band below it (a stack as deep as the bands are many)."""
+    colors = [(230, 60, 40), (40, 160, 90), (40, 80, 200), (240, 200, 40)]
+    bands = [_rect(c, 30, 30 + 30 * k, 210, 60 + 30 * k) for k, c in enumerate(colors)]
+    out = decompose(_flat([_canvas((250, 250, 250)), *bands]))
+    for color, band in zip(colors, bands, strict=True):
+        assert _iou(_layer_of(out, color), band[..., 3] / 255) > 0.9

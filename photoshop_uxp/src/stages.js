@@ -20,6 +20,7 @@ const STAGES = {
   merge: "Merging alike parts",
   peel: "Separating layers",
   fill: "Filling hidden areas",
+  seams: "Tidying seams",
   alpha: "Refining edges",
   save: "Saving",
   done: "Finishing",

@@ -22,6 +22,7 @@ STAGES: dict[str, str] = {
     "merge": "Merging alike parts",
     "peel": "Separating layers",
     "fill": "Filling hidden areas",
+    "seams": "Tidying seams",
     "alpha": "Refining edges",
     "save": "Saving",
     "done": "Finishing",

@@ -78,13 +78,13 @@ def _rectangle(e: Element, wide: np.ndarray):
         return None
     h, w = wide.shape
     top, bottom, left, right = y0, y1, x0, x1
-    while top > 0 and wide[top - 1, left:right].mean() >= TUNING.rectangle_span:
+    while top > 0 and _covers(wide[top - 1], left, right):
         top -= 1
-    while bottom < h and wide[bottom, left:right].mean() >= TUNING.rectangle_span:
+    while bottom < h and _covers(wide[bottom], left, right):
         bottom += 1
-    while left > 0 and wide[top:bottom, left - 1].mean() >= TUNING.rectangle_span:
+    while left > 0 and _covers(wide[:, left - 1], top, bottom):
         left -= 1
-    while right < w and wide[top:bottom, right].mean() >= TUNING.rectangle_span:
+    while right < w and _covers(wide[:, right], top, bottom):
         right += 1
     if (top, bottom, left, right) == (y0, y1, x0, x1) and not (missing ^ ~e.mask).any():
         return None
@@ -92,6 +92,19 @@ def _rectangle(e: Element, wide: np.ndarray):
     mask = np.ones((box.height, box.width), bool)
     mask[e.box.within(box)] = e.mask | ~missing
     return mask, box
+
+
+def _covers(line: np.ndarray, start: int, stop: int) -> bool:
+    """Whether the cover runs across ``line[start:stop]`` (one row or column past a side of
+    a rectangle) and on past at least one of its ends: a cover that stops where the
+    rectangle's side stops is a tile laid beside it (the next stripe of a flag, the next
+    row of a table), not something lying on it."""
+    if line[start:stop].mean() < TUNING.rectangle_span:
+        return False
+    reach = TUNING.cover_past_side
+    before = start - reach >= 0 and line[start - reach]
+    after = stop - 1 + reach < len(line) and line[stop - 1 + reach]
+    return bool(before or after)
 
 
 def _regular_polygon(e: Element, wide: np.ndarray, min_added: float = TUNING.min_added):

@@ -8,7 +8,8 @@
     5. merge       the parts of one thing together (or the most alike, to the count asked)
     6. peel        each element peeled off the image top down into its layer
     7. fill        what is left under them all: the background layer
-    8. alpha       the input's own transparency pushed into the layers
+    8. seams       the rim two touching layers both took given to one of them
+    9. alpha       the input's own transparency pushed into the layers
 
 :func:`run_stages` runs them, reporting progress from their weights (the stage names are
 what the server reports) and asking for a cancel between them. ``decompose`` is host-free
@@ -38,6 +39,7 @@ from layerbridge.engines.classic.regions import (
     is_thin,
     link_components,
 )
+from layerbridge.engines.classic.rims import separate_rims
 from layerbridge.engines.classic.scene import Check, Piece, Progress, Scene
 from layerbridge.engines.classic.stack import apply_input_alpha
 from layerbridge.engines.classic.text import (
@@ -287,7 +289,19 @@ def fill(scene: Scene) -> Scene:
     return scene
 
 
-# --- 8. alpha -----------------------------------------------------------------------------
+# --- 8. seams -----------------------------------------------------------------------------
+
+
+def separate_seams(scene: Scene) -> Scene:
+    """Where two layers meet edge to edge, peeled one by one they both took part of the
+    anti-aliased seam: each seam pixel goes to one of them (rims.py), the composite the same.
+    An overlap, however thin, puts one layer over the other: a stack deeper than the
+    design's."""
+    separate_rims(scene.pieces)
+    return scene
+
+
+# --- 9. alpha -----------------------------------------------------------------------------
 
 
 def input_alpha(scene: Scene) -> Scene:
@@ -317,6 +331,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("merge", 0.00, merge_elements),
     Stage("peel", 0.50, peel),
     Stage("fill", 0.02, fill),
+    Stage("seams", 0.02, separate_seams),
     Stage("alpha", 0.03, input_alpha),
 )
 

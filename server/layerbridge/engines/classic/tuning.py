@@ -155,9 +155,18 @@ class Tuning:
     #: (the staircase of a rasterised edge, a rounded corner).
     clip_convex: float = 0.02
 
+    # --- seams between layers -------------------------------------------------------------
+    #: Two layers whose shared pixels are at most this share of the smaller one's pixels
+    #: overlap only along a seam (each rim pixel then goes to one of them); more is one
+    #: lying on the other (text on a panel).
+    rim_share: float = 0.5
+
     # --- amodal completion ----------------------------------------------------------------
     #: Share of a side that the cover must span for the rectangle to extend past it.
     rectangle_span: float = 0.95
+    #: Pixels past a rectangle's side at which a cover beside it must still run to be over
+    #: it (the cover is grown by two pixels, so a tile flush with the side ends within 3).
+    cover_past_side: int = 4
     #: Share of a rectangle's box it may miss (outside the cover) and still be one.
     rectangle_missing: float = 0.05
     #: Share of an added region that must lie under the cover.
