@@ -34,7 +34,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from layerd_metric import Patch, composite, evaluate_patches, read_psd_crops  # noqa: E402
+from layerd_metric import (  # noqa: E402
+    Patch,
+    composite,
+    depth_levels,
+    evaluate_patches,
+    read_psd_crops,
+    with_white_under,
+)
 
 from layerbridge.client import Client  # noqa: E402
 from layerbridge.protocol import InputSpec  # noqa: E402
@@ -57,6 +64,9 @@ class Row:
     l1: tuple[float, ...] = ()
     iou: tuple[float, ...] = ()
     recomposite: float = 0.0  # largest error, 0..255 levels
+    # Occlusion depth as the metric groups it (the truth over white where it is scored so).
+    pred_levels: int = 0
+    true_levels: int = 0
     seconds: float = 0.0
     peak_mb: float = 0.0
     error: str = ""
@@ -238,6 +248,8 @@ def measure(server: Server, client: Client, path: Path, kind: str, flagged: bool
         row.error = f"{type(exc).__name__}: {exc}"
         return row
     row.pred_layers = len(pred)
+    row.pred_levels = depth_levels(pred)
+    row.true_levels = depth_levels(with_white_under(true, height, width))
     back = composite(pred, height, width)
     row.recomposite = float(np.abs(on_white(back) - on_white(pixels)).max())
     scores = evaluate_patches(pred, true, height, width, MERGES)
@@ -251,8 +263,9 @@ def measure(server: Server, client: Client, path: Path, kind: str, flagged: bool
 
 def table(rows: list[Row]) -> str:
     head = " | ".join(f"L1/IoU {k}m" for k in range(MERGES + 1))
-    lines = [f"| file | kind | layers pred/true | {head} | recomp | s/MP | peak MB (MB/MP) |",
-             "|---|---|---|" + "---|" * (MERGES + 1) + "---|---|---|"]
+    lines = [f"| file | kind | layers pred/true | levels pred/true | {head} | recomp | s/MP "
+             "| peak MB (MB/MP) |",
+             "|---|---|---|---|" + "---|" * (MERGES + 1) + "---|---|---|"]
     for r in rows:
         kind = r.kind + (" ⚠" if r.flagged else "")
         if r.error:
@@ -260,7 +273,8 @@ def table(rows: list[Row]) -> str:
             continue
         cells = " | ".join(f"{a:.3f} / {b:.3f}" for a, b in zip(r.l1, r.iou, strict=True))
         lines.append(
-            f"| {r.name} | {kind} | {r.pred_layers}/{r.true_layers} | {cells} | "
+            f"| {r.name} | {kind} | {r.pred_layers}/{r.true_layers} | "
+            f"{r.pred_levels}/{r.true_levels} | {cells} | "
             f"{r.recomposite:.0f} | {r.seconds / r.mp:.2f} | "
             f"{r.peak_mb:.0f} ({r.peak_mb / r.mp:.0f}) |"
         )
@@ -293,12 +307,15 @@ def summary(rows: list[Row]) -> str:
         )
     designs = groups["designs (all)"]
     collapsed = [r.name for r in designs if r.true_layers >= 4 and r.pred_layers < 3]
+    shallow = [r for r in designs if r.pred_levels < r.true_levels]
     lines += [
         "",
         f"failed jobs: {len(rows) - len(ok)}; largest recomposite error: "
         f"{max((r.recomposite for r in ok), default=0):.0f} levels",
         f"designs with >= 4 true layers returned as < 3: {len(collapsed)} "
         f"{', '.join(collapsed)}",
+        f"designs with fewer depth levels than their truth: {len(shallow)} of {len(designs)} "
+        f"(short by {sum(r.true_levels - r.pred_levels for r in shallow)} levels in all)",
     ]
     return "\n".join(lines)
 

@@ -249,16 +249,28 @@ def _merge_at(layers: list[Patch], k: int) -> list[Patch]:
     return layers[:k] + [over_patch(layers[k], layers[k + 1])] + layers[k + 2 :]
 
 
+def with_white_under(true: list[Patch], height: int, width: int) -> list[Patch]:
+    """The true layers as the metric scores them: with a white layer under them when the
+    bottom one is not opaque over the whole canvas (the reference renders on white)."""
+    canvas = (0, height, 0, width)
+    if true and not (true[0].box == canvas and bool((true[0].pixels[..., 3] >= 1 - 1e-6).all())):
+        white = np.ones((height, width, 4), np.float32)
+        return [Patch(white, canvas, np.ones(3, np.float32)), *true]
+    return list(true)
+
+
+def depth_levels(layers: list[Patch]) -> int:
+    """How many occlusion-depth groups the metric sees in a stack: layers that overlap
+    nothing above them share a level, so a stack of 20 layers side by side on a background
+    is 2 levels. A prediction with fewer levels than its truth cannot align one to one."""
+    return len(group_patches(layers))
+
+
 def evaluate_patches(pred: list[Patch], true: list[Patch], height: int, width: int,
                      max_merges: int = 5) -> list[Score]:
     """Scores at 0..max_merges greedy merges (index = number of merges allowed) of layers on
     a ``height`` x ``width`` canvas."""
-    canvas = (0, height, 0, width)
-    true = list(true)
-    if true and not (true[0].box == canvas and bool((true[0].pixels[..., 3] >= 1 - 1e-6).all())):
-        white = np.ones((height, width, 4), np.float32)
-        true = [Patch(white, canvas, np.ones(3, np.float32)), *true]
-    pred, true = group_patches(pred), group_patches(true)
+    pred, true = group_patches(pred), group_patches(with_white_under(true, height, width))
     matcher = _Matcher()
     best = matcher.score(pred, true)
     scores = [best]

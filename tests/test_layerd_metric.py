@@ -108,3 +108,19 @@ def test_crops_score_as_their_full_canvases() -> None:
         assert abs(a.l1 - b.l1) < 1e-6 and abs(a.iou - b.iou) < 1e-6
     # A crop reaching past the canvas is clipped to it.
     assert all(p.box is None or (p.box[1] <= h and p.box[3] <= w) for p in patches)
+
+
+def test_depth_levels_count_occlusion_not_layers() -> None:
+    from layerd_metric import Patch, depth_levels, with_white_under
+
+    # Two layers side by side on a background are one level above it; a third over one of
+    # them is a level more.
+    a, b = _layer(8, 8, (0, 3, 0, 3)), _layer(8, 8, (5, 8, 5, 8), (0, 1, 0))
+    c = _layer(8, 8, (1, 2, 1, 2), (0, 0, 1))
+    side_by_side = [Patch.from_canvas(x) for x in (_background(), a, b)]
+    assert depth_levels(side_by_side) == 2
+    assert depth_levels([*side_by_side, Patch.from_canvas(c)]) == 3
+    # A truth whose bottom layer is not opaque is scored over white: one level more.
+    assert len(with_white_under(side_by_side, 8, 8)) == 3
+    assert depth_levels(with_white_under(side_by_side[1:], 8, 8)) == 2
+    assert with_white_under(side_by_side[1:], 8, 8)[0].rest.tolist() == [1.0, 1.0, 1.0]
