@@ -116,6 +116,54 @@ def test_the_text_stage_leaves_a_row_of_discs_apart() -> None:
     assert all(e.kind != "text" for e in scene.elements)
 
 
+def _inlaid_text_image() -> tuple[np.ndarray, Box, Box]:
+    """A white page (200 x 240: glyphs are up to 8% of its height) with a dark button whose
+    label is white, the page's own colour: the image, the button's box and the label's box."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    page = Image.new("RGB", (240, 200), WHITE)
+    draw = ImageDraw.Draw(page)
+    button = Box(70, 130, 20, 220)
+    draw.rectangle((button.x0, button.y0, button.x1 - 1, button.y1 - 1), fill=BLACK)
+    font = ImageFont.load_default(size=22)
+    left, top, right, bottom = draw.textbbox((0, 0), "SALE NOW", font=font)
+    x, y = 120 - (right - left) // 2, 100 - (bottom - top) // 2
+    draw.text((x - left, y - top), "SALE NOW", font=font, fill=WHITE)
+    image = np.concatenate([np.asarray(page), np.full((200, 240, 1), 255, np.uint8)], -1)
+    return image, button, Box(y, y + bottom - top, x, x + right - left)
+
+
+def test_background_coloured_text_in_a_shape_is_a_layer_over_it() -> None:
+    # A white label on a dark button is text over the button, not holes through it to the
+    # page: the button's layer is whole under the label (the designer's two layers).
+    image, button, label = _inlaid_text_image()
+    h, w = image.shape[:2]
+    scene = _analysed(image)
+    white = [e for e in scene.elements if e.color is not None and e.color.min() > 0.9]
+    assert len(white) >= 3  # the label's glyphs
+    assert all(button.contains(e.box) for e in white)
+    pieces = run_stages(Scene(image)).pieces
+    assert len(pieces) == 3
+    background, shape, text = (p.full(h, w) for p in pieces)
+    assert np.abs(text[label.slices][..., 3].max() - 1) < 1e-6
+    glyphs = image[button.slices][..., 0] > 128
+    assert (shape[button.slices][..., 3][glyphs] > 0.99).mean() > 0.9
+    assert (text[..., 3] > 0).sum() < 0.6 * label.height * label.width
+    assert np.abs(_over(pieces, h, w).astype(int) - image.astype(int)).max() <= 1
+
+
+def test_an_icons_cut_outs_stay_holes_through_it() -> None:
+    # Three discs cut out of a dark square (bullets, an icon's details) are no text line.
+    image = _canvas()
+    _paint(image, Box(20, 60, 20, 100), BLACK)
+    yy, xx = np.mgrid[:H, :W]
+    for cx in (38, 60, 82):
+        image[(yy - 40) ** 2 + (xx - cx) ** 2 <= 6**2, :3] = WHITE
+    scene = _analysed(image)
+    assert len(scene.elements) == 1
+    assert len(run_stages(Scene(image)).pieces) == 2
+
+
 def test_the_order_stage_puts_an_element_that_covers_another_above_it() -> None:
     under_box, over_box = Box(10, 70, 10, 100), Box(30, 50, 40, 70)
     hole = np.ones((under_box.height, under_box.width), bool)

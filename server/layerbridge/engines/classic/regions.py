@@ -181,6 +181,32 @@ def _is_blend(color: np.ndarray, others: np.ndarray, tol: float = TUNING.blend_t
     return False
 
 
+def inlays(comp: Components, hosts: np.ndarray, inlay: np.ndarray) -> list[int]:
+    """The ``inlay`` labels (a bool per label) lying wholly in the holes of one of the
+    ``hosts`` labels, kept where a host holds them as a solid shape holds its label: several
+    parts, a small share of the shape, the shape with its holes filled near convex (see the
+    ``inlay_*`` fields of :data:`TUNING`)."""
+    out: list[int] = []
+    for host in np.flatnonzero(hosts & (comp.area >= TUNING.inlay_min_host)):
+        box = comp.boxes[int(host)]
+        labels = comp.labels[box.slices]
+        own = labels == host
+        filled = ndimage.binary_fill_holes(own)
+        holes = filled & ~own
+        hole_area, filled_area = int(holes.sum()), int(filled.sum())
+        if hole_area == 0 or hole_area > TUNING.inlay_max_share * filled_area:
+            continue
+        inside, count = np.unique(labels[holes], return_counts=True)
+        whole = inlay[inside] & (count == comp.area[inside])
+        if whole.sum() < TUNING.inlay_min_count:
+            continue
+        hull = cv2.convexHull(cv2.findNonZero(filled.astype(np.uint8)))
+        if filled_area < TUNING.inlay_solidity * cv2.contourArea(hull):
+            continue
+        out.extend(int(label) for label in inside[whole])
+    return out
+
+
 def element_of(comp: Components, label: int, flat_tol: float) -> Element:
     """An element made of one component."""
     box = comp.boxes[label]

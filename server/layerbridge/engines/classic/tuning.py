@@ -45,6 +45,16 @@ class Tuning:
     max_elements: int = 400
     #: A component at least this share background is background, not an element.
     max_background_share: float = 0.5
+    #: Background-coloured parts inlaid in a solid shape (white text on a dark box, a
+    #: button's label) are elements over it, not holes through it, when there are at least
+    #: ``inlay_min_count`` of them, the shape is at least ``inlay_min_host`` pixels, they
+    #: take at most ``inlay_max_share`` of the shape with its holes filled (a grid's cells
+    #: or an outline's inside take most of it), and that filled shape is at least
+    #: ``inlay_solidity`` of its convex hull (a bold glyph's counters are one or two).
+    inlay_min_count: int = 3
+    inlay_min_host: int = 400
+    inlay_max_share: float = 0.35
+    inlay_solidity: float = 0.85
 
     # --- photos ---------------------------------------------------------------------------
     #: A foreground region this share specks, at least this big and of this many
