@@ -164,6 +164,21 @@ def test_an_icons_cut_outs_stay_holes_through_it() -> None:
     assert len(run_stages(Scene(image)).pieces) == 2
 
 
+def test_the_text_stage_drops_a_speck_inside_a_shape_and_keeps_a_dot_alone() -> None:
+    # A shade inside a white letter (an anti-aliased counter) stood as a layer over it: a
+    # depth level the design does not have. A dot of the same size on its own stays.
+    green, shade = (10, 110, 75), (36, 128, 94)
+    image = _canvas(green)
+    _paint(image, Box(10, 70, 10, 40), WHITE)
+    _paint(image, Box(30, 33, 20, 24), shade)
+    _paint(image, Box(30, 33, 80, 84), RED)
+    scene = find_text(_analysed(image))
+    assert sorted(e.box for e in scene.elements) == [Box(10, 70, 10, 40), Box(30, 33, 80, 84)]
+    pieces = run_stages(Scene(image)).pieces
+    assert len(pieces) == 3
+    assert np.abs(_over(pieces, H, W).astype(int) - image.astype(int)).max() <= 1
+
+
 def test_the_order_stage_puts_an_element_that_covers_another_above_it() -> None:
     under_box, over_box = Box(10, 70, 10, 100), Box(30, 50, 40, 70)
     hole = np.ones((under_box.height, under_box.width), bool)

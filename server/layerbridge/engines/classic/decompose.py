@@ -46,6 +46,7 @@ from layerbridge.engines.classic.scene import Check, Piece, Progress, Scene
 from layerbridge.engines.classic.stack import apply_input_alpha
 from layerbridge.engines.classic.text import (
     attach,
+    drop_enclosed_specks,
     faint_strokes,
     glyph_remnants,
     join_specks,
@@ -250,7 +251,7 @@ def find_text(scene: Scene) -> Scene:
     elements = glyph_remnants(attach(strokes, elements), rgb, is_bg, bg, scene.check)
     scene.check()
     # Strokes and remnants may be the thin parts of a line found in pieces: join it again.
-    scene.elements = join_specks(absorb_pieces(text_lines(elements, h)))
+    scene.elements = drop_enclosed_specks(join_specks(absorb_pieces(text_lines(elements, h))))
     return scene
 
 

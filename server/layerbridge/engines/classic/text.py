@@ -102,6 +102,28 @@ def join_specks(elements: list[Element]) -> list[Element]:
     return [e for _, e in kept]  # in their first order: z-order breaks ties by it
 
 
+def drop_enclosed_specks(elements: list[Element]) -> list[Element]:
+    """Without the elements of fewer than TUNING.enclosed_speck pixels mostly surrounded by
+    a bigger element (TUNING.enclosed_ring of the pixels around them): a speck inside a
+    letter or a shape (a counter's anti-aliased shade) is no layer, and as one it would
+    stand over its host, a level the design lacks. Its pixels stay with whatever is peeled
+    over them, or the background."""
+    big = [e for e in elements if e.area >= TUNING.enclosed_speck]
+    return [e for e in elements if e.area >= TUNING.enclosed_speck
+            or not any(_ring_share(e, b) >= TUNING.enclosed_ring for b in big)]
+
+
+def _ring_share(speck: Element, host: Element) -> float:
+    """The share of the pixels just around ``speck`` that ``host`` covers."""
+    around = speck.box.grow(1)
+    if not host.box.contains(around):
+        return 0.0
+    own = np.zeros((around.height, around.width), np.uint8)
+    own[speck.box.within(around)] = speck.mask
+    ring = cv2.dilate(own, np.ones((3, 3), np.uint8)).astype(bool) & ~own.astype(bool)
+    return float(host.mask[around.within(host.box)][ring].mean())
+
+
 def _host_of(piece: Element | None, slots: list[Element | None], k: int) -> int | None:
     """Index of the smallest text element after ``k`` whose box, grown by the piece's
     size, holds ``piece`` and whose glyphs are on average at least half as big as it."""

@@ -87,6 +87,10 @@ class Tuning:
     #: titles of banners, lowered the development set's mean: more shapes of one colour in a
     #: row were taken for text than titles were found.)
     glyph_share: float = 0.08
+    #: An element smaller than this many pixels with at least this share of the pixels
+    #: around it in a bigger element is a speck of that one.
+    enclosed_speck: int = 32
+    enclosed_ring: float = 0.5
     max_glyph: int = 64
     min_glyph: int = 12
     #: Glyphs of one line overlap vertically by at least this share of the smaller one.
