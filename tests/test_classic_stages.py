@@ -179,6 +179,25 @@ def test_the_text_stage_drops_a_speck_inside_a_shape_and_keeps_a_dot_alone() -> 
     assert np.abs(_over(pieces, H, W).astype(int) - image.astype(int)).max() <= 1
 
 
+def test_the_text_stage_leaves_a_panels_dither_in_the_panel() -> None:
+    # A light panel dithered with darker dots: the dots are its texture, not faint strokes
+    # to join to the nearest text (which then reached over the whole panel, a layer above it).
+    image = _canvas()
+    for k in range(6):
+        _paint(image, Box(10, 20, 10 + 10 * k, 14 + 10 * k), BLACK)
+    panel = Box(40, 80, 0, 120)
+    _paint(image, panel, (245, 245, 245))
+    image[41:79:3, 1:119:3, :3] = 180
+    scene = find_text(_analysed(image))
+    boxes = sorted(e.box for e in scene.elements)
+    assert boxes == [Box(10, 20, 10, 64), panel]
+    shape = next(e for e in scene.elements if e.box == panel)
+    assert shape.mask.all()
+    pieces = run_stages(Scene(image)).pieces
+    assert len(pieces) == 3
+    assert np.abs(_over(pieces, H, W).astype(int) - image.astype(int)).max() <= 1
+
+
 def test_the_order_stage_puts_an_element_that_covers_another_above_it() -> None:
     under_box, over_box = Box(10, 70, 10, 100), Box(30, 50, 40, 70)
     hole = np.ones((under_box.height, under_box.width), bool)

@@ -151,7 +151,8 @@ def text_over_shape(a: Element, b: Element) -> tuple[bool, bool] | None:
 
 def faint_strokes(elements: list[Element], rgb: np.ndarray, background: np.ndarray
                   ) -> list[Element]:
-    """Stroke elements found in the holes of the flat shapes among ``elements``.
+    """Stroke elements found in the holes of the flat shapes among ``elements``; a shape
+    whose holes hold its own texture instead (noise, a dither) takes it into its mask.
 
     ``background`` is the full-frame mask of pixels the background field explains.
     """
@@ -259,12 +260,16 @@ def _strokes_in(host: Element, rgb: np.ndarray, claimed: np.ndarray) -> list[Ele
         return []
     pieces = []
     for window, piece in _clusters(ink):
+        box = Box.of_window(window, (host.box.y0, host.box.x0))
+        if box.height * box.width > TUNING.stroke_max_share * host.box.height * host.box.width:
+            host.mask[window] |= piece  # the shape's own texture
+            continue
         shades = crop[window]
         offset = _ink_offset(shades[piece], host.color)
         if offset is not None:
             core = _core(shades, host.color, offset, piece)
             if core is not None:
-                pieces.append((Box.of_window(window, (host.box.y0, host.box.x0)), core, offset))
+                pieces.append((box, core, offset))
     return [reduce(union, group) for group in _by_ink(pieces, host.color)]
 
 

@@ -119,6 +119,9 @@ class Tuning:
     stroke_clearance: int = 5
     #: Ink pixels this close together are one cluster (one glyph or word).
     stroke_join: int = 3
+    #: A cluster whose box takes more than this share of its shape's box is the shape's
+    #: texture (noise, a dither, a pattern), not a word written on it.
+    stroke_max_share: float = 0.5
     #: Cosine above which two pieces' shades run in one direction: one ink.
     same_ink: float = 0.98
     #: Coverage from which a stroke pixel belongs to the stroke's mask.
