@@ -198,6 +198,26 @@ def test_the_text_stage_leaves_a_panels_dither_in_the_panel() -> None:
     assert np.abs(_over(pieces, H, W).astype(int) - image.astype(int)).max() <= 1
 
 
+def test_the_text_stage_gives_an_unfitted_gradient_back_to_the_background() -> None:
+    # A background gradient steeper than the field's quadratic leaves parts of itself at the
+    # image's edges that the field does not explain: they run on into the background with no
+    # edge, so they are background, not layers. A shape at the edge keeps its layer.
+    image = _canvas()
+    ramp = 50 * (np.arange(W) / (W - 1)) ** 6
+    image[..., 0] = np.rint(235 - ramp)[None, :]
+    image[..., 1] = np.rint(240 - 0.6 * ramp)[None, :]
+    image[..., 2] = 250
+    _paint(image, Box(20, 50, 10, 40), RED)
+    _paint(image, Box(60, 70, 0, 20), BLUE)
+    scene = _analysed(image)
+    assert any(e.box.x1 == W for e in scene.elements)  # the gradient's steep end
+    scene = find_text(scene)
+    assert sorted(e.box for e in scene.elements) == [Box(20, 50, 10, 40), Box(60, 70, 0, 20)]
+    pieces = run_stages(Scene(image)).pieces
+    assert len(pieces) == 3
+    assert np.abs(_over(pieces, H, W).astype(int) - image.astype(int)).max() <= 1
+
+
 def test_the_order_stage_puts_an_element_that_covers_another_above_it() -> None:
     under_box, over_box = Box(10, 70, 10, 100), Box(30, 50, 40, 70)
     hole = np.ones((under_box.height, under_box.width), bool)

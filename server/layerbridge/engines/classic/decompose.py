@@ -4,7 +4,8 @@
     2. background  the background field; the components into elements, text of the
                    background's colour inlaid in a shape among them (or, for a design of
                    too many elements, blocks of them; for a photo, its subject)
-    3. text        glyphs into text lines, shapes whole again, faint strokes found
+    3. text        glyphs into text lines, shapes whole again, faint strokes found; what
+                   is left of a background gradient given back to the background
     4. order       the elements' z-order; clipped content into its container
     5. merge       the parts of one thing together (or the most alike, to the count asked)
     6. peel        each element peeled off the image top down into its layer
@@ -23,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from layerbridge.engines.classic import photo
@@ -161,6 +163,27 @@ def find_background(scene: Scene) -> Scene:
     return scene
 
 
+def _background_residue(element: Element, rgb: np.ndarray, is_bg: np.ndarray) -> bool:
+    """Whether ``element`` is part of a background gradient the field did not fit: it
+    reaches the image's edge and meets the background nowhere in a step (its colour runs
+    on across the boundary, which a shape's anti-aliased edge never does)."""
+    h, w = is_bg.shape
+    box = element.box
+    if box.y0 > 0 and box.x0 > 0 and box.y1 < h and box.x1 < w:
+        return False
+    around = box.grow(1, (h, w))
+    own = np.zeros((around.height, around.width), np.uint8)
+    own[box.within(around)] = element.mask
+    kernel = np.ones((3, 3), np.uint8)
+    outer = cv2.dilate(own, kernel).astype(bool) & ~own.astype(bool) & is_bg[around.slices]
+    if outer.sum() < TUNING.min_area:
+        return False
+    inner = own.astype(bool) & cv2.dilate(outer.astype(np.uint8), kernel).astype(bool)
+    crop = rgb[around.slices]
+    step = np.abs(crop[inner].mean(0) - crop[outer].mean(0)).max()
+    return bool(step <= TUNING.residue_step)
+
+
 def _largest_border_label(labels: np.ndarray, area: np.ndarray) -> int:
     border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
     return int(border[np.argmax(area[border])])
@@ -235,7 +258,8 @@ def _photo_scene(scene: Scene) -> Scene:
 
 
 def find_text(scene: Scene) -> Scene:
-    """Components into elements: text lines, shapes whole again, faint strokes found."""
+    """Components into elements: text lines, shapes whole again, faint strokes found, and
+    what is left of a background gradient the field did not fit given back to it."""
     if scene.path != "design":
         return scene
     rgb, is_bg, bg = scene.rgb, scene.is_background, scene.background
@@ -251,7 +275,10 @@ def find_text(scene: Scene) -> Scene:
     elements = glyph_remnants(attach(strokes, elements), rgb, is_bg, bg, scene.check)
     scene.check()
     # Strokes and remnants may be the thin parts of a line found in pieces: join it again.
-    scene.elements = drop_enclosed_specks(join_specks(absorb_pieces(text_lines(elements, h))))
+    elements = drop_enclosed_specks(join_specks(absorb_pieces(text_lines(elements, h))))
+    # Last, when the residue of a background gradient has taken in its specks: all of it
+    # stays in the background.
+    scene.elements = [e for e in elements if not _background_residue(e, rgb, is_bg)]
     return scene
 
 

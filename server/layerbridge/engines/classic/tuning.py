@@ -45,6 +45,10 @@ class Tuning:
     max_elements: int = 400
     #: A component at least this share background is background, not an element.
     max_background_share: float = 0.5
+    #: An element reaching the image's edge whose colour steps by at most this (max channel,
+    #: mean over its boundary) into the background is the rest of a background gradient
+    #: the field did not fit (a shape's edge steps by far more; 0.04 took one, masks.psd).
+    residue_step: float = 0.02
     #: Background-coloured parts inlaid in a solid shape (white text on a dark box, a
     #: button's label) are elements over it, not holes through it, when there are at least
     #: ``inlay_min_count`` of them, the shape is at least ``inlay_min_host`` pixels, they
