@@ -164,6 +164,25 @@ def test_an_icons_cut_outs_stay_holes_through_it() -> None:
     assert len(run_stages(Scene(image)).pieces) == 2
 
 
+def test_a_shapes_border_of_a_near_shade_goes_with_it() -> None:
+    # A chart's bar: a fill with a one-pixel border a few levels darker on each side, and
+    # the border's own anti-aliasing. The border columns are seams too thin to be elements;
+    # they are the bar's, so moving the bar leaves no outline on the page.
+    image = _canvas()
+    bar = Box(15, 70, 40, 60)
+    _paint(image, bar, (255, 99, 132))
+    for x, color in ((39, (255, 235, 239)), (40, (255, 100, 133)), (41, (255, 91, 126)),
+                     (58, (255, 95, 129)), (59, (255, 85, 121)), (60, (255, 205, 216))):
+        _paint(image, Box(bar.y0, bar.y1, x, x + 1), color)
+    _paint(image, Box(bar.y0, bar.y0 + 1, 41, 59), (255, 91, 126))
+    pieces = run_stages(Scene(image)).pieces
+    assert len(pieces) == 2
+    background, shape = (p.full(H, W) for p in pieces)
+    assert np.abs(background[..., :3] - 1).max() < 0.05  # no outline left on the page
+    assert (shape[bar.y0:bar.y1, 40:60, 3] > 0.99).all()
+    assert np.abs(_over(pieces, H, W).astype(int) - image.astype(int)).max() <= 1
+
+
 def test_the_text_stage_drops_a_speck_inside_a_shape_and_keeps_a_dot_alone() -> None:
     # A shade inside a white letter (an anti-aliased counter) stood as a layer over it: a
     # depth level the design does not have. A dot of the same size on its own stays.

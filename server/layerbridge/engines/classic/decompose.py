@@ -37,6 +37,7 @@ from layerbridge.engines.classic.order import z_order
 from layerbridge.engines.classic.peel import peel_elements
 from layerbridge.engines.classic.regions import (
     Element,
+    borders,
     element_of,
     inlays,
     is_mix,
@@ -198,26 +199,61 @@ def _flat_elements(comp, rgb: np.ndarray, is_bg: np.ndarray, check: Check,
 
     Also returns the labels of the thin ones kept: small text has strokes two pixels wide
     that look like seams, but their colour is no blend of their neighbours'; they are kept
-    only if they join a text line.
+    only if they join a text line. A seam of about a flat shape's colour along it is the
+    shape's border and part of it: dropped as a blend, it stayed on the page as an outline.
     """
     out, thin, seen = [], set(), 0
     wanted = _element_labels(comp, is_bg)
     inlaid = _inlaid_text(comp, wanted, (comp.area >= TUNING.min_area) & ~wanted, rgb.shape[0])
     wanted[[label for line in inlaid for label in line.members]] = True
+    seams: list[int] = []
+    index: dict[int, int] = {}  # label -> its element in out
     for label in np.flatnonzero(wanted):
         if seen % 64 == 63:
             check()
         if is_thin(comp, int(label)):
-            if is_mix(comp, int(label), rgb):
-                continue
-            if not skip[label]:
-                thin.add(int(label))
+            seams.append(int(label))
+            continue
         seen += 1
         if seen > TUNING.max_elements:
             return None
         if not skip[label]:
+            index[int(label)] = len(out)
             out.append(element_of(comp, int(label), TUNING.flat_std))
+    mixes = {seam for seam in seams if is_mix(comp, seam, rgb)}
+    others = wanted.copy()  # what may keep a seam from being a shape's border
+    others[list(mixes)] = False
+    joined = _join_borders(comp, rgb, out, index, [s for s in seams if not skip[s]], others)
+    for seam in seams:
+        if seam in mixes or seam in joined:
+            continue
+        seen += 1
+        if seen > TUNING.max_elements:
+            return None
+        if not skip[seam]:
+            thin.add(seam)
+            out.append(element_of(comp, seam, TUNING.flat_std))
     return out, thin
+
+
+def _join_borders(comp, rgb: np.ndarray, out: list[Element], index: dict[int, int],
+                  seams: list[int], others: np.ndarray) -> dict[int, int]:
+    """Join to the flat shapes in ``out`` (``index``: label -> element) the ``seams`` that
+    are their borders (see regions.borders); return seam label -> shape label."""
+    shapes = np.zeros(comp.count + 1, np.int64)
+    flat = [label for label, k in index.items() if out[k].color is not None]
+    shapes[flat] = flat
+    owner = borders(comp, seams, shapes, others, rgb)
+    by_shape: dict[int, list[int]] = {}
+    for seam, label in owner.items():
+        by_shape.setdefault(index[label], []).append(seam)
+    for k, labels in by_shape.items():
+        box = out[k].box
+        for seam in labels:
+            box = box.union(comp.boxes[seam])
+        mask = np.isin(comp.labels[box.slices], [*out[k].members, *labels])
+        out[k] = Element(box, mask, out[k].color, out[k].kind, out[k].members + labels)
+    return owner
 
 
 def _element_labels(comp, is_bg: np.ndarray) -> np.ndarray:

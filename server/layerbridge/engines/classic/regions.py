@@ -166,6 +166,40 @@ def is_mix(comp: Components, label: int, rgb: np.ndarray | None = None) -> bool:
     return _is_blend(window[own].mean(0), local)
 
 
+def borders(comp: Components, seams: list[int], owners: np.ndarray, others: np.ndarray,
+            rgb: np.ndarray) -> dict[int, int]:
+    """Which of the thin ``seams`` are a flat shape's border, not a blend: seam label -> the
+    label it belongs to. ``owners`` maps each label to the shape label it belongs to (0 for
+    none; a shape maps to itself). A seam belongs to the one shape it touches if its colour
+    is within TUNING.border_tol of the shape's; a seam beyond a border seam (the border's
+    own anti-aliasing, drawn in the shape's colour) joins through it, so two passes. A seam
+    that touches one of the ``others`` (per label: another element, a thin one too) lies
+    between two elements, not between a shape and the page, and stays a blend: as a border
+    the shape would meet that element (the two layers overlapping, one over the other)."""
+    owners = owners.copy()
+    out: dict[int, int] = {}
+    kernel = np.ones((3, 3), np.uint8)
+    for _ in range(2):
+        for label in seams:
+            if label in out:
+                continue
+            around = comp.boxes[label].grow(1, comp.labels.shape)
+            labels = comp.labels[around.slices]
+            own = labels == label
+            ring = cv2.dilate(own.astype(np.uint8), kernel).astype(bool) & ~own
+            near = labels[ring]
+            if (others[near] & (owners[near] == 0)).any():
+                continue
+            touching = np.unique(owners[near])
+            touching = touching[touching > 0]
+            if len(touching) != 1:
+                continue
+            color = rgb[around.slices][own].mean(0)
+            if np.abs(comp.mean[touching[0]] - color).max() <= TUNING.border_tol:
+                out[label] = owners[label] = int(touching[0])
+    return out
+
+
 def _is_blend(color: np.ndarray, others: np.ndarray, tol: float = TUNING.blend_tol) -> bool:
     """Whether ``color`` lies on a segment between two of ``others`` (or equals one)."""
     if len(others) == 0:

@@ -25,6 +25,9 @@ class Tuning:
     blend_tol: float = 0.04
     #: Neighbours a seam's colour is compared against (the biggest ones).
     blend_neighbours: int = 6
+    #: How far (max channel) a seam's colour may be from a flat shape it runs along to be
+    #: that shape's border (a line drawn a few levels darker round a chart's bar).
+    border_tol: float = 0.08
 
     # --- background field -----------------------------------------------------------------
     #: Per-pixel distance (max over channels) under which a pixel counts as background.
