@@ -223,7 +223,7 @@ def _flat_elements(comp, rgb: np.ndarray, is_bg: np.ndarray, check: Check,
     mixes = {seam for seam in seams if is_mix(comp, seam, rgb)}
     others = wanted.copy()  # what may keep a seam from being a shape's border
     others[list(mixes)] = False
-    joined = _join_borders(comp, rgb, out, index, [s for s in seams if not skip[s]], others)
+    joined = _join_borders(comp, out, index, [s for s in seams if not skip[s]], others)
     for seam in seams:
         if seam in mixes or seam in joined:
             continue
@@ -236,14 +236,14 @@ def _flat_elements(comp, rgb: np.ndarray, is_bg: np.ndarray, check: Check,
     return out, thin
 
 
-def _join_borders(comp, rgb: np.ndarray, out: list[Element], index: dict[int, int],
+def _join_borders(comp, out: list[Element], index: dict[int, int],
                   seams: list[int], others: np.ndarray) -> dict[int, int]:
     """Join to the flat shapes in ``out`` (``index``: label -> element) the ``seams`` that
     are their borders (see regions.borders); return seam label -> shape label."""
     shapes = np.zeros(comp.count + 1, np.int64)
     flat = [label for label, k in index.items() if out[k].color is not None]
     shapes[flat] = flat
-    owner = borders(comp, seams, shapes, others, rgb)
+    owner = borders(comp, seams, shapes, others)
     by_shape: dict[int, list[int]] = {}
     for seam, label in owner.items():
         by_shape.setdefault(index[label], []).append(seam)

@@ -166,8 +166,8 @@ def is_mix(comp: Components, label: int, rgb: np.ndarray | None = None) -> bool:
     return _is_blend(window[own].mean(0), local)
 
 
-def borders(comp: Components, seams: list[int], owners: np.ndarray, others: np.ndarray,
-            rgb: np.ndarray) -> dict[int, int]:
+def borders(comp: Components, seams: list[int], owners: np.ndarray, others: np.ndarray
+            ) -> dict[int, int]:
     """Which of the thin ``seams`` are a flat shape's border, not a blend: seam label -> the
     label it belongs to. ``owners`` maps each label to the shape label it belongs to (0 for
     none; a shape maps to itself). A seam belongs to the one shape it touches if its colour
@@ -178,26 +178,43 @@ def borders(comp: Components, seams: list[int], owners: np.ndarray, others: np.n
     the shape would meet that element (the two layers overlapping, one over the other)."""
     owners = owners.copy()
     out: dict[int, int] = {}
-    kernel = np.ones((3, 3), np.uint8)
+    near = _neighbours(comp.labels, np.array(seams, np.int64))
     for _ in range(2):
         for label in seams:
-            if label in out:
+            if label in out or label not in near:
                 continue
-            around = comp.boxes[label].grow(1, comp.labels.shape)
-            labels = comp.labels[around.slices]
-            own = labels == label
-            ring = cv2.dilate(own.astype(np.uint8), kernel).astype(bool) & ~own
-            near = labels[ring]
-            if (others[near] & (owners[near] == 0)).any():
+            around = near[label]
+            if (others[around] & (owners[around] == 0)).any():
                 continue
-            touching = np.unique(owners[near])
+            touching = np.unique(owners[around])
             touching = touching[touching > 0]
-            if len(touching) != 1:
-                continue
-            color = rgb[around.slices][own].mean(0)
-            if np.abs(comp.mean[touching[0]] - color).max() <= TUNING.border_tol:
+            if (len(touching) == 1 and np.abs(comp.mean[touching[0]] - comp.mean[label]).max()
+                    <= TUNING.border_tol):
                 out[label] = owners[label] = int(touching[0])
     return out
+
+
+def _neighbours(labels: np.ndarray, of: np.ndarray) -> dict[int, np.ndarray]:
+    """For each label in ``of``: the labels next to it (8-connected), in one pass over the
+    image rather than a window per label."""
+    n = int(labels.max()) + 1
+    wanted = np.zeros(n, bool)
+    wanted[of] = True
+    keys = []
+    for a, b in ((labels[:, :-1], labels[:, 1:]), (labels[:-1, :], labels[1:, :]),
+                 (labels[:-1, :-1], labels[1:, 1:]), (labels[:-1, 1:], labels[1:, :-1])):
+        step = a != b
+        first, second = a[step].astype(np.int64), b[step].astype(np.int64)
+        for x, y in ((first, second), (second, first)):
+            keep = wanted[x]
+            keys.append(x[keep] * n + y[keep])
+    key = np.unique(np.concatenate(keys))
+    if not len(key):
+        return {}
+    source, target = key // n, key % n
+    starts = np.flatnonzero(np.r_[True, source[1:] != source[:-1]])
+    groups = np.split(target, starts[1:])
+    return {int(source[i]): g for i, g in zip(starts, groups, strict=True)}
 
 
 def _is_blend(color: np.ndarray, others: np.ndarray, tol: float = TUNING.blend_tol) -> bool:
