@@ -161,6 +161,26 @@ def test_a_photo_placed_in_a_design_is_one_layer_and_the_shape_beside_it_another
     assert _iou(_layer_of(out, (30, 90, 200)), panel[..., 3] / 255.0) >= 0.9
 
 
+def test_a_photo_on_a_panel_is_one_layer_over_the_panel() -> None:
+    # A product shot on a white card: the card and the photo are one part of the
+    # foreground, mostly flat, so the photo is found as its own dense cluster of specks.
+    photo = _grainy_photo(90, 50, 150, 120)
+    photo[..., 3] = 0
+    disc = _drawn((0, 0, 0), lambda d, fill: d.ellipse(
+        [90 * _SS, 50 * _SS, 150 * _SS - 1, 120 * _SS - 1], fill=fill))
+    photo[..., 3] = disc[..., 3]
+    card = _rect((255, 255, 255), 20, 15, 220, 165)
+    out = decompose(_flat([_canvas((240, 110, 120)), card, photo]))
+    names = [name for name, _ in out]
+    assert sum(name.startswith("Photo") for name in names) == 1, names
+    whole = next(layer for name, layer in out if name.startswith("Photo"))[..., 3]
+    assert _iou(whole, photo[..., 3] / 255.0) >= 0.95
+    assert _iou(_layer_of(out, (255, 255, 255)), card[..., 3] / 255.0) >= 0.9
+    # Nothing of the photo is left on the page under it.
+    page = out[0][1][..., :3][50:120, 90:150]
+    assert np.abs(page - np.array([240, 110, 120]) / 255).max() <= 0.02
+
+
 def test_photo_regions_leave_flat_text_and_shapes_alone() -> None:
     from layerbridge.engines.classic.background import background_mask, fit_background
     from layerbridge.engines.classic.photo import photo_regions
@@ -173,6 +193,27 @@ def test_photo_regions_leave_flat_text_and_shapes_alone() -> None:
     rgb = rgb8 / 255.0
     bg = fit_background(rgb, np.ones((H, W), bool), np.random.default_rng(0))
     is_bg = background_mask(rgb, bg)
+    in_photo, photos = photo_regions(link_components(rgb8, is_bg), is_bg)
+    assert photos == [] and not in_photo.any()
+
+
+def test_a_dither_on_a_card_is_no_photo() -> None:
+    # A checkerboard dither of one ink: every pixel a speck, packed as densely as a photo's,
+    # but of two colours, not a photo's many.
+    from layerbridge.engines.classic.background import background_mask, fit_background
+    from layerbridge.engines.classic.photo import photo_regions
+    from layerbridge.engines.classic.regions import link_components
+
+    card = _rect((255, 255, 255), 20, 15, 220, 165)
+    dither = np.zeros((H, W, 4), np.uint8)
+    dither[..., :3] = (20, 60, 160)
+    ys, xs = np.mgrid[:H, :W]
+    dither[50:110, 90:150, 3] = 255 * ((ys + xs) % 2 == 0)[50:110, 90:150]
+    rgb8 = _flat([_canvas((240, 110, 120)), card, dither])[..., :3].copy()
+    rgb = rgb8 / 255.0
+    page = np.zeros((H, W), bool)
+    page[:10], page[-10:] = True, True
+    is_bg = background_mask(rgb, fit_background(rgb, page, np.random.default_rng(0)))
     in_photo, photos = photo_regions(link_components(rgb8, is_bg), is_bg)
     assert photos == [] and not in_photo.any()
 

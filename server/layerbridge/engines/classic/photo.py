@@ -131,23 +131,90 @@ def photo_regions(comp: Components, is_bg: np.ndarray) -> tuple[np.ndarray, list
     """(per component label: inside a photo, one element per photo) of a design.
 
     A photo is a connected part of the foreground of which at least :data:`TUNING.photo_specks`
-    of the pixels are specks."""
+    of the pixels are specks, or, within a part that is mostly flat (a photo on a card), a
+    dense cluster of specks of many colours (:func:`_speck_clusters`)."""
     count, regions = foreground_parts(is_bg)
     flat = regions.ravel()
-    speck = (comp.area < TUNING.min_area)[comp.labels].ravel()
+    speck = (comp.area < TUNING.min_area)[comp.labels]
     area = np.bincount(flat, minlength=count)
-    specks = np.bincount(flat, speck, minlength=count)
+    specks = np.bincount(flat, speck.ravel(), minlength=count)
     region_of = np.zeros(comp.count + 1, np.int64)
     region_of[comp.labels.ravel()] = flat
     parts = np.bincount(region_of, minlength=count)
     photo = ((area >= TUNING.photo_min_area) & (specks >= TUNING.photo_specks * area)
              & (parts >= TUNING.photo_min_parts))
     photo[0] = False
-    if not photo.any():
-        return np.zeros(comp.count + 1, bool), []
     elements = []
     for index, window in enumerate(ndimage.find_objects(regions), start=1):
         if window is not None and photo[index]:
             elements.append(part_element(regions, index, window, "photo"))
-    return photo[region_of], elements
+    inside = photo[region_of]
+    clustered, members = _speck_clusters(comp, speck & ~is_bg & ~photo[regions], is_bg)
+    return inside | members, elements + clustered
 
+
+def _speck_clusters(comp: Components, specks: np.ndarray, is_bg: np.ndarray
+                    ) -> tuple[list[Element], np.ndarray]:
+    """(one element per photo, per label: inside one) among ``specks`` (full-frame mask).
+
+    A photo on a card is one foreground part with the card, whose flat pixels outnumber the
+    photo's specks. Closing the speck mask finds it: a cluster mostly of specks (not the
+    anti-aliased rim of a shape or a glyph, which a closing only thickens), holding many
+    colours (not a halftone or a line of small text, whose specks are a few mixes of their
+    ink and the card). The components lying mostly inside it are the photo's; the page
+    showing through it (a cut-out emblem's gaps) is not."""
+    size = TUNING.photo_cluster_close
+    dense = cv2.morphologyEx(specks.astype(np.uint8), cv2.MORPH_CLOSE,
+                             cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+    count, clusters, stats, _ = cv2.connectedComponentsWithStats(dense, connectivity=8)
+    out, inside = [], np.zeros(comp.count + 1, bool)
+    for index in range(1, count):
+        x, y, w, h = stats[index, :4]
+        if w * h < TUNING.photo_min_area:  # most are the rims of shapes and glyphs
+            continue
+        window = (slice(y, y + h), slice(x, x + w))
+        own = ndimage.binary_fill_holes(clusters[window] == index)
+        area = int(own.sum())
+        labels = comp.labels[window][own]
+        if (area < TUNING.photo_min_area
+                or (specks[window] & own).sum() < TUNING.photo_cluster_specks * area
+                or np.unique(labels).size < TUNING.photo_min_parts
+                or _colors(comp.mean[labels]) < TUNING.photo_colors):
+            continue
+        share = np.bincount(labels, minlength=comp.count + 1) / np.maximum(comp.area, 1)
+        members = share >= 0.5
+        inside |= members
+        out.append(_cluster_element(comp, Box.of_window(window), own, members, is_bg))
+    return out, inside
+
+
+def _cluster_element(comp: Components, box: Box, own: np.ndarray, members: np.ndarray,
+                     is_bg: np.ndarray) -> Element:
+    """The photo of cluster ``own`` (in ``box``): it and its member components whole (a
+    member may reach past the cluster), holes filled but for the page showing through
+    (runs of background of :data:`TUNING.min_area` pixels or more: a lone pixel that happens
+    to match the page is still the photo's)."""
+    frame = comp.labels.shape
+    whole = box.grow(TUNING.min_area, frame)  # a speck reaches at most that far out
+    for label in np.flatnonzero(members):
+        if int(label) in comp.boxes:
+            whole = whole.union(comp.boxes[int(label)])
+    mask = members[comp.labels[whole.slices]]
+    mask[box.within(whole)] |= own
+    mask = ndimage.binary_fill_holes(mask) & ~_runs(is_bg[whole.slices], TUNING.min_area)
+    tight = ndimage.find_objects(mask.astype(np.uint8))[0]
+    return Element(Box.of_window(tight, (whole.y0, whole.x0)), mask[tight], None, "photo",
+                   [0])
+
+
+def _runs(mask: np.ndarray, min_area: int) -> np.ndarray:
+    """The parts of ``mask`` of at least ``min_area`` pixels (8-connected)."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8),
+                                                               connectivity=8)
+    return (stats[:, cv2.CC_STAT_AREA] >= min_area)[labels] & mask
+
+
+def _colors(rgb: np.ndarray) -> int:
+    """How many distinct colours ``rgb`` (n, 3 in 0..1) holds, at 32 levels a channel."""
+    q = np.clip(rgb * 32, 0, 31).astype(np.int64)
+    return int(np.unique((q[:, 0] * 32 + q[:, 1]) * 32 + q[:, 2]).size)

@@ -69,6 +69,12 @@ class Tuning:
     photo_specks: float = 0.2
     photo_min_area: int = 2500
     photo_min_parts: int = 40
+    #: Within a mostly flat part, a cluster of specks closed over gaps this wide (pixels),
+    #: this share specks and of at least this many colours (32 levels a channel) is a
+    #: photo too: a photo on a card (the rim of a shape or a glyph is a few mixes).
+    photo_cluster_close: int = 5
+    photo_cluster_specks: float = 0.5
+    photo_colors: int = 100
     #: Foreground parts closer than this share of the image's larger side are one block.
     block_gap: float = 0.006
     #: A block whose colours vary less than this (std, max channel) is one flat shape.
