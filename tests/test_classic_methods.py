@@ -120,6 +120,20 @@ def test_hairline_glyph_parts_on_the_background_join_their_text() -> None:
     assert _iou(out[1][1][..., 3], text[..., 3] / 255) >= 0.9
 
 
+def test_an_icon_drawn_in_hairlines_is_a_layer_not_left_on_the_page() -> None:
+    # An envelope outlined in one-pixel lines: every piece is too thin or too small to be
+    # an element, yet together they are an icon someone will want to move.
+    def envelope(d, fill):
+        x0, y0, x1, y1 = (v * _SS for v in (60, 50, 160, 110))
+        d.rectangle([x0, y0, x1, y1], outline=fill, width=_SS)
+        d.line([x0, y0, (x0 + x1) // 2, (y0 + y1) // 2, x1, y0], fill=fill, width=_SS)
+    icon = _drawn((40, 40, 40), envelope)
+    out = decompose(_flat([_canvas((255, 255, 255)), icon]))
+    assert len(out) == 2
+    assert _iou(out[1][1][..., 3], icon[..., 3] / 255) >= 0.8
+    assert np.abs(out[0][1][..., :3] - 1.0).max() <= 0.05  # the page is clean
+
+
 def test_a_disc_cut_in_two_by_a_band_across_it_stays_one_layer() -> None:
     disc = _drawn((220, 120, 20), lambda d, fill: d.ellipse(
         [70 * _SS, 40 * _SS, 170 * _SS, 140 * _SS], fill=fill))

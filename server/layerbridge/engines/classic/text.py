@@ -12,7 +12,8 @@ them away is where they lie: in holes of a flat shape, away from every other ele
 all their shades on one line from the shape's colour to a single ink colour. Those holes
 become an element of that ink whose alpha comes from unmixing alone
 (:func:`faint_strokes`, :func:`attach`). The same holds for the hairline parts of a light
-typeface on the background, which join the text beside them (:func:`glyph_remnants`).
+typeface on the background, which join the text beside them (:func:`glyph_remnants`), and
+for line art drawn in hairlines on the background, which is an element of its own.
 """
 
 from __future__ import annotations
@@ -169,11 +170,15 @@ def faint_strokes(elements: list[Element], rgb: np.ndarray, background: np.ndarr
 def glyph_remnants(elements: list[Element], rgb: np.ndarray, background: np.ndarray,
                    field: Background, check: Callable[[], None] = lambda: None
                    ) -> list[Element]:
-    """Elements grown by the thin parts of their glyphs that lie on the background.
+    """Elements grown by the thin parts of their glyphs that lie on the background, and
+    line art found there.
 
     A light typeface has strokes so thin that whole glyphs are only anti-aliasing, left in
     the background; a cluster of them right next to a flat element, all of their shades
-    mixes of the background and that element's colour, is a part of that element.
+    mixes of the background and that element's colour, is a part of that element. A cluster
+    near no such element, of :data:`TUNING.line_art_min` pixels or more and all its shades
+    one ink over the background, is line art (an outlined icon, a key's outline, a hand-drawn
+    stroke): an element of its own, not a drawing left on the page.
     """
     claimed = _paint(elements, np.zeros(background.shape, bool))
     kernel = np.ones((TUNING.stroke_clearance, TUNING.stroke_clearance), np.uint8)
@@ -197,7 +202,26 @@ def glyph_remnants(elements: list[Element], rgb: np.ndarray, background: np.ndar
             core = _core(rgb[window], under, offset, piece)
             if core is not None:
                 out[k] = union(out[k], Element(box, core, color, "text"))
+        elif piece.sum() >= TUNING.line_art_min:
+            line = _line_art(box, rgb[window], under, piece)
+            if line is not None:
+                out.append(line)
     return out
+
+
+def _line_art(box: Box, shades: np.ndarray, under: np.ndarray, piece: np.ndarray
+              ) -> Element | None:
+    """An element of ink ``piece`` (in ``box``), if all its shades are one ink laid at part
+    opacity over the background ``under`` it: an icon or a word drawn in hairlines, whose
+    every piece is too thin or too small to be an element of its own."""
+    offset = _ink_offset(shades[piece], under[piece])
+    if offset is None:
+        return None
+    core = _core(shades, under, offset, piece)
+    if core is None:
+        return None
+    ink = np.clip(under[piece].mean(0) + offset, 0.0, 1.0)
+    return Element(box, core, ink, "shape", [], unmixed=True)
 
 
 def _paint(elements: list[Element], canvas: np.ndarray) -> np.ndarray:

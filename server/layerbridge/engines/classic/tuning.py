@@ -141,6 +141,9 @@ class Tuning:
     stroke_core: float = 0.4
     #: Largest share of the image one cluster of glyph remnants may cover.
     max_remnant: float = 0.05
+    #: A cluster of ink on the background, near no element of its ink, this many pixels or
+    #: more and all its shades one ink, is line art: an element of its own.
+    line_art_min: int = 40
     #: A shape holds faint strokes only if it is at least this many times min_area.
     stroke_host_areas: int = 50
 
