@@ -181,25 +181,27 @@ def _speck_clusters(comp: Components, specks: np.ndarray, is_bg: np.ndarray
                 or np.unique(labels).size < TUNING.photo_min_parts
                 or _colors(comp.mean[labels]) < TUNING.photo_colors):
             continue
-        share = np.bincount(labels, minlength=comp.count + 1) / np.maximum(comp.area, 1)
-        members = share >= 0.5
-        inside |= members
+        # Per cluster, work stays within its window (a document may hold millions of
+        # components): its members are the labels with half their pixels or more in it.
+        found, count_in = np.unique(labels, return_counts=True)
+        members = found[count_in >= 0.5 * comp.area[found]]
+        inside[members] = True
         out.append(_cluster_element(comp, Box.of_window(window), own, members, is_bg))
     return out, inside
 
 
 def _cluster_element(comp: Components, box: Box, own: np.ndarray, members: np.ndarray,
                      is_bg: np.ndarray) -> Element:
-    """The photo of cluster ``own`` (in ``box``): it and its member components whole (a
+    """The photo of cluster ``own`` (in ``box``) and its ``members`` (labels), whole (a
     member may reach past the cluster), holes filled but for the page showing through
     (runs of background of :data:`TUNING.min_area` pixels or more: a lone pixel that happens
     to match the page is still the photo's)."""
     frame = comp.labels.shape
     whole = box.grow(TUNING.min_area, frame)  # a speck reaches at most that far out
-    for label in np.flatnonzero(members):
-        if int(label) in comp.boxes:
-            whole = whole.union(comp.boxes[int(label)])
-    mask = members[comp.labels[whole.slices]]
+    for label in members.tolist():
+        if label in comp.boxes:
+            whole = whole.union(comp.boxes[label])
+    mask = np.isin(comp.labels[whole.slices], members)
     mask[box.within(whole)] |= own
     mask = ndimage.binary_fill_holes(mask) & ~_runs(is_bg[whole.slices], TUNING.min_area)
     tight = ndimage.find_objects(mask.astype(np.uint8))[0]
