@@ -317,3 +317,17 @@ def test_stripes_laid_edge_to_edge_are_not_completed_under_each_other() -> None:
     out = decompose(_flat([_canvas((250, 250, 250)), *bands]))
     for color, band in zip(colors, bands, strict=True):
         assert _iou(_layer_of(out, color), band[..., 3] / 255) > 0.9
+
+
+def test_the_transparent_corners_of_a_rounded_icon_are_no_layers() -> None:
+    """An app icon: a white rounded square filling the canvas, its corners transparent. The
+    corners are nothing, not shapes: every layer returned holds something, and the red mark
+    on the icon is one of them."""
+    tile = _drawn((255, 255, 255), lambda d, fill: d.rounded_rectangle(
+        [0, 0, W * _SS - 1, H * _SS - 1], radius=30 * _SS, fill=fill))
+    mark = _rect((220, 30, 40), 60, 60, 180, 120)
+    out = decompose(_flat([tile, mark]))
+    names = [name for name, layer in out if not (layer[..., 3] > 0).any()]
+    assert names == [], f"empty layers: {names}"
+    assert _iou(_layer_of(out, (220, 30, 40)), mark[..., 3] / 255) > 0.9
+    assert len(out) == 2

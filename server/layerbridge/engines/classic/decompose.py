@@ -145,7 +145,9 @@ def find_background(scene: Scene) -> Scene:
     if not bg.ok:
         return _photo_scene(scene)
     scene.background = bg
-    is_bg = scene.is_background = background_mask(rgb, bg)
+    # The input's transparent pixels are nothing, whatever the field: the transparent
+    # corners of a rounded icon whose tile is the background are no shapes of their own.
+    is_bg = scene.is_background = background_mask(rgb, bg) | (scene.rgba[..., 3] == 0)
     # Relabel with background/foreground cut apart, so a panel a few levels off the
     # background does not leak into it through a soft shadow.
     comp = scene.components = link_components(rgb8, is_bg)
