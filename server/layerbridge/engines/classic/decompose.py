@@ -49,6 +49,7 @@ from layerbridge.engines.classic.scene import Check, Piece, Progress, Scene
 from layerbridge.engines.classic.stack import apply_input_alpha
 from layerbridge.engines.classic.text import (
     attach,
+    block_inks,
     drop_enclosed_specks,
     faint_strokes,
     glyph_remnants,
@@ -298,9 +299,13 @@ def _photo_scene(scene: Scene) -> Scene:
 def find_text(scene: Scene) -> Scene:
     """Components into elements: text lines, shapes whole again, faint strokes found, and
     what is left of a background gradient the field did not fit given back to it."""
+    rgb, is_bg, bg = scene.rgb, scene.is_background, scene.background
+    if scene.path == "blocks":
+        assert rgb is not None and bg is not None
+        scene.elements = text_lines(block_inks(scene.elements, rgb, bg, rgb.shape[0]),
+                                    rgb.shape[0])
     if scene.path != "design":
         return scene
-    rgb, is_bg, bg = scene.rgb, scene.is_background, scene.background
     assert rgb is not None and is_bg is not None and bg is not None
     h = rgb.shape[0]
     elements = text_lines(scene.elements, h)

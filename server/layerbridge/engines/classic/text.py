@@ -70,6 +70,25 @@ def text_lines(elements: list[Element], height: int) -> list[Element]:
     return out
 
 
+def block_inks(blocks: list[Element], rgb: np.ndarray, field: Background, height: int
+               ) -> list[Element]:
+    """``blocks`` with each glyph-sized one of many shades that are all one ink laid at part
+    opacity over the background (an anti-aliased glyph) given that ink as its colour, so
+    that :func:`text_lines` can join the glyphs of a line (letter-spaced capitals are each a
+    block of their own)."""
+    max_h = max(TUNING.min_glyph, min(TUNING.max_glyph, int(TUNING.glyph_share * height)))
+    out = []
+    for e in blocks:
+        if e.color is None and _glyph_like(e, max_h):
+            under = field.render_box(*e.box)[e.mask]
+            offset = _ink_offset(rgb[e.box.slices][e.mask], under)
+            if offset is not None:
+                ink = np.clip(under.mean(0) + offset, 0.0, 1.0)
+                e = Element(e.box, e.mask, ink, "shape", e.members)
+        out.append(e)
+    return out
+
+
 def _solid(e: Element) -> bool:
     """Whether ``e`` is a disc or a square: about as wide as high, not small, and its
     outline, holes filled, convex; unlike the glyphs of a word or the stems of a letter cut
