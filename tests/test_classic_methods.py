@@ -365,3 +365,24 @@ def test_letter_spaced_lines_taken_in_blocks_come_back_line_by_line() -> None:
         holder = max(out[1:], key=lambda named: named[1][y0:y1, x0:x1, 3][ink].sum())
         assert holder[0].startswith("Text"), holder[0]
         assert holder[1][y0:y1, x0:x1, 3][ink].mean() > 0.9
+
+
+def test_a_grainy_full_bleed_photo_is_taken_as_a_photo_with_a_subject() -> None:
+    """A photo filling the frame, its grain so fine that the largest component on the
+    image's edge is a few pixels: a field fitted to those fits them, and the whole image
+    came back as one photo layer over a made-up page. It is a photo: its subject (the
+    white and yellow marks over it) is a layer, and the rest is the background."""
+    rng = np.random.default_rng(5)
+    ys, xs = np.mgrid[0:H, 0:W]
+    base = np.stack([90 + 60 * np.sin(xs / 9) * np.cos(ys / 13),
+                     80 + 50 * np.sin(ys / 7 + xs / 17), 70 + 40 * np.cos(xs / 5)], -1)
+    photo = np.full((H, W, 4), 255, np.uint8)
+    photo[..., :3] = np.clip(base + rng.normal(0, 25, base.shape), 0, 255)
+    marks = [_rect((250, 250, 250), 70, 40, 170, 80), _rect((250, 220, 60), 50, 110, 190, 140)]
+    out = decompose(_flat([photo, *marks]))
+    assert len(out) == 2
+    subject = out[1][1][..., 3]
+    for mark in marks:
+        covered = subject[mark[..., 3] == 255]
+        assert covered.mean() > 0.9
+    assert (subject > 0.5).mean() < 0.5  # the subject, not the whole photo

@@ -141,9 +141,10 @@ def find_background(scene: Scene) -> Scene:
         return scene
     rgb, rgb8, comp = scene.rgb, scene.rgb8, scene.components
     assert rgb is not None and rgb8 is not None and comp is not None
-    bg = fit_background(rgb, comp.labels == _largest_border_label(comp.labels, comp.area),
-                        np.random.default_rng(0))
-    if not bg.ok:
+    seed = _largest_border_label(comp.labels, comp.area)
+    bg = fit_background(rgb, comp.labels == seed, np.random.default_rng(0))
+    # A seed of a few pixels fits any field: the grain of a full-bleed photo, no page.
+    if not bg.ok or comp.area[seed] < TUNING.min_seed_share * comp.labels.size:
         return _photo_scene(scene)
     scene.background = bg
     # The input's transparent pixels are nothing, whatever the field: the transparent

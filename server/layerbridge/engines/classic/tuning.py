@@ -35,6 +35,9 @@ class Tuning:
     #: Share of the seed the field must explain to be trusted: the seed region may have
     #: leaked into panels through soft shadows, so a majority is enough.
     min_inliers: float = 0.6
+    #: The seed (the largest component touching the image's edge) must be at least this
+    #: share of the image to stand for a page (the designs measured: 6% and more).
+    min_seed_share: float = 0.01
     #: Pixels of the seed the field is fitted to (a random subsample: fast at any size).
     background_samples: int = 20000
 
