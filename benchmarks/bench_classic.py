@@ -3,7 +3,9 @@
 Speed is given as ratios against the 1 s/MP target and against a full-frame 15x15 box blur
 timed in the same process (a baseline that scales with the machine). Peak memory is the
 growth of a fresh process's peak resident size over its size after warm-up, for one
-decomposition, against the 200 MB/MP budget. Then the quality table of tests/quality.py.
+decomposition, against the 200 MB/MP budget. Both are of ``decompose_pieces``, what the
+server's worker runs (each layer over its own box, not as a full frame). Then the quality
+table of tests/quality.py.
 Run: python benchmarks/bench_classic.py [--no-quality] [--memory-only]
 
 Against an earlier version, through real servers, on real documents:
@@ -30,9 +32,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from synthetic import design, photo_like  # noqa: E402
+from synthetic import design, photo_like, spaced_capitals  # noqa: E402
 
-from layerbridge.engines.classic.decompose import decompose  # noqa: E402
+from layerbridge.engines.classic.decompose import decompose_pieces  # noqa: E402
 
 TARGET_S_PER_MP = 1.0
 TARGET_MB_PER_MP = 200.0
@@ -42,7 +44,7 @@ def seconds_per_mp(images: list[np.ndarray]) -> float:
     total_s, total_mp = 0.0, 0.0
     for pixels in images:
         start = time.perf_counter()
-        decompose(pixels)
+        decompose_pieces(pixels)
         total_s += time.perf_counter() - start
         total_mp += pixels.shape[0] * pixels.shape[1] / 1e6
     return total_s / total_mp
@@ -63,16 +65,28 @@ def _status_mb(field: str) -> float:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
+def glyph_page(side: int) -> np.ndarray:
+    """About ``side`` x ``side`` of letter-spaced capitals, each glyph a block of its own
+    (thousands at 1600): the blocks path joins them into lines."""
+    return spaced_capitals((side - 40) // 24, side, step=24)[0]
+
+
+def _sample(kind: str, side: int) -> np.ndarray:
+    if kind == "photo":
+        return photo_like(0, side, side)
+    return glyph_page(side) if kind == "glyphs" else design(0, side, side)[1]
+
+
 def _memory_child(kind: str, side: int) -> None:
     """In a fresh process: print the peak MB one decomposition adds over the warm size."""
     from layerbridge.engines.classic.engine import ClassicEngine
 
     ClassicEngine().warm_up()
-    pixels = photo_like(0, side, side) if kind == "photo" else design(0, side, side)[1]
-    decompose(photo_like(1, 96, 96) if kind == "photo" else design(1, 96, 96)[1])
+    pixels = _sample(kind, side)
+    decompose_pieces(_sample(kind, 96))
     rest = _status_mb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # restart the peak count from here
-    decompose(pixels)
+    decompose_pieces(pixels)
     print(_status_mb("VmHWM") - rest)
 
 
@@ -83,7 +97,7 @@ def memory_mb_per_mp(kind: str, side: int) -> float:
 
 
 def memory() -> None:
-    for kind, side in (("photo", 1024), ("photo", 2048), ("design", 2048)):
+    for kind, side in (("photo", 1024), ("photo", 2048), ("design", 2048), ("glyphs", 1600)):
         mb = memory_mb_per_mp(kind, side)
         print(f"peak memory, {kind}-like {side}x{side}: {mb:.0f} MB/MP = "
               f"{mb / TARGET_MB_PER_MP:.2f}x the {TARGET_MB_PER_MP:.0f} MB/MP budget", flush=True)
@@ -168,13 +182,15 @@ def main() -> None:
     memory()
     if "--memory-only" in sys.argv:
         return
-    decompose(design(0, 64, 48)[1])  # warm imports
+    decompose_pieces(design(0, 64, 48)[1])  # warm imports
     designs = [design(seed, 1024, 768)[1] for seed in range(3)]
     photos = [photo_like(seed, 768, 1024) for seed in range(2)]
+    glyphs = [glyph_page(1600)]
     blur = blur_s_per_mp()
     print(f"baseline: full-frame 15x15 box blur {blur * 1000:.1f} ms/MP")
     for label, images in (("designs (synthetic 1024x768)", designs),
-                          ("photo-like (procedural 1024x768)", photos)):
+                          ("photo-like (procedural 1024x768)", photos),
+                          ("letter-spaced glyphs (1600x1600, blocks path)", glyphs)):
         s = seconds_per_mp(images)
         print(f"{label}: {s:.2f} s/MP = {s / TARGET_S_PER_MP:.2f}x the 1 s/MP target "
               f"= {s / blur:.0f}x the blur")

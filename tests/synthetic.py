@@ -136,3 +136,24 @@ def photo_like(seed: int, h: int = 240, w: int = 320) -> np.ndarray:
 def opaque(rgb: np.ndarray) -> np.ndarray:
     """An alpha channel of 255 added to uint8 RGB."""
     return np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], -1)
+
+
+def spaced_capitals(lines: int, width: int = 640, step: int = 19
+                    ) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """A page of ``lines`` lines of letter-spaced capitals, a glyph every ``step`` pixels
+    (each apart from the next), anti-aliased by FreeType; also each line's box (y0, y1, x0,
+    x1). Hundreds of glyphs: a page the classic engine takes in blocks."""
+    height = 20 + 24 * lines + 20
+    page = Image.new("RGB", (width, height), (250, 246, 240))
+    draw = ImageDraw.Draw(page)
+    font = ImageFont.load_default(size=16)
+    text, boxes = "SPACED OUT CAPITALS READ WELL", []
+    for k in range(lines):
+        x, y = 20, 20 + 24 * k
+        for ch in (text[k % 5:] * (width // (step * len(text)) + 1)):
+            if x + step > width - 20:
+                break
+            draw.text((x, y), ch, fill=(30, 30, 90), font=font)
+            x += 4 if ch == " " else step  # a word space: a letter gap and a space
+        boxes.append((y, y + 24, 20, x))
+    return np.dstack([np.asarray(page), np.full((height, width), 255, np.uint8)]), boxes

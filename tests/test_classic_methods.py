@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image, ImageDraw
+from synthetic import spaced_capitals
 
 from layerbridge.engines.base import Layer
 from layerbridge.engines.classic.decompose import decompose
@@ -333,31 +334,11 @@ def test_the_transparent_corners_of_a_rounded_icon_are_no_layers() -> None:
     assert len(out) == 2
 
 
-def _spaced_capitals(lines: int, width: int = 640, size: int = 16) -> tuple[np.ndarray, list]:
-    """A page of ``lines`` lines of letter-spaced capitals (each glyph apart from the next),
-    anti-aliased; also each line's box (y0, y1, x0, x1)."""
-    from PIL import ImageFont
-
-    height = 20 + 24 * lines + 20
-    page = Image.new("RGB", (width, height), (250, 246, 240))
-    draw = ImageDraw.Draw(page)
-    font = ImageFont.load_default(size=size)
-    text, boxes = "SPACED OUT CAPITALS READ WELL", []
-    for k in range(lines):
-        x, y = 20, 20 + 24 * k
-        for ch in text[k % 5:]:
-            draw.text((x, y), ch, fill=(30, 30, 90), font=font)
-            x += 4 if ch == " " else 19  # a word space: a letter gap and a space
-        boxes.append((y, y + 24, 20, x))
-    rgba = np.dstack([np.asarray(page), np.full((height, width), 255, np.uint8)])
-    return rgba, boxes
-
-
 def test_letter_spaced_lines_taken_in_blocks_come_back_line_by_line() -> None:
     """Hundreds of glyphs send a page to the blocks path; glyphs set apart (letter-spaced
     capitals) were each a block, and so each a layer named "Layer N". Each line is one
     text layer."""
-    image, lines = _spaced_capitals(36)
+    image, lines = spaced_capitals(36)
     out = decompose(image)
     assert len(out) <= len(lines) + 1, f"{len(out)} layers for {len(lines)} lines"
     for y0, y1, x0, x1 in lines:

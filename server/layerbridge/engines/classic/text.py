@@ -40,18 +40,12 @@ def text_lines(elements: list[Element], height: int) -> list[Element]:
     small = [i for i, e in enumerate(elements) if e.color is not None and _glyph_like(e, max_h)]
     if len(small) < 2:
         return elements
-    y0, y1, x0, x1 = np.array([elements[i].box for i in small], np.float64).T
+    boxes = np.array([elements[i].box for i in small], np.float64)
     col = np.array([elements[i].color for i in small])
-    h = y1 - y0
-    overlap_y = np.minimum(y1[:, None], y1[None, :]) - np.maximum(y0[:, None], y0[None, :])
-    gap_x = np.maximum(x0[:, None], x0[None, :]) - np.minimum(x1[:, None], x1[None, :])
-    hmax = np.maximum(h[:, None], h[None, :])
-    near = ((overlap_y >= TUNING.line_overlap * np.minimum(h[:, None], h[None, :]))
-            & (gap_x <= TUNING.word_gap * hmax))
-    near &= np.abs(col[:, None] - col[None, :]).max(-1) <= TUNING.same_color
-    ratio = TUNING.line_height_ratio
-    near &= (h[:, None] <= ratio * h[None, :]) & (h[None, :] <= ratio * h[:, None])
-    n, lab = connected_components(coo_matrix(near), directed=False)
+    first, second = _side_by_side(boxes, col)
+    count = len(small)
+    near = coo_matrix((np.ones(first.size, bool), (first, second)), shape=(count, count))
+    n, lab = connected_components(near, directed=False)
     # A row of solid blobs (icons on discs, bullets) is no text: each keeps its own layer.
     solid = np.array([_solid(elements[i]) for i in small])
     icons = np.bincount(lab, ~solid, minlength=n) == 0
@@ -68,6 +62,44 @@ def text_lines(elements: list[Element], height: int) -> list[Element]:
             e = Element(e.box, e.mask, e.color, "text", e.members, e.unmixed)
         out.append(e)
     return out
+
+
+#: Pairs of glyphs weighed at a time by :func:`_side_by_side`.
+_PAIRS_AT_A_TIME = 1 << 20
+
+
+def _side_by_side(boxes: np.ndarray, col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (i, j) of glyphs (rows of ``boxes`` y0, y1, x0, x1 and ``col``) that sit side by
+    side on one line in one colour. Only glyphs whose rows overlap are weighed, found from
+    the glyphs sorted by top, a bounded number of pairs at a time: a page of thousands of
+    glyphs (the blocks path) never builds an n x n matrix."""
+    y0, y1, x0, x1 = boxes.T
+    order = np.argsort(y0, kind="stable")
+    n = order.size
+    # Glyph at sorted place p is weighed against the places after it that start above its
+    # bottom (those after it start no higher: an overlap needs no more).
+    ends = np.searchsorted(y0[order], y1[order], side="left")
+    counts = np.maximum(ends - np.arange(n) - 1, 0)
+    found: list[tuple[np.ndarray, np.ndarray]] = []
+    start = 0
+    while start < n:
+        stop = start + max(1, int(np.searchsorted(np.cumsum(counts[start:]), _PAIRS_AT_A_TIME,
+                                                  side="right")))
+        per = counts[start:stop]
+        places = np.repeat(np.arange(start, stop), per)
+        after = np.arange(places.size) - np.repeat(np.cumsum(per) - per, per) + 1
+        i, j = order[places], order[places + after]
+        h_i, h_j = y1[i] - y0[i], y1[j] - y0[j]
+        overlap_y = np.minimum(y1[i], y1[j]) - np.maximum(y0[i], y0[j])
+        gap_x = np.maximum(x0[i], x0[j]) - np.minimum(x1[i], x1[j])
+        ratio = TUNING.line_height_ratio
+        keep = ((overlap_y >= TUNING.line_overlap * np.minimum(h_i, h_j))
+                & (gap_x <= TUNING.word_gap * np.maximum(h_i, h_j))
+                & (np.abs(col[i] - col[j]).max(-1) <= TUNING.same_color)
+                & (h_i <= ratio * h_j) & (h_j <= ratio * h_i))
+        found.append((i[keep], j[keep]))
+        start = stop
+    return np.concatenate([f for f, _ in found]), np.concatenate([s for _, s in found])
 
 
 def block_inks(blocks: list[Element], rgb: np.ndarray, field: Background, height: int
