@@ -303,8 +303,8 @@ def find_text(scene: Scene) -> Scene:
     rgb, is_bg, bg = scene.rgb, scene.is_background, scene.background
     if scene.path == "blocks":
         assert rgb is not None and bg is not None
-        scene.elements = text_lines(block_inks(scene.elements, rgb, bg, rgb.shape[0]),
-                                    rgb.shape[0])
+        h = rgb.shape[0]
+        scene.elements = text_lines(block_inks(scene.elements, rgb, bg, h), h)
     if scene.path != "design":
         return scene
     assert rgb is not None and is_bg is not None and bg is not None

@@ -36,7 +36,7 @@ from layerbridge.engines.classic.tuning import TUNING
 
 def text_lines(elements: list[Element], height: int) -> list[Element]:
     """Join small flat components of one colour that sit side by side on a line."""
-    max_h = max(TUNING.min_glyph, min(TUNING.max_glyph, int(TUNING.glyph_share * height)))
+    max_h = _max_glyph_height(height)
     small = [i for i, e in enumerate(elements) if e.color is not None and _glyph_like(e, max_h)]
     if len(small) < 2:
         return elements
@@ -80,10 +80,14 @@ def _side_by_side(boxes: np.ndarray, col: np.ndarray) -> tuple[np.ndarray, np.nd
     # bottom (those after it start no higher: an overlap needs no more).
     ends = np.searchsorted(y0[order], y1[order], side="left")
     counts = np.maximum(ends - np.arange(n) - 1, 0)
+    # Pairs weighed up to and including each place: a chunk ends where they pass the bound.
+    total = np.cumsum(counts)
+    ratio = TUNING.line_height_ratio
     found: list[tuple[np.ndarray, np.ndarray]] = []
     start = 0
     while start < n:
-        stop = start + max(1, int(np.searchsorted(np.cumsum(counts[start:]), _PAIRS_AT_A_TIME,
+        before = total[start - 1] if start else 0
+        stop = max(start + 1, int(np.searchsorted(total, before + _PAIRS_AT_A_TIME,
                                                   side="right")))
         per = counts[start:stop]
         places = np.repeat(np.arange(start, stop), per)
@@ -92,7 +96,6 @@ def _side_by_side(boxes: np.ndarray, col: np.ndarray) -> tuple[np.ndarray, np.nd
         h_i, h_j = y1[i] - y0[i], y1[j] - y0[j]
         overlap_y = np.minimum(y1[i], y1[j]) - np.maximum(y0[i], y0[j])
         gap_x = np.maximum(x0[i], x0[j]) - np.minimum(x1[i], x1[j])
-        ratio = TUNING.line_height_ratio
         keep = ((overlap_y >= TUNING.line_overlap * np.minimum(h_i, h_j))
                 & (gap_x <= TUNING.word_gap * np.maximum(h_i, h_j))
                 & (np.abs(col[i] - col[j]).max(-1) <= TUNING.same_color)
@@ -108,7 +111,7 @@ def block_inks(blocks: list[Element], rgb: np.ndarray, field: Background, height
     opacity over the background (an anti-aliased glyph) given that ink as its colour, so
     that :func:`text_lines` can join the glyphs of a line (letter-spaced capitals are each a
     block of their own)."""
-    max_h = max(TUNING.min_glyph, min(TUNING.max_glyph, int(TUNING.glyph_share * height)))
+    max_h = _max_glyph_height(height)
     out = []
     for e in blocks:
         if e.color is None and _glyph_like(e, max_h):
@@ -119,6 +122,11 @@ def block_inks(blocks: list[Element], rgb: np.ndarray, field: Background, height
                 e = Element(e.box, e.mask, ink, "shape", e.members)
         out.append(e)
     return out
+
+
+def _max_glyph_height(height: int) -> int:
+    """The tallest glyph of an image ``height`` high (see :class:`Tuning`)."""
+    return max(TUNING.min_glyph, min(TUNING.max_glyph, int(TUNING.glyph_share * height)))
 
 
 def _solid(e: Element) -> bool:
