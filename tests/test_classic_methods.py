@@ -5,7 +5,7 @@ container joins the container's layer while one laid over its edge does not."""
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 from synthetic import spaced_capitals
 
 from layerbridge.engines.base import Layer
@@ -367,3 +367,29 @@ def test_a_grainy_full_bleed_photo_is_taken_as_a_photo_with_a_subject() -> None:
         covered = subject[mark[..., 3] == 255]
         assert covered.mean() > 0.9
     assert (subject > 0.5).mean() < 0.5  # the subject, not the whole photo
+
+
+def test_a_title_over_a_photo_comes_back_as_text_layers_over_it() -> None:
+    """A white title laid over a full-bleed photo: the photo path cut out a subject and
+    left the title in it or in the background. Each line of the title is a text layer of
+    its own, over the photo, and holds the title's pixels and little else."""
+    rng = np.random.default_rng(7)
+    h, w = 400, 480
+    ys, xs = np.mgrid[0:h, 0:w]
+    base = np.stack([70 + 40 * np.sin(xs / 11) * np.cos(ys / 17),
+                     60 + 30 * np.sin(ys / 9 + xs / 23), 50 + 30 * np.cos(xs / 7)], -1)
+    photo = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+    ink = Image.new("L", (w, h), 0)
+    font = ImageFont.load_default(size=36)
+    for row, words in enumerate(("SUMMER MARKET", "OPEN EVERY DAY")):
+        ImageDraw.Draw(ink).text((40, 90 + 70 * row), words, fill=255, font=font)
+    title = np.asarray(ink).astype(np.float64) / 255
+    rgb = photo * (1 - title[..., None]) + 255 * title[..., None]
+    image = np.dstack([np.rint(rgb).astype(np.uint8), np.full((h, w), 255, np.uint8)])
+    out = decompose(image)
+    lines = [alpha for name, alpha in ((n, layer[..., 3]) for n, layer in out)
+             if name.startswith("Text")]
+    assert len(lines) == 2, [name for name, _ in out]
+    found = np.maximum.reduce(lines)
+    assert _iou(found, title) > 0.8
+    assert out[0][0] == "background"

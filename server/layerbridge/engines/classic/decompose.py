@@ -3,7 +3,8 @@
     1. regions     the input as opaque colour, split into linked flat-colour components
     2. background  the background field; the components into elements, text of the
                    background's colour inlaid in a shape among them (or, for a design of
-                   too many elements, blocks of them; for a photo, its subject)
+                   too many elements, blocks of them; for a photo, the text over it
+                   and its subject)
     3. text        glyphs into text lines, shapes whole again, faint strokes found; what
                    is left of a background gradient given back to the background
     4. order       the elements' z-order; clipped content into its container
@@ -54,6 +55,7 @@ from layerbridge.engines.classic.text import (
     faint_strokes,
     glyph_remnants,
     join_specks,
+    lines_over_photo,
     text_lines,
 )
 from layerbridge.engines.classic.tuning import TUNING
@@ -282,15 +284,20 @@ def _inlaid_text(comp, hosts: np.ndarray, candidates: np.ndarray, height: int
 
 
 def _photo_scene(scene: Scene) -> Scene:
-    """No background field: the image is a photo, its subject one element (if found)."""
-    assert scene.rgb is not None and scene.rgb8 is not None
+    """No background field: the image is a photo, the lines of text laid over it one
+    element each, and its subject, less that text, one element under them (if found)."""
+    assert scene.rgb is not None and scene.rgb8 is not None and scene.components is not None
     scene.path = "photo"
+    lines = lines_over_photo(scene.components, scene.rgb)
     mask = photo.subject_mask(scene.rgb8)
+    if mask is not None and lines:
+        mask = photo.without(mask, lines)
     if mask is None:
+        scene.elements = lines
         return scene
     subject = photo.subject_element(mask)
     full = photo.matte(scene.rgb, mask, scene.check)
-    scene.elements, scene.soft_alpha = [subject], {0: full[subject.box.slices]}
+    scene.elements, scene.soft_alpha = [subject, *lines], {0: full[subject.box.slices]}
     return scene
 
 

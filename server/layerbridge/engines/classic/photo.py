@@ -7,10 +7,11 @@ from pixel to pixel. Flat designs have specks only along anti-aliased edges.
 
 Photo path: for images that are not flat designs.
 
-Few flat pixels and no background field: the subject is found by GrabCut on a small proxy
-(<= 320 px), seeded by a centre rectangle, then its edge is refined by closed-form matting
-(pymatting) on a narrow band at full size when pymatting is installed. This is the weakest
-path: the cut-out is usable, the plate under a large subject is blurry.
+Few flat pixels and no background field: the lines of text laid over the photo are found
+first (text.lines_over_photo), a layer each. The subject, less that text, is found by
+GrabCut on a small proxy (<= 320 px), seeded by a centre rectangle, then its edge is refined
+by closed-form matting (pymatting) on a narrow band at full size when pymatting is installed.
+This is the weakest path: the cut-out is usable, the plate under a large subject is blurry.
 """
 
 from __future__ import annotations
@@ -83,6 +84,24 @@ def matte(rgb: np.ndarray, mask: np.ndarray, check: Callable[[], None] = lambda:
             part = solved[iy : iy + inner.shape[0], ix : ix + inner.shape[1]]
             alpha[ty : ty + tile, tx : tx + tile][inner] = part[inner]
     return np.clip(alpha, 0.0, 1.0)
+
+
+def without(mask: np.ndarray, elements: list[Element]) -> np.ndarray | None:
+    """``mask`` less the ``elements`` and their anti-aliased rims; None when what is left
+    is too small to be a subject."""
+    out = mask.copy()
+    size = 2 * TUNING.peel_band + 1
+    for e in elements:
+        grown = e.box.grow(TUNING.peel_band, out.shape)
+        own = np.zeros((grown.height, grown.width), np.uint8)
+        own[e.box.within(grown)] = e.mask
+        out[grown.slices] &= ~cv2.dilate(own, np.ones((size, size), np.uint8)).astype(bool)
+    # What is left between the lines of text is crumbs, not a subject.
+    out = cv2.morphologyEx(out.astype(np.uint8), cv2.MORPH_OPEN,
+                           np.ones((5, 5), np.uint8)).astype(bool)
+    if out.mean() < TUNING.subject_min_share:
+        return None
+    return out
 
 
 def subject_element(mask: np.ndarray) -> Element:

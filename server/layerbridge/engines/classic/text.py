@@ -30,7 +30,7 @@ from scipy.sparse.csgraph import connected_components
 from layerbridge.engines.classic.background import Background
 from layerbridge.engines.classic.box import Box
 from layerbridge.engines.classic.hulls import hull_mask
-from layerbridge.engines.classic.regions import Element, same_color, union
+from layerbridge.engines.classic.regions import Components, Element, element_of, same_color, union
 from layerbridge.engines.classic.tuning import TUNING
 
 
@@ -122,6 +122,47 @@ def block_inks(blocks: list[Element], rgb: np.ndarray, field: Background, height
                 e = Element(e.box, e.mask, ink, "shape", e.members)
         out.append(e)
     return out
+
+
+def lines_over_photo(comp: Components, rgb: np.ndarray) -> list[Element]:
+    """Lines of text laid over a photo (a title on a picture): flat components clear of
+    the image's edge that join lines of at least TUNING.inlay_min_count glyphs of a median
+    TUNING.photo_text_min_glyph pixels (a photo's flat specks in a row, the dots of a
+    halftone, are smaller), whose ink stands out from what is around it."""
+    h, w = rgb.shape[:2]
+    parts = [element_of(comp, label, TUNING.flat_std) for label, box in comp.boxes.items()
+             if comp.std[label] <= TUNING.flat_std and not box.touches_edge(h, w)]
+    lines = [e for e in text_lines(parts, h)
+             if e.kind == "text" and len(e.members) >= TUNING.inlay_min_count
+             and np.median(comp.area[e.members]) >= TUNING.photo_text_min_glyph]
+    lines = [e for e in lines if _stands_out(e, comp, rgb)]
+    # A line inside another's box is specks in its counters.
+    return [e for e in lines
+            if not any(o is not e and o.area > e.area and o.box.contains(e.box)
+                       for o in lines)]
+
+
+def _stands_out(e: Element, comp: Components, rgb: np.ndarray) -> bool:
+    """Whether ``e``'s ink differs by TUNING.photo_text_contrast from the mean of the pixels
+    around it, and past its rim it is not enclosed by flat components of a size with it:
+    the counters of glyphs (holes in letters) and the gaps between a logo's letters stand
+    out too."""
+    r = TUNING.photo_text_ring
+    around = e.box.grow(2 * r, rgb.shape[:2])
+    own = np.zeros((around.height, around.width), np.uint8)
+    own[e.box.within(around)] = e.mask
+    near = cv2.dilate(own, np.ones((2 * r + 1, 2 * r + 1), np.uint8)).astype(bool)
+    ring = near & ~own.astype(bool)
+    assert e.color is not None
+    if float(np.abs(rgb[around.slices][ring].mean(0) - e.color).max()) < TUNING.photo_text_contrast:
+        return False
+    # Past the anti-aliased rim, whose pixels are components of their own.
+    far = cv2.dilate(own, np.ones((4 * r + 1, 4 * r + 1), np.uint8)).astype(bool) & ~near
+    labels, counts = np.unique(comp.labels[around.slices][far], return_counts=True)
+    area = comp.area[labels]
+    hosts = ((comp.std[labels] <= TUNING.flat_std) & (area >= TUNING.min_area)
+             & (area <= TUNING.photo_text_host * e.area))
+    return bool(counts[hosts].sum() < TUNING.photo_text_enclosed * counts.sum())
 
 
 def _max_glyph_height(height: int) -> int:

@@ -87,6 +87,16 @@ class Tuning:
     #: A subject covering less or more than these shares of the image is no subject.
     subject_min_share: float = 0.02
     subject_max_share: float = 0.9
+    #: Text over a photo: lines of glyphs of at least photo_text_min_glyph pixels (median)
+    #: whose ink differs by photo_text_contrast (max channel) from the mean of the pixels
+    #: within photo_text_ring of it, and whose ring past that is not photo_text_enclosed
+    #: flat components of at most photo_text_host times its area (letters, whose counters
+    #: it is).
+    photo_text_min_glyph: int = 100
+    photo_text_contrast: float = 0.3
+    photo_text_ring: int = 2
+    photo_text_enclosed: float = 0.8
+    photo_text_host: float = 10.0
     #: Half-width (pixels) of the band around a subject's edge that matting solves.
     matte_band: int = 6
     #: Matting tile side and the margin of context around it (pixels).
