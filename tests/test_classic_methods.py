@@ -393,3 +393,25 @@ def test_a_title_over_a_photo_comes_back_as_text_layers_over_it() -> None:
     found = np.maximum.reduce(lines)
     assert _iou(found, title) > 0.8
     assert out[0][0] == "background"
+
+
+def test_a_page_of_small_text_on_one_card_comes_back_as_the_card_and_its_content() -> None:
+    """A card of many small glyphs on a plain page is one block of the foreground: it
+    came back as the page and one layer holding card and text together. The card is a
+    layer of its own, whole under its content, and its lines of text are layers over it."""
+    card, _ = spaced_capitals(20)  # 600 glyphs: taken in blocks
+    h, w = card.shape[0] + 80, card.shape[1] + 80
+    page = np.zeros((h, w, 4), np.uint8)
+    page[...] = (200, 205, 212, 255)
+    page[40:-40, 40:-40] = card
+    out = decompose(page)
+    assert len(out) >= 3, [name for name, _ in out]
+    inside = np.zeros((h, w), bool)
+    inside[40:-40, 40:-40] = True
+    below = [layer for _, layer in out[1:] if (layer[..., 3] > 0.5)[inside].mean() > 0.95]
+    assert len(below) == 1  # the card, whole under its text
+    ink = np.abs(page[..., :3].astype(int) - card[0, 0, :3]).max(-1) > 60
+    above = np.maximum.reduce([layer[..., 3] for _, layer in out[2:]])
+    assert (above[ink & inside] > 0.5).mean() > 0.9
+    # Its glyphs, over the card's colour, joined into lines: one text layer per line.
+    assert [name[:4] for name, _ in out[2:]] == ["Text"] * 20

@@ -164,6 +164,9 @@ def find_background(scene: Scene) -> Scene:
         # on one page of paragraphs, 0.955 -> 0.629 at 2 on another.)
         scene.path = "blocks"
         scene.elements = photo.blocks(is_bg, rgb)
+        if len(scene.elements) == 1:
+            # One block is no decomposition: if it is a panel, its content is the next level.
+            scene.elements = photo.opened(scene.elements[0], comp, rgb)
         return scene
     elements, scene.thin = found
     scene.elements = elements + photos

@@ -116,19 +116,26 @@ def foreground_parts(is_bg: np.ndarray) -> tuple[int, np.ndarray]:
 
 
 def part_element(regions: np.ndarray, index: int, window: tuple[slice, slice],
-                 kind: str) -> Element:
-    """One element covering foreground part ``index`` (in ``window``), holes filled: a
-    photo's pixels that happen to match the background are still the photo."""
+                 kind: str, origin: tuple[int, int] = (0, 0)) -> Element:
+    """One element covering foreground part ``index`` (in ``window`` of a crop whose corner
+    is at ``origin``), holes filled: a photo's pixels that happen to match the background
+    are still the photo."""
     mask = ndimage.binary_fill_holes(regions[window] == index)
-    return Element(Box.of_window(window), mask, None, kind, [0])
+    return Element(Box.of_window(window, origin), mask, None, kind, [0])
 
 
-def blocks(is_bg: np.ndarray, rgb: np.ndarray) -> list[Element]:
+def _block_reach(height: int, width: int) -> int:
+    return max(2, round(TUNING.block_gap * max(height, width)))
+
+
+def blocks(is_bg: np.ndarray, rgb: np.ndarray, reach: int | None = None,
+           origin: tuple[int, int] = (0, 0)) -> list[Element]:
     """One element per block of the foreground: the parts of the foreground that lie
-    within :data:`TUNING.block_gap` of the image's larger side of each other (the glyphs of a
-    paragraph, the pieces of a screenshot), holes filled, largest first."""
+    within :data:`TUNING.block_gap` of the image's larger side (or ``reach`` pixels) of each
+    other (the glyphs of a paragraph, the pieces of a screenshot), holes filled, largest
+    first. ``is_bg`` and ``rgb`` may be a crop whose corner is at ``origin``."""
     h, w = is_bg.shape
-    reach = max(2, round(TUNING.block_gap * max(h, w)))
+    reach = reach or _block_reach(h, w)
     fg = (~is_bg).astype(np.uint8)
     near = cv2.dilate(fg, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (reach, reach)))
     count, regions = cv2.connectedComponents(near, connectivity=8)
@@ -137,13 +144,38 @@ def blocks(is_bg: np.ndarray, rgb: np.ndarray) -> list[Element]:
     for index, window in enumerate(ndimage.find_objects(regions), start=1):
         if window is None:
             continue
-        e = part_element(regions, index, window, "group")
+        e = part_element(regions, index, window, "group", origin)
         if e.area >= TUNING.min_area:
             pixels = rgb[window][e.mask]
             if float(pixels.std(0).max()) <= TUNING.block_flat:
                 e.color, e.kind = pixels.mean(0), "shape"
             out.append(e)
     return sorted(out, key=lambda e: -e.area)
+
+
+def opened(block: Element, comp: Components, rgb: np.ndarray) -> list[Element]:
+    """A block that is a panel holding content (a card with text and buttons on it) as the
+    panel, whole, with its content's own blocks over it; else ``[block]``. A panel is a flat
+    component that, holes filled, covers TUNING.panel_share of the block."""
+    labels = comp.labels[block.box.slices]
+    inside, count = np.unique(labels[block.mask], return_counts=True)
+    flat = comp.std[inside] <= TUNING.flat_std
+    if not flat.any():
+        return [block]
+    host = int(inside[flat][np.argmax(count[flat])])
+    filled = ndimage.binary_fill_holes(labels == host)
+    if filled.sum() < TUNING.panel_share * block.area:
+        return [block]
+    # Content lies inside the panel, clear of its anti-aliased rim.
+    inner = cv2.erode(filled.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    content = inner & (labels != host)
+    if content.sum() < TUNING.min_area:
+        return [block]
+    panel = Element(block.box, filled | (block.mask & ~content), comp.mean[host].copy(),
+                    "shape", [host])
+    h, w = comp.labels.shape
+    origin = (block.box.y0, block.box.x0)
+    return [panel, *blocks(~content, rgb[block.box.slices], _block_reach(h, w), origin)]
 
 
 def photo_regions(comp: Components, is_bg: np.ndarray) -> tuple[np.ndarray, list[Element]]:

@@ -108,20 +108,34 @@ def _side_by_side(boxes: np.ndarray, col: np.ndarray) -> tuple[np.ndarray, np.nd
 def block_inks(blocks: list[Element], rgb: np.ndarray, field: Background, height: int
                ) -> list[Element]:
     """``blocks`` with each glyph-sized one of many shades that are all one ink laid at part
-    opacity over the background (an anti-aliased glyph) given that ink as its colour, so
-    that :func:`text_lines` can join the glyphs of a line (letter-spaced capitals are each a
-    block of their own)."""
+    opacity over the background, or over the colour around it (an anti-aliased glyph on a
+    page or on a panel) given that ink as its colour, so that :func:`text_lines` can join
+    the glyphs of a line (letter-spaced capitals are each a block of their own)."""
     max_h = _max_glyph_height(height)
     out = []
     for e in blocks:
         if e.color is None and _glyph_like(e, max_h):
+            shades = rgb[e.box.slices][e.mask]
             under = field.render_box(*e.box)[e.mask]
-            offset = _ink_offset(rgb[e.box.slices][e.mask], under)
+            offset = _ink_offset(shades, under)
+            if offset is None:
+                # A glyph on a panel: laid over the panel's colour, around it.
+                under = np.broadcast_to(_around(e, rgb), shades.shape)
+                offset = _ink_offset(shades, under)
             if offset is not None:
                 ink = np.clip(under.mean(0) + offset, 0.0, 1.0)
                 e = Element(e.box, e.mask, ink, "shape", e.members)
         out.append(e)
     return out
+
+
+def _around(e: Element, rgb: np.ndarray) -> np.ndarray:
+    """The median colour of the pixels just around ``e``."""
+    around = e.box.grow(1, rgb.shape[:2])
+    own = np.zeros((around.height, around.width), np.uint8)
+    own[e.box.within(around)] = e.mask
+    ring = cv2.dilate(own, np.ones((3, 3), np.uint8)).astype(bool) & ~own.astype(bool)
+    return np.median(rgb[around.slices][ring], 0)
 
 
 def lines_over_photo(comp: Components, rgb: np.ndarray) -> list[Element]:

@@ -82,6 +82,9 @@ class Tuning:
     block_gap: float = 0.006
     #: A block whose colours vary less than this (std, max channel) is one flat shape.
     block_flat: float = 0.03
+    #: A design taken as one block whose largest flat component, holes filled, covers
+    #: this share of it is a panel (a card): its content's blocks are layers over it.
+    panel_share: float = 0.8
     #: Largest side (pixels) of the proxy GrabCut runs on: it is slow at full size.
     subject_proxy: int = 320
     #: A subject covering less or more than these shares of the image is no subject.
