@@ -415,3 +415,20 @@ def test_a_page_of_small_text_on_one_card_comes_back_as_the_card_and_its_content
     assert (above[ink & inside] > 0.5).mean() > 0.9
     # Its glyphs, over the card's colour, joined into lines: one text layer per line.
     assert [name[:4] for name, _ in out[2:]] == ["Text"] * 20
+
+
+def test_the_bars_of_a_chart_come_back_as_one_layer_per_series() -> None:
+    """Two series of bars on one baseline: each bar's neighbours are near but of another
+    height, so no two of them were alike enough to merge and every bar came back alone.
+    Bars of one colour and one width standing on one baseline are one series, the short
+    ones (of a glyph's size) too."""
+    heights = [30, 55, 42, 80, 67, 95]
+    red = [_rect((220, 60, 90), 20 + 34 * k, 150 - h, 34 + 34 * k, 150)
+           for k, h in enumerate(heights)]
+    blue = [_rect((50, 120, 220), 36 + 34 * k, 150 - h // 3, 50 + 34 * k, 150)
+            for k, h in enumerate(heights)]
+    out = decompose(_flat([_canvas((250, 250, 250)), *red, *blue]))
+    assert len(out) == 3, [name for name, _ in out]
+    for series in (red, blue):
+        truth = np.maximum.reduce([bar[..., 3] for bar in series]) / 255
+        assert max(_iou(layer[..., 3], truth) for _, layer in out[1:]) > 0.95

@@ -14,6 +14,7 @@ and counting it lowered the set's mean IoU.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from layerbridge.engines.classic.regions import Element, union
@@ -30,7 +31,57 @@ def merge_alike(elements: list[Element], height: int, width: int,
                 max_cost: float = TUNING.alike_cost) -> list[Element]:
     """Merge pairs while the most alike costs at most ``max_cost``: the parts of one thing
     (lines of a paragraph, bars of a chart) that came out as several elements."""
-    return _merge(elements, height * width, TUNING.min_kept_apart, max_cost)
+    return _merge(join_series(elements), height * width, TUNING.min_kept_apart, max_cost)
+
+
+def join_series(elements: list[Element]) -> list[Element]:
+    """Bars of one colour and one width standing on one baseline, of several heights (the
+    bars of a chart), TUNING.series_min_count or more, as one element: a bar's neighbours
+    are near in place but far in size, so no pair of them is alike. An element may hold
+    several of them already. The series takes the place in z-order of its lowest part."""
+    tol = TUNING.series_align
+    groups: list[tuple[Element, list[int], list[int]]] = []  # first, members, bar heights
+    for k, e in enumerate(elements):
+        # (Short bars in a row look like glyphs: they may have been joined as text.)
+        bars = _bars(e) if e.color is not None else None
+        if bars is None:
+            continue
+        width, bottom, heights = bars
+        for first, members, seen in groups:
+            first_bars = _bars(first)
+            assert first_bars is not None and first.color is not None
+            if (abs(first_bars[0] - width) <= tol and abs(first_bars[1] - bottom) <= tol
+                    and float(np.abs(first.color - e.color).max()) <= TUNING.merged_same_colour):
+                members.append(k)
+                seen.extend(heights)
+                break
+        else:
+            groups.append((e, [k], list(heights)))
+    into: dict[int, int] = {}
+    for _, members, heights in groups:
+        # Bars of data differ in height; a row of identical discs is icons, each its own.
+        if len(heights) >= TUNING.series_min_count and max(heights) - min(heights) > tol:
+            into.update({k: members[0] for k in members})
+    out: dict[int, Element] = {}
+    for k, e in enumerate(elements):
+        head = into.get(k, k)
+        out[head] = union(out[head], e) if head in out else e
+    return list(out.values())
+
+
+def _bars(e: Element) -> tuple[int, int, list[int]] | None:
+    """(width, bottom, each one's height) of the upright bars ``e`` is made of, if its
+    parts are all bars (filling TUNING.series_fill of their box) of one width standing on
+    one baseline; else None."""
+    count, _, stats, _ = cv2.connectedComponentsWithStats(e.mask.astype(np.uint8),
+                                                          connectivity=8)
+    x, y, w, h, area = stats[1:].T
+    bottom = y + h
+    tol = TUNING.series_align
+    if (count < 2 or (area < TUNING.series_fill * w * h).any() or np.ptp(w) > tol
+            or np.ptp(bottom) > tol):
+        return None
+    return int(w[0]), e.box.y0 + int(bottom.max()), h.tolist()
 
 
 def _merge(elements: list[Element], area: int, count: int, max_cost: float) -> list[Element]:

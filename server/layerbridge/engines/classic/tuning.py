@@ -259,6 +259,12 @@ class Tuning:
     #: Unasked, a design of several elements keeps at least this many apart (with the
     #: background, three layers): its parts are what the user came to edit.
     min_kept_apart: int = 2
+    #: Bars (shapes filling series_fill of their box) of one colour whose bottoms and widths
+    #: differ by at most series_align pixels and whose heights differ by more,
+    #: series_min_count or more, are one series (the bars of a chart).
+    series_fill: float = 0.85
+    series_align: int = 2
+    series_min_count: int = 3
     #: Two merged elements closer in colour than this (max channel) keep one flat colour.
     merged_same_colour: float = 0.02
 
