@@ -13,6 +13,10 @@ Run (long on a small machine; decoded truths are cached):
     python benchmarks/bench_quality.py ../shared/testdata/psd-dev tests/data/psd \\
         --json before.json --markdown before.md [--only NAME ...] [--max-mp 4]
     python benchmarks/bench_quality.py --compare before.json after.json
+
+A transparent document is scored, as LayerD does, against its true layers over white, but
+decomposed as it is: transparency kept, its bottom layer cannot match that white. With
+``--on-white`` it is decomposed flattened on white instead, as LayerD's models see it.
 """
 
 from __future__ import annotations
@@ -230,15 +234,21 @@ def on_white(rgba: np.ndarray) -> np.ndarray:
 
 
 def measure(server: Server, client: Client, path: Path, kind: str, flagged: bool,
-            cache: Path, max_mp: float | None = None, layers: str = "auto") -> Row | None:
+            cache: Path, max_mp: float | None = None, layers: str = "auto",
+            on_white_input: bool = False) -> Row | None:
     """The document's row, or None when it is larger than ``max_mp`` megapixels.
     ``layers``: "auto", a count, or "true" to ask for the document's own layer count (how
-    well ``layers: N`` merges), up to the server's maximum."""
+    well ``layers: N`` merges), up to the server's maximum. ``on_white_input``: decompose
+    the document flattened on white (the picture the metric's reference is, as LayerD
+    renders it) rather than its own transparent composite."""
     true, height, width = truth(path, cache)
     row = Row(path.name, kind, flagged, width, height, len(true))
     if max_mp is not None and row.mp > max_mp:
         return None
     pixels = composite(true, height, width)
+    if on_white_input:
+        flat = np.rint(on_white(pixels)).astype(np.uint8)
+        pixels = np.concatenate([flat, np.full((height, width, 1), 255, np.uint8)], -1)
     try:
         asked: int | str = layers if not layers.isdigit() else int(layers)
         if layers == "true":
@@ -363,6 +373,9 @@ def main() -> None:
     parser.add_argument("--engine", default="classic")
     parser.add_argument("--layers", default="auto",
                         help='"auto", a count, or "true": each document\'s own layer count')
+    parser.add_argument("--on-white", action="store_true",
+                        help="decompose each document flattened on white, as the metric's "
+                        "reference is rendered, not its own (maybe transparent) composite")
     parser.add_argument("--cache", type=Path, default=CACHE, help="decoded true layers")
     parser.add_argument("--json", type=Path, help="write the rows here")
     parser.add_argument("--markdown", type=Path, help="write the tables here")
@@ -389,7 +402,7 @@ def main() -> None:
             with Client(server.url, "bench-quality") as client:
                 for path, kind, flagged in documents(args.folders, args.only):
                     row = measure(server, client, path, kind, flagged, args.cache, args.max_mp,
-                                  args.layers)
+                                  args.layers, args.on_white)
                     if row is None:
                         continue
                     rows.append(row)
