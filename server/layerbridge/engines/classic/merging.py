@@ -40,25 +40,24 @@ def join_series(elements: list[Element]) -> list[Element]:
     are near in place but far in size, so no pair of them is alike. An element may hold
     several of them already. The series takes the place in z-order of its lowest part."""
     tol = TUNING.series_align
-    groups: list[tuple[Element, list[int], list[int]]] = []  # first, members, bar heights
+    # Per series: the first bar's width, baseline and colour; its elements; its bar heights.
+    groups: list[tuple[int, int, np.ndarray, list[int], list[int]]] = []
     for k, e in enumerate(elements):
         # (Short bars in a row look like glyphs: they may have been joined as text.)
         bars = _bars(e) if e.color is not None else None
-        if bars is None:
+        if bars is None or e.color is None:
             continue
         width, bottom, heights = bars
-        for first, members, seen in groups:
-            first_bars = _bars(first)
-            assert first_bars is not None and first.color is not None
-            if (abs(first_bars[0] - width) <= tol and abs(first_bars[1] - bottom) <= tol
-                    and float(np.abs(first.color - e.color).max()) <= TUNING.merged_same_colour):
+        for first_width, first_bottom, colour, members, seen in groups:
+            if (abs(first_width - width) <= tol and abs(first_bottom - bottom) <= tol
+                    and float(np.abs(colour - e.color).max()) <= TUNING.merged_same_colour):
                 members.append(k)
                 seen.extend(heights)
                 break
         else:
-            groups.append((e, [k], list(heights)))
+            groups.append((width, bottom, e.color, [k], list(heights)))
     into: dict[int, int] = {}
-    for _, members, heights in groups:
+    for *_, members, heights in groups:
         # Bars of data differ in height; a row of identical discs is icons, each its own.
         if len(heights) >= TUNING.series_min_count and max(heights) - min(heights) > tol:
             into.update({k: members[0] for k in members})
