@@ -43,9 +43,8 @@ def join_series(elements: list[Element]) -> list[Element]:
     # Per series: the first bar's width, baseline and colour; its elements; its bar heights.
     groups: list[tuple[int, int, np.ndarray, list[int], list[int]]] = []
     for k, e in enumerate(elements):
-        # (Short bars in a row look like glyphs: they may have been joined as text.)
-        bars = _bars(e) if e.color is not None else None
-        if bars is None or e.color is None:
+        # Of any kind: short bars in a row look like glyphs, and may have been joined as text.
+        if e.color is None or (bars := _bars(e)) is None:
             continue
         width, bottom, heights = bars
         for first_width, first_bottom, colour, members, seen in groups:
@@ -69,9 +68,9 @@ def join_series(elements: list[Element]) -> list[Element]:
 
 
 def _bars(e: Element) -> tuple[int, int, list[int]] | None:
-    """(width, bottom, each one's height) of the upright bars ``e`` is made of, if its
-    parts are all bars (filling TUNING.series_fill of their box) of one width standing on
-    one baseline; else None."""
+    """(width, bottom, each one's height) of the bars ``e`` is made of, if its parts are
+    all bars (filling TUNING.series_fill of their box) of one width standing on one
+    baseline; else None."""
     count, _, stats, _ = cv2.connectedComponentsWithStats(e.mask.astype(np.uint8),
                                                           connectivity=8)
     x, y, w, h, area = stats[1:].T
