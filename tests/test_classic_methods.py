@@ -387,8 +387,7 @@ def test_a_title_over_a_photo_comes_back_as_text_layers_over_it() -> None:
     rgb = photo * (1 - title[..., None]) + 255 * title[..., None]
     image = np.dstack([np.rint(rgb).astype(np.uint8), np.full((h, w), 255, np.uint8)])
     out = decompose(image)
-    lines = [alpha for name, alpha in ((n, layer[..., 3]) for n, layer in out)
-             if name.startswith("Text")]
+    lines = [layer[..., 3] for name, layer in out if name.startswith("Text")]
     assert len(lines) == 2, [name for name, _ in out]
     found = np.maximum.reduce(lines)
     assert _iou(found, title) > 0.8

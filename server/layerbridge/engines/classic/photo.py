@@ -23,7 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from layerbridge.engines.classic.box import Box
-from layerbridge.engines.classic.regions import Components, Element
+from layerbridge.engines.classic.regions import Components, Element, owner_map
 from layerbridge.engines.classic.tuning import TUNING
 
 
@@ -89,13 +89,9 @@ def matte(rgb: np.ndarray, mask: np.ndarray, check: Callable[[], None] = lambda:
 def without(mask: np.ndarray, elements: list[Element]) -> np.ndarray | None:
     """``mask`` less the ``elements`` and their anti-aliased rims; None when what is left
     is too small to be a subject."""
-    out = mask.copy()
+    held = (owner_map(elements, mask.shape) > 0).astype(np.uint8)
     size = 2 * TUNING.peel_band + 1
-    for e in elements:
-        grown = e.box.grow(TUNING.peel_band, out.shape)
-        own = np.zeros((grown.height, grown.width), np.uint8)
-        own[e.box.within(grown)] = e.mask
-        out[grown.slices] &= ~cv2.dilate(own, np.ones((size, size), np.uint8)).astype(bool)
+    out = mask & ~cv2.dilate(held, np.ones((size, size), np.uint8)).astype(bool)
     # What is left between the lines of text is crumbs, not a subject.
     out = cv2.morphologyEx(out.astype(np.uint8), cv2.MORPH_OPEN,
                            np.ones((5, 5), np.uint8)).astype(bool)

@@ -28,7 +28,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from layerbridge.engines.classic.background import Background
-from layerbridge.engines.classic.box import Box
+from layerbridge.engines.classic.box import Box, rewindow
 from layerbridge.engines.classic.hulls import hull_mask
 from layerbridge.engines.classic.regions import Components, Element, element_of, same_color, union
 from layerbridge.engines.classic.tuning import TUNING
@@ -132,10 +132,14 @@ def block_inks(blocks: list[Element], rgb: np.ndarray, field: Background, height
 def _around(e: Element, rgb: np.ndarray) -> np.ndarray:
     """The median colour of the pixels just around ``e``."""
     around = e.box.grow(1, rgb.shape[:2])
-    own = np.zeros((around.height, around.width), np.uint8)
-    own[e.box.within(around)] = e.mask
-    ring = cv2.dilate(own, np.ones((3, 3), np.uint8)).astype(bool) & ~own.astype(bool)
-    return np.median(rgb[around.slices][ring], 0)
+    return np.median(rgb[around.slices][_ring(e, 1, around)], 0)
+
+
+def _ring(e: Element, width: int, around: Box) -> np.ndarray:
+    """The pixels of box ``around`` within ``width`` of ``e`` that are not ``e``'s."""
+    own = rewindow(e.mask, e.box, around).astype(np.uint8)
+    kernel = np.ones((2 * width + 1, 2 * width + 1), np.uint8)
+    return cv2.dilate(own, kernel).astype(bool) & ~own.astype(bool)
 
 
 def lines_over_photo(comp: Components, rgb: np.ndarray) -> list[Element]:
@@ -151,9 +155,10 @@ def lines_over_photo(comp: Components, rgb: np.ndarray) -> list[Element]:
              and np.median(comp.area[e.members]) >= TUNING.photo_text_min_glyph]
     lines = [e for e in lines if _stands_out(e, comp, rgb)]
     # A line inside another's box is specks in its counters.
-    return [e for e in lines
-            if not any(o is not e and o.area > e.area and o.box.contains(e.box)
-                       for o in lines)]
+    areas = [e.area for e in lines]
+    return [e for e, area in zip(lines, areas, strict=True)
+            if not any(a > area and o.box.contains(e.box)
+                       for o, a in zip(lines, areas, strict=True))]
 
 
 def _stands_out(e: Element, comp: Components, rgb: np.ndarray) -> bool:
@@ -163,15 +168,12 @@ def _stands_out(e: Element, comp: Components, rgb: np.ndarray) -> bool:
     out too."""
     r = TUNING.photo_text_ring
     around = e.box.grow(2 * r, rgb.shape[:2])
-    own = np.zeros((around.height, around.width), np.uint8)
-    own[e.box.within(around)] = e.mask
-    near = cv2.dilate(own, np.ones((2 * r + 1, 2 * r + 1), np.uint8)).astype(bool)
-    ring = near & ~own.astype(bool)
+    ring = _ring(e, r, around)
     assert e.color is not None
     if float(np.abs(rgb[around.slices][ring].mean(0) - e.color).max()) < TUNING.photo_text_contrast:
         return False
     # Past the anti-aliased rim, whose pixels are components of their own.
-    far = cv2.dilate(own, np.ones((4 * r + 1, 4 * r + 1), np.uint8)).astype(bool) & ~near
+    far = _ring(e, 2 * r, around) & ~ring
     labels, counts = np.unique(comp.labels[around.slices][far], return_counts=True)
     area = comp.area[labels]
     hosts = ((comp.std[labels] <= TUNING.flat_std) & (area >= TUNING.min_area)
@@ -233,10 +235,7 @@ def _ring_share(speck: Element, host: Element) -> float:
     around = speck.box.grow(1)
     if not host.box.contains(around):
         return 0.0
-    own = np.zeros((around.height, around.width), np.uint8)
-    own[speck.box.within(around)] = speck.mask
-    ring = cv2.dilate(own, np.ones((3, 3), np.uint8)).astype(bool) & ~own.astype(bool)
-    return float(host.mask[around.within(host.box)][ring].mean())
+    return float(host.mask[around.within(host.box)][_ring(speck, 1, around)].mean())
 
 
 def _host_of(piece: Element | None, slots: list[Element | None], k: int) -> int | None:
