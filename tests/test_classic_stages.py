@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from layerbridge.engines.base import Layer
-from layerbridge.engines.classic import tuning
+from layerbridge.engines.classic import photo, tuning
 from layerbridge.engines.classic.box import Box
 from layerbridge.engines.classic.decompose import (
     STAGES,
@@ -323,6 +323,18 @@ def test_the_loop_reports_each_stage_in_order_and_stops_at_a_cancel() -> None:
     with pytest.raises(Cancelled):
         run_stages(Scene(image), lambda f, s: reached.append(s), check)
     assert reached == ["regions", "background"]
+
+
+
+def test_matting_recovers_a_soft_edge_from_its_hard_cut() -> None:
+    # A red subject fades into a blue ground over 8 pixels; the cut says only which side of
+    # half-way each pixel is. The colour-line model holds exactly here, so the solve must
+    # give the ramp back.
+    yy, xx = np.mgrid[:60, :90]
+    truth = np.clip((xx - 40.5) / 8 + 0.5, 0, 1) * np.clip((yy - 10.5) / 8 + 0.5, 0, 1)
+    rgb = (truth[..., None] * np.array(RED) + (1 - truth[..., None]) * np.array(BLUE)) / 255
+    alpha = photo.matte(rgb, truth >= 0.5)
+    assert np.abs(alpha - truth).max() < 0.03
 
 
 def test_every_threshold_in_tuning_is_read_by_the_engine_and_nowhere_redefined() -> None:

@@ -62,7 +62,7 @@ def matte(rgb: np.ndarray, mask: np.ndarray, check: Callable[[], None] = lambda:
     m8 = mask.astype(np.uint8)
     unknown = (cv2.dilate(m8, kernel) - cv2.erode(m8, kernel)).astype(bool)
     try:
-        from pymatting import estimate_alpha_cf
+        import pymatting  # noqa: F401
     except ImportError:
         return cv2.GaussianBlur(alpha, (0, 0), 1.0)
     h, w = mask.shape
@@ -75,16 +75,39 @@ def matte(rgb: np.ndarray, mask: np.ndarray, check: Callable[[], None] = lambda:
             check()
             y0, y1 = max(ty - margin, 0), min(ty + tile + margin, h)
             x0, x1 = max(tx - margin, 0), min(tx + tile + margin, w)
-            trimap = mask[y0:y1, x0:x1].astype(np.float64)
-            trimap[unknown[y0:y1, x0:x1]] = 0.5
-            if not ((trimap == 0).any() and (trimap == 1).any()):
+            known = ~unknown[y0:y1, x0:x1]
+            hard = mask[y0:y1, x0:x1]
+            if not ((known & hard).any() and (known & ~hard).any()):
                 continue  # nothing known on one side: the hard edge stays
-            solved = estimate_alpha_cf(rgb[y0:y1, x0:x1], trimap)
+            solved = _closed_form(rgb[y0:y1, x0:x1], hard, known)
             iy, ix = ty - y0, tx - x0
             part = solved[iy : iy + inner.shape[0], ix : ix + inner.shape[1]]
             alpha[ty : ty + tile, tx : tx + tile][inner] = part[inner]
     return np.clip(alpha, 0.0, 1.0)
 
+
+
+def _closed_form(rgb: np.ndarray, hard: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Closed-form alpha (Levin et al.) of one tile: the unknown pixels solved against the
+    known ones, by conjugate gradients from the hard mask.
+
+    pymatting's own solver runs to convergence or raises. Where the subject's edge crosses
+    a flat stretch of colour the system is nearly singular (any alpha fits a flat patch) and
+    a tile can take hundreds of iterations to settle what the colours leave undetermined, so
+    the iterations are capped and a tile stopped early keeps its best estimate."""
+    from pymatting import cf_laplacian, ichol
+    from scipy.sparse.linalg import LinearOperator, cg
+
+    solve = ~known.ravel()
+    rows = cf_laplacian(rgb, is_known=known)[solve]
+    system = rows[:, solve]
+    rhs = -(rows[:, ~solve] @ hard.ravel()[~solve].astype(np.float64))
+    preconditioner = LinearOperator(system.shape, matvec=ichol(system), dtype=np.float64)
+    x, _ = cg(system, rhs, x0=hard.ravel()[solve].astype(np.float64), rtol=1e-7,
+              maxiter=TUNING.matte_iterations, M=preconditioner)
+    alpha = hard.astype(np.float64).ravel()
+    alpha[solve] = x
+    return alpha.reshape(hard.shape)
 
 def without(mask: np.ndarray, elements: list[Element]) -> np.ndarray | None:
     """``mask`` less the ``elements`` and their anti-aliased rims; None when what is left
