@@ -15,6 +15,7 @@ import pytest
 
 from layerbridge.engines.base import Layer
 from layerbridge.engines.classic import photo, tuning
+from layerbridge.engines.classic.background import Background
 from layerbridge.engines.classic.box import Box
 from layerbridge.engines.classic.decompose import (
     STAGES,
@@ -28,8 +29,9 @@ from layerbridge.engines.classic.decompose import (
     peel,
     run_stages,
 )
+from layerbridge.engines.classic.ghosts import give_back_ghosts
 from layerbridge.engines.classic.regions import Element
-from layerbridge.engines.classic.scene import Scene
+from layerbridge.engines.classic.scene import Piece, Scene
 from layerbridge.engines.classic.tuning import TUNING, Tuning
 from layerbridge.imaging import composite
 
@@ -324,6 +326,31 @@ def test_the_loop_reports_each_stage_in_order_and_stops_at_a_cancel() -> None:
         run_stages(Scene(image), lambda f, s: reached.append(s), check)
     assert reached == ["regions", "background"]
 
+
+
+
+def test_the_seams_stage_gives_an_elements_edge_left_in_the_background_back_to_it() -> None:
+    page = np.array([240, 236, 220]) / 255
+    base = np.concatenate([np.broadcast_to(page, (H, W, 3)), np.ones((H, W, 1))], -1)
+    # A blue square's outer rim, a mix the peel did not take, was left in the plate; a
+    # speck far from every layer is the page's own.
+    rim = np.zeros((H, W), bool)
+    rim[18:42, 28:62] = True
+    rim[20:40, 30:60] = False
+    base[rim, :3] = np.rint((0.5 * page + 0.5 * np.array(BLUE) / 255) * 255) / 255
+    base[70, 110, :3] = 0.0
+    square = np.zeros((20, 30, 4))
+    square[..., :3], square[..., 3] = np.array(BLUE) / 255, 1.0
+    pieces = [Piece("background", Box(0, H, 0, W), base.copy()),
+              Piece("Shape 1", Box(20, 40, 30, 60), square)]
+    before = _over(pieces, H, W)
+    field = Background(np.vstack([page, np.zeros((5, 3))]), 1.0, W, H)
+    give_back_ghosts(pieces, field, np.ones((H, W), bool))
+    assert np.abs(_over(pieces, H, W).astype(int) - before.astype(int)).max() <= 1
+    shape = pieces[1].full(H, W)
+    assert (shape[..., 3][rim] > 0).all() and pieces[1].box == Box(18, 42, 28, 62)
+    assert np.abs(pieces[0].pixels[rim, :3] - page).max() <= 1 / 255
+    assert (pieces[0].pixels[70, 110, :3] == 0).all() and shape[70, 110, 3] == 0
 
 
 def test_matting_recovers_a_soft_edge_from_its_hard_cut() -> None:

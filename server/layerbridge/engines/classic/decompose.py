@@ -11,7 +11,8 @@
     5. merge       the parts of one thing together (or the most alike, to the count asked)
     6. peel        each element peeled off the image top down into its layer
     7. fill        what is left under them all: the background layer
-    8. seams       the rim two touching layers both took given to one of them
+    8. seams       an element's edge left in the background given back to it; the rim
+                   two touching layers both took given to one of them
     9. alpha       the input's own transparency pushed into the layers
 
 :func:`run_stages` runs them, reporting progress from their weights (the stage names are
@@ -32,6 +33,7 @@ from layerbridge.engines.classic import photo
 from layerbridge.engines.classic.background import background_mask, fit_background
 from layerbridge.engines.classic.box import Box
 from layerbridge.engines.classic.clipping import join_clipped
+from layerbridge.engines.classic.ghosts import give_back_ghosts
 from layerbridge.engines.classic.grouping import absorb_pieces
 from layerbridge.engines.classic.merging import merge_alike, merge_to_count
 from layerbridge.engines.classic.order import z_order
@@ -403,7 +405,10 @@ def separate_seams(scene: Scene) -> Scene:
     """Where two layers meet edge to edge, peeled one by one they both took part of the
     anti-aliased seam: each seam pixel goes to one of them (rims.py), the composite the same.
     An overlap, however thin, puts one layer over the other: a stack deeper than the
-    design's."""
+    design's. Before that, an element's edge the peel left in the background goes back to
+    the element (ghosts.py)."""
+    if scene.path != "whole":
+        give_back_ghosts(scene.pieces, scene.background, scene.rgba[..., 3] == 255)
     separate_rims(scene.pieces)
     return scene
 

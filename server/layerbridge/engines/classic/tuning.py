@@ -291,6 +291,10 @@ class Tuning:
     cover_share: float = 0.5
     #: Below this difference (max channel) from its plate a pixel is the plate.
     plate_tol: float = 2.5 / 255
+    #: A background pixel this far (max channel) from the field, that no layer covers, is
+    #: an element's edge left behind if a layer is within ``ghost_reach`` pixels.
+    ghost_tol: float = 0.1
+    ghost_reach: float = 3.0
     #: Where the bottom layer is this close (max channel) to the colour a transparent
     #: surround was given, it is the surround: transparent.
     surround_tol: float = 1.5 / 255
