@@ -105,8 +105,9 @@ class Tuning:
     #: Matting tile side and the margin of context around it (pixels).
     matte_tile: int = 160
     matte_margin: int = 12
-    #: Most conjugate-gradient iterations a matting tile gets (most settle in under ten).
-    matte_iterations: int = 100
+    #: Most conjugate-gradient iterations a matting tile gets (most settle in under ten; 100
+    #: gave the same scores, 0.2 s slower on the slowest photo).
+    matte_iterations: int = 50
 
     # --- text: glyphs into lines, faint strokes -------------------------------------------
     #: Colours closer than this (max channel) are "the same colour".
