@@ -327,8 +327,6 @@ def test_the_loop_reports_each_stage_in_order_and_stops_at_a_cancel() -> None:
     assert reached == ["regions", "background"]
 
 
-
-
 def test_the_seams_stage_gives_an_elements_edge_left_in_the_background_back_to_it() -> None:
     page = np.array([240, 236, 220]) / 255
     base = np.concatenate([np.broadcast_to(page, (H, W, 3)), np.ones((H, W, 1))], -1)

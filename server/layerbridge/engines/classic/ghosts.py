@@ -18,8 +18,8 @@ import numpy as np
 from scipy import ndimage
 
 from layerbridge.engines.classic.background import Background
-from layerbridge.engines.classic.box import Box, rewindow
-from layerbridge.engines.classic.peel import min_alpha
+from layerbridge.engines.classic.box import Box
+from layerbridge.engines.classic.peel import split_layer
 from layerbridge.engines.classic.scene import Piece
 from layerbridge.engines.classic.tuning import TUNING
 
@@ -55,24 +55,20 @@ def _take(piece: Piece, base: np.ndarray, ys: np.ndarray, xs: np.ndarray,
     reach = Box(int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1)
     if not piece.box.contains(reach):
         _grow(piece, piece.box.union(reach))
-    seen, under = base[ys, xs, :3], field.render(ys, xs)
-    alpha = np.ceil(min_alpha(seen, under) * 255.0 - 1e-6) / 255.0
-    alpha = np.clip(alpha, 1 / 255, 1.0)[:, None]
-    color = np.rint(np.clip((seen - (1.0 - alpha) * under) / alpha, 0.0, 1.0) * 255.0) / 255.0
-    # What the background must now hold so that the layer over it gives the pixel again.
-    rest = np.divide(seen - alpha * color, 1.0 - alpha, out=under.copy(), where=alpha < 1.0)
-    base[ys, xs, :3] = np.rint(np.clip(rest, 0.0, 1.0) * 255.0) / 255.0
-    local = piece.pixels[ys - piece.box.y0, xs - piece.box.x0]
-    local[:, :3], local[:, 3] = color, alpha[:, 0]
-    piece.pixels[ys - piece.box.y0, xs - piece.box.x0] = local
+    # Peeled off the pixel like any element, from no alpha of its own: split_layer raises it
+    # to the least that keeps the colour in range, and gives what the background must now
+    # hold under it.
+    seen = base[ys, xs, :3]
+    layer, under = split_layer(seen, field.render(ys, xs), np.zeros(len(ys)), None)
+    base[ys, xs, :3] = np.rint(under * 255.0) / 255.0
+    piece.pixels[ys - piece.box.y0, xs - piece.box.x0] = layer
 
 
 def _grow(piece: Piece, box: Box) -> None:
     """Widen ``piece`` to ``box``; its new clear pixels take its mean colour, so the
     layer looks right if someone raises their opacity."""
     shown = piece.pixels[..., 3] > 0
-    mean = piece.pixels[..., :3][shown].mean(0) if shown.any() else np.zeros(3)
-    pixels = rewindow(piece.pixels, piece.box, box)
-    inside = rewindow(np.ones(piece.pixels.shape[:2], bool), piece.box, box)
-    pixels[~inside, :3] = mean
+    pixels = np.zeros((box.height, box.width, 4), piece.pixels.dtype)
+    pixels[..., :3] = piece.pixels[..., :3][shown].mean(0) if shown.any() else 0.0
+    pixels[piece.box.within(box)] = piece.pixels
     piece.box, piece.pixels = box, pixels

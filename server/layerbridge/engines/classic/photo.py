@@ -86,7 +86,6 @@ def matte(rgb: np.ndarray, mask: np.ndarray, check: Callable[[], None] = lambda:
     return np.clip(alpha, 0.0, 1.0)
 
 
-
 def _closed_form(rgb: np.ndarray, hard: np.ndarray, known: np.ndarray) -> np.ndarray:
     """Closed-form alpha (Levin et al.) of one tile: the unknown pixels solved against the
     known ones, by conjugate gradients from the hard mask.
@@ -108,6 +107,7 @@ def _closed_form(rgb: np.ndarray, hard: np.ndarray, known: np.ndarray) -> np.nda
     alpha = hard.astype(np.float64).ravel()
     alpha[solve] = x
     return alpha.reshape(hard.shape)
+
 
 def without(mask: np.ndarray, elements: list[Element]) -> np.ndarray | None:
     """``mask`` less the ``elements`` and their anti-aliased rims; None when what is left
