@@ -362,6 +362,34 @@ def test_matting_recovers_a_soft_edge_from_its_hard_cut() -> None:
     assert np.abs(alpha - truth).max() < 0.03
 
 
+def test_matting_on_threads_gives_the_tiles_of_one_thread_and_stops_when_asked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A disc whose edge crosses many tiles, on a noisy ground: each tile writes only its own
+    # part, so two threads must give the alpha of one, bit for bit.
+    yy, xx = np.mgrid[:420, :420]
+    disc = np.hypot(yy - 210, xx - 200) < 150
+    rng = np.random.default_rng(3)
+    rgb = np.where(disc[..., None], np.array(RED) / 255, np.array(BLUE) / 255)
+    rgb = np.clip(rgb + rng.normal(0, 0.04, rgb.shape), 0, 1)
+    alphas = []
+    for threads in (1, 2):
+        monkeypatch.setattr(photo, "TUNING", dataclasses.replace(TUNING, matte_threads=threads))
+        alphas.append(photo.matte(rgb, disc))
+    assert np.array_equal(alphas[0], alphas[1])
+    assert 0 < ((alphas[1] > 0) & (alphas[1] < 1)).sum()
+
+    calls = []
+
+    def cancel() -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("cancelled")
+
+    with pytest.raises(RuntimeError, match="cancelled"):
+        photo.matte(rgb, disc, cancel)
+    assert len(calls) == 2
+
+
 def test_every_threshold_in_tuning_is_read_by_the_engine_and_nowhere_redefined() -> None:
     engine = Path(tuning.__file__).parent
     source = "".join(p.read_text() for p in engine.glob("*.py") if p.name != "tuning.py")

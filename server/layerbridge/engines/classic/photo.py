@@ -16,7 +16,9 @@ This is the weakest path: the cut-out is usable, the plate under a large subject
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -56,7 +58,9 @@ def matte(rgb: np.ndarray, mask: np.ndarray, check: Callable[[], None] = lambda:
 
     Closed-form matting holds about 1.3 KB per pixel it solves for (its Laplacian), so it
     runs on tiles of the band (each with a margin of known pixels), never on the whole box:
-    memory stays bounded at any size, and ``check`` is called between tiles."""
+    memory stays bounded at any size, and ``check`` is called between tiles. The tiles are
+    solved on TUNING.matte_threads threads (the solver's kernels release the GIL); each
+    writes only its own part of the result, so the order they finish in does not matter."""
     alpha = mask.astype(np.float64)
     kernel = np.ones((2 * TUNING.matte_band + 1, 2 * TUNING.matte_band + 1), np.uint8)
     m8 = mask.astype(np.uint8)
@@ -65,25 +69,47 @@ def matte(rgb: np.ndarray, mask: np.ndarray, check: Callable[[], None] = lambda:
         import pymatting  # noqa: F401
     except ImportError:
         return cv2.GaussianBlur(alpha, (0, 0), 1.0)
-    h, w = mask.shape
-    tile, margin = TUNING.matte_tile, TUNING.matte_margin
-    for ty in range(0, h, tile):
-        for tx in range(0, w, tile):
-            inner = unknown[ty : ty + tile, tx : tx + tile]
-            if not inner.any():
-                continue
-            check()
-            y0, y1 = max(ty - margin, 0), min(ty + tile + margin, h)
-            x0, x1 = max(tx - margin, 0), min(tx + tile + margin, w)
-            known = ~unknown[y0:y1, x0:x1]
-            hard = mask[y0:y1, x0:x1]
-            if not ((known & hard).any() and (known & ~hard).any()):
-                continue  # nothing known on one side: the hard edge stays
-            solved = _closed_form(rgb[y0:y1, x0:x1], hard, known)
-            iy, ix = ty - y0, tx - x0
-            part = solved[iy : iy + inner.shape[0], ix : ix + inner.shape[1]]
-            alpha[ty : ty + tile, tx : tx + tile][inner] = part[inner]
+    tiles = list(_matte_tiles(mask, unknown))
+    with ThreadPoolExecutor(TUNING.matte_threads) as pool:
+        solving = [(tile, pool.submit(_closed_form, rgb[tile.window.slices], hard, known))
+                   for tile, hard, known in tiles]
+        try:
+            for tile, future in solving:
+                check()
+                part = future.result()[tile.inner.within(tile.window)]
+                inner = unknown[tile.inner.slices]
+                alpha[tile.inner.slices][inner] = part[inner]
+        finally:
+            for _, future in solving:
+                future.cancel()
     return np.clip(alpha, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class _Tile:
+    """One tile of the band: the pixels it solves (``inner``) within its ``window``, which
+    adds a margin of known pixels around them."""
+
+    inner: Box
+    window: Box
+
+
+def _matte_tiles(mask: np.ndarray, unknown: np.ndarray
+                 ) -> Iterator[tuple[_Tile, np.ndarray, np.ndarray]]:
+    """(tile, hard mask, known pixels) of each tile that has unknown pixels and known ones
+    on both sides of the edge (elsewhere the hard edge stays)."""
+    h, w = mask.shape
+    size, margin = TUNING.matte_tile, TUNING.matte_margin
+    for ty in range(0, h, size):
+        for tx in range(0, w, size):
+            inner = Box(ty, min(ty + size, h), tx, min(tx + size, w))
+            if not unknown[inner.slices].any():
+                continue
+            window = inner.grow(margin, (h, w))
+            known = ~unknown[window.slices]
+            hard = mask[window.slices]
+            if (known & hard).any() and (known & ~hard).any():
+                yield _Tile(inner, window), hard, known
 
 
 def _closed_form(rgb: np.ndarray, hard: np.ndarray, known: np.ndarray) -> np.ndarray:

@@ -108,6 +108,9 @@ class Tuning:
     #: Most conjugate-gradient iterations a matting tile gets (most settle in under ten; 100
     #: gave the same scores, 0.2 s slower on the slowest photo).
     matte_iterations: int = 50
+    #: Matting tiles solved at once, on threads (the server runs one classic job at a time;
+    #: 2 is the smallest machine it is measured on).
+    matte_threads: int = 2
 
     # --- text: glyphs into lines, faint strokes -------------------------------------------
     #: Colours closer than this (max channel) are "the same colour".
