@@ -69,10 +69,9 @@ def matte(rgb: np.ndarray, mask: np.ndarray, check: Callable[[], None] = lambda:
         import pymatting  # noqa: F401
     except ImportError:
         return cv2.GaussianBlur(alpha, (0, 0), 1.0)
-    tiles = list(_matte_tiles(mask, unknown))
     with ThreadPoolExecutor(TUNING.matte_threads) as pool:
         solving = [(tile, pool.submit(_closed_form, rgb[tile.window.slices], hard, known))
-                   for tile, hard, known in tiles]
+                   for tile, hard, known in _matte_tiles(mask, unknown)]
         try:
             for tile, future in solving:
                 check()
