@@ -77,7 +77,7 @@ def test_the_engine_working_memory_is_held_for_the_jobs_that_will_run(
     memory is held once for the largest job that runs or will run (one runs at a time), so
     the jobs that fit are exactly those that leave it room."""
     engine = GatedEngine(classic_engine, working=True)
-    budget = 400 * MiB
+    budget = 600 * MiB
     running = serve(engine, memory_budget=budget, max_jobs_per_client=64, max_queue=64)
     image = design(1024, 1024, seed=2)
     working = classic_engine.working_bytes(image.shape[0] * image.shape[1])
