@@ -16,9 +16,14 @@ This is the weakest path: the cut-out is usable, the plate under a large subject
 
 from __future__ import annotations
 
+import io
+import logging
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TextIO
 
 import cv2
 import numpy as np
@@ -27,6 +32,8 @@ from scipy import ndimage
 from layerbridge.engines.classic.box import Box
 from layerbridge.engines.classic.regions import Components, Element, owner_map
 from layerbridge.engines.classic.tuning import TUNING
+
+log = logging.getLogger("layerbridge.classic")
 
 
 def subject_mask(rgb8: np.ndarray) -> np.ndarray | None:
@@ -69,7 +76,7 @@ def matte(rgb: np.ndarray, mask: np.ndarray, check: Callable[[], None] = lambda:
         import pymatting  # noqa: F401
     except ImportError:
         return cv2.GaussianBlur(alpha, (0, 0), 1.0)
-    with ThreadPoolExecutor(TUNING.matte_threads) as pool:
+    with _SOLVER_PRINTS, ThreadPoolExecutor(TUNING.matte_threads) as pool:
         solving = [(tile, pool.submit(_closed_form, rgb[tile.window.slices], hard, known))
                    for tile, hard, known in _matte_tiles(mask, unknown)]
         try:
@@ -82,6 +89,43 @@ def matte(rgb: np.ndarray, mask: np.ndarray, check: Callable[[], None] = lambda:
             for _, future in solving:
                 future.cancel()
     return np.clip(alpha, 0.0, 1.0)
+
+
+class _SolverPrints:
+    """Where pymatting's prints go while tiles solve: the debug log, not stdout.
+
+    Its incomplete Cholesky prints a "PERFORMANCE WARNING" to stdout each time it retries
+    with a larger diagonal shift (often, on a photo's edge): lines on the server's console
+    and in the CLI's output that tell a user nothing to act on. stdout is one per process,
+    so it is swapped once while any matte in the process runs (a swap per call would let a
+    call that began later restore the buffer of one that began earlier); the last to finish
+    puts it back and logs what was printed. Anything else printed meanwhile is logged too."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._console: TextIO | None = None
+        self._printed = io.StringIO()
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._users == 0:
+                self._console, sys.stdout = sys.stdout, self._printed
+            self._users += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users:
+                return
+            assert self._console is not None
+            sys.stdout, self._console = self._console, None
+            printed, self._printed = self._printed.getvalue(), io.StringIO()
+        if printed.strip():
+            log.debug("the matting solver printed:\n%s", printed.rstrip())
+
+
+_SOLVER_PRINTS = _SolverPrints()
 
 
 @dataclass(frozen=True)
