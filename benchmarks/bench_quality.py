@@ -13,6 +13,11 @@ Run (long on a small machine; decoded truths are cached):
     python benchmarks/bench_quality.py ../shared/testdata/psd-dev tests/data/psd \\
         --json before.json --markdown before.md [--only NAME ...] [--max-mp 4]
     python benchmarks/bench_quality.py --compare before.json after.json
+    python benchmarks/bench_quality.py --report before.json --levels
+
+``--levels`` adds where each true depth level is seen in the prediction: the content a
+prediction leaves in its background and the background it lifts out, per file and over the
+designs (the metric's score at 0 merges hangs on these levels).
 
 A transparent document is scored, as LayerD does, against its true layers over white, but
 decomposed as it is: transparency kept, its bottom layer cannot match that white. With
@@ -43,6 +48,7 @@ from layerd_metric import (  # noqa: E402
     composite,
     depth_levels,
     evaluate_patches,
+    level_map,
     read_psd_crops,
     with_white_under,
 )
@@ -71,6 +77,9 @@ class Row:
     # Occlusion depth as the metric groups it (the truth over white where it is scored so).
     pred_levels: int = 0
     true_levels: int = 0
+    #: Per true level: (area, visible share, share of what is seen per predicted level);
+    #: see layerd_metric.level_map.
+    level_map: tuple[tuple[float, float, tuple[float, ...]], ...] = ()
     seconds: float = 0.0
     peak_mb: float = 0.0
     error: str = ""
@@ -260,6 +269,8 @@ def measure(server: Server, client: Client, path: Path, kind: str, flagged: bool
     row.pred_layers = len(pred)
     row.pred_levels = depth_levels(pred)
     row.true_levels = depth_levels(with_white_under(true, height, width))
+    row.level_map = tuple((t.area, t.visible, t.found_in)
+                          for t in level_map(pred, true, height, width))
     back = composite(pred, height, width)
     row.recomposite = float(np.abs(on_white(back) - on_white(pixels)).max())
     scores = evaluate_patches(pred, true, height, width, MERGES)
@@ -327,6 +338,47 @@ def summary(rows: list[Row]) -> str:
         f"designs with fewer depth levels than their truth: {len(shallow)} of {len(designs)} "
         f"(short by {sum(r.true_levels - r.pred_levels for r in shallow)} levels in all)",
     ]
+    mapped = [r for r in designs if r.level_map]
+    if mapped:
+        left, lifted = zip(*(depth_errors(r) for r in mapped), strict=True)
+        lines.append(f"designs' seen content left in the predicted background: "
+                     f"{np.mean(left):.3f}; seen background lifted out of it: "
+                     f"{np.mean(lifted):.3f} (means over {len(mapped)} files)")
+    return "\n".join(lines)
+
+
+def depth_errors(row: Row) -> tuple[float, float]:
+    """(share of the truth's seen content that the prediction keeps in its bottom level,
+    share of the truth's seen background that it lifts into upper levels). The truth's
+    background is its bottom run of levels covering the whole canvas (white put under it,
+    a full-bleed page); its content is every level above."""
+    background = 0
+    while background < len(row.level_map) and row.level_map[background][0] >= 0.99:
+        background += 1
+    background = max(background, 1)
+    sums = np.zeros((2, 2))  # [background, content] x [seen, seen in the predicted bottom]
+    for index, (area, visible, found_in) in enumerate(row.level_map):
+        seen = area * visible
+        sums[int(index >= background)] += (seen, seen * found_in[0])
+    lifted = 1.0 - sums[0, 1] / sums[0, 0] if sums[0, 0] > 0 else 0.0
+    left = sums[1, 1] / sums[1, 0] if sums[1, 0] > 0 else 0.0
+    return float(left), float(lifted)
+
+
+def level_table(rows: list[Row]) -> str:
+    """Per document, each true level (bottom first): its area and visible share, and the
+    share of what is seen in each predicted level: where the depth went."""
+    lines = ["| file | levels pred/true | left in background / lifted | true level: area, "
+             "seen -> share of what is seen per predicted level |", "|---|---|---|---|"]
+    for r in rows:
+        if r.error or not r.level_map:
+            continue
+        left, lifted = depth_errors(r)
+        levels = "; ".join(f"L{k} {area:.2f}, {visible:.2f} -> "
+                           + "/".join(f"{x:.2f}" for x in found)
+                           for k, (area, visible, found) in enumerate(r.level_map))
+        lines.append(f"| {r.name} | {r.pred_levels}/{r.true_levels} | {left:.2f} / "
+                     f"{lifted:.2f} | {levels} |")
     return "\n".join(lines)
 
 
@@ -361,7 +413,8 @@ def blur_ms_per_mp() -> float:
 
 
 def load_rows(path: Path) -> list[Row]:
-    return [Row(**{**raw, "l1": tuple(raw["l1"]), "iou": tuple(raw["iou"])})
+    return [Row(**{**raw, "l1": tuple(raw["l1"]), "iou": tuple(raw["iou"]),
+                   "level_map": tuple((a, v, tuple(f)) for a, v, f in raw.get("level_map", ()))})
             for raw in json.loads(path.read_text())]
 
 
@@ -383,6 +436,9 @@ def main() -> None:
                         help="compare two --json files instead of running")
     parser.add_argument("--report", nargs="+", type=Path, metavar="JSON",
                         help="print the tables of --json files (runs split in parts) instead")
+    parser.add_argument("--levels", action="store_true",
+                        help="add a table of where each true depth level is seen in the "
+                        "prediction (content left in the background, background lifted)")
     args = parser.parse_args()
     if args.compare:
         print(compare(load_rows(args.compare[0]), load_rows(args.compare[1])))
@@ -390,7 +446,8 @@ def main() -> None:
     if args.report:
         merged = {r.name: r for path in args.report for r in load_rows(path)}
         rows = sorted(merged.values(), key=lambda r: r.name)
-        print(table(rows) + "\n\n" + summary(rows))
+        print(table(rows) + "\n\n" + summary(rows)
+              + ("\n\n" + level_table(rows) if args.levels else ""))
         return
     rows: list[Row] = []
     blur_before = blur_ms_per_mp()
@@ -413,6 +470,8 @@ def main() -> None:
             server.stop()
     report = (table(rows) + "\n\n" + summary(rows) + f"\nmachine baseline (15x15 box blur): "
               f"{blur_before:.1f} ms/MP at the start, {blur_ms_per_mp():.1f} at the end")
+    if args.levels:
+        report += "\n\n" + level_table(rows)
     print("\n" + report)
     if args.markdown:
         args.markdown.write_text(report + "\n")

@@ -266,6 +266,47 @@ def depth_levels(layers: list[Patch]) -> int:
     return len(group_patches(layers))
 
 
+@dataclass(frozen=True)
+class TrueLevel:
+    """Where one depth level of the truth went in a prediction (a diagnosis, not a score)."""
+
+    area: float  # its alpha, as a share of the canvas
+    visible: float  # the share of its alpha that the levels above leave to be seen
+    #: Per predicted level (bottom first), the share of its visible alpha found there
+    #: (weighted by that level's visible alpha): which predicted level holds what is seen.
+    found_in: tuple[float, ...]
+
+
+def _visible_alphas(levels: list[Patch], height: int, width: int) -> list[np.ndarray]:
+    """Each level's alpha as seen through the levels above it (full canvas, float32)."""
+    out: list[np.ndarray] = []
+    cover = np.zeros((height, width), np.float32)
+    for level in reversed(levels):
+        alpha = level.window((0, height, 0, width))[..., 3]
+        out.append(alpha * (1.0 - cover))
+        cover += alpha * (1.0 - cover)
+    return out[::-1]
+
+
+def level_map(pred: list[Patch], true: list[Patch], height: int, width: int) -> list[TrueLevel]:
+    """Per true depth level (bottom first, over white as the metric scores it): its size,
+    how much of it is seen, and which predicted levels hold what is seen. A true level
+    seen mostly in the predicted bottom level is content left in the background; the true
+    bottom level seen in upper predicted levels is background lifted out."""
+    true_levels = group_patches(with_white_under(true, height, width))
+    seen_true = _visible_alphas(true_levels, height, width)
+    seen_pred = _visible_alphas(group_patches(pred), height, width)
+    out = []
+    for level, seen in zip(true_levels, seen_true, strict=True):
+        total = float(level.alpha_sum)
+        shown = float(seen.sum(dtype=np.float64))
+        found = tuple(float((seen * p).sum(dtype=np.float64)) / shown if shown > 0 else 0.0
+                      for p in seen_pred)
+        out.append(TrueLevel(total / (height * width), shown / total if total > 0 else 0.0,
+                             found))
+    return out
+
+
 def evaluate_patches(pred: list[Patch], true: list[Patch], height: int, width: int,
                      max_merges: int = 5) -> list[Score]:
     """Scores at 0..max_merges greedy merges (index = number of merges allowed) of layers on

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from layerd_metric import dtw_align, evaluate, group_unordered, pair_score
+from layerd_metric import dtw_align, evaluate, group_unordered, over, pair_score
 
 
 def _layer(h: int, w: int, box: tuple[int, int, int, int], rgb=(1.0, 0.0, 0.0), a=1.0):
@@ -124,3 +124,21 @@ def test_depth_levels_count_occlusion_not_layers() -> None:
     assert len(with_white_under(side_by_side, 8, 8)) == 3
     assert depth_levels(with_white_under(side_by_side[1:], 8, 8)) == 2
     assert with_white_under(side_by_side[1:], 8, 8)[0].rest.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_level_map_says_where_each_true_level_is_seen() -> None:
+    from layerd_metric import Patch, level_map
+
+    # Truth: a background, a panel, a label on the panel (3 levels). The prediction keeps
+    # the panel in its background and lifts the label only (2 levels).
+    panel, label = _layer(8, 8, (0, 4, 0, 8), (0, 0, 1)), _layer(8, 8, (1, 2, 1, 3))
+    true = [Patch.from_canvas(x) for x in (_background(), panel, label)]
+    flat = over(over(_background(), panel), np.zeros((8, 8, 4)))
+    pred = [Patch.from_canvas(x) for x in (flat, label)]
+    levels = level_map(pred, true, 8, 8)
+    assert [t.area for t in levels] == [1.0, 0.5, 2 / 64]
+    # The background is half hidden by the panel; the label is all seen.
+    assert levels[0].visible == 0.5 and levels[2].visible == 1.0
+    assert levels[0].found_in == (1.0, 0.0)  # all seen in the predicted background
+    assert levels[1].found_in == (1.0, 0.0)  # the panel: left in the background
+    assert levels[2].found_in == (0.0, 1.0)  # the label: lifted, as in the truth
