@@ -46,11 +46,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from layerd_metric import (  # noqa: E402
     Patch,
     composite,
-    depth_levels,
     evaluate_patches,
     level_map,
     read_psd_crops,
-    with_white_under,
 )
 
 from layerbridge.client import Client  # noqa: E402
@@ -267,10 +265,11 @@ def measure(server: Server, client: Client, path: Path, kind: str, flagged: bool
         row.error = f"{type(exc).__name__}: {exc}"
         return row
     row.pred_layers = len(pred)
-    row.pred_levels = depth_levels(pred)
-    row.true_levels = depth_levels(with_white_under(true, height, width))
+    # The level map groups both stacks into depth levels already: their counts come with it.
     row.level_map = tuple((t.area, t.visible, t.found_in)
                           for t in level_map(pred, true, height, width))
+    row.true_levels = len(row.level_map)
+    row.pred_levels = len(row.level_map[0][2])
     back = composite(pred, height, width)
     row.recomposite = float(np.abs(on_white(back) - on_white(pixels)).max())
     scores = evaluate_patches(pred, true, height, width, MERGES)

@@ -133,7 +133,7 @@ def test_level_map_says_where_each_true_level_is_seen() -> None:
     # the panel in its background and lifts the label only (2 levels).
     panel, label = _layer(8, 8, (0, 4, 0, 8), (0, 0, 1)), _layer(8, 8, (1, 2, 1, 3))
     true = [Patch.from_canvas(x) for x in (_background(), panel, label)]
-    flat = over(over(_background(), panel), np.zeros((8, 8, 4)))
+    flat = over(_background(), panel)
     pred = [Patch.from_canvas(x) for x in (flat, label)]
     levels = level_map(pred, true, 8, 8)
     assert [t.area for t in levels] == [1.0, 0.5, 2 / 64]
