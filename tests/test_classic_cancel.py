@@ -145,3 +145,27 @@ def test_a_worker_that_served_jobs_and_then_waits_is_swapped_for_a_fresh_one(
     time.sleep(1.0)
     assert idle_worker_pids() == fresh
     _decompose_exactly(client, 8)
+
+
+def test_a_worker_taken_and_given_back_again_waits_its_whole_idle_time(monkeypatch) -> None:
+    """The swap after IDLE_REFRESH_S counts from the last job: a wait that a job ended is
+    not carried over to the next wait (a busy test run saw the warm worker swapped between
+    two quick jobs)."""
+    monkeypatch.setattr(worker, "IDLE_REFRESH_S", 2.0)
+    pool = worker._Pool()
+    served = pool.take()
+    try:
+        pool.give_back(served)
+        time.sleep(1.2)  # a job, 1.2 s into the first wait
+        assert pool.take() is served
+        pool.give_back(served)
+        time.sleep(1.2)  # the first wait would have ended 0.4 s ago
+        assert pool.idle_pids() == [served.pid], "swapped before it waited IDLE_REFRESH_S"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and pool.idle_pids() in ([], [served.pid]):
+            time.sleep(0.1)
+        assert len(pool.idle_pids()) == 1 and not _alive(served.pid)
+    finally:
+        while pool.idle_pids():
+            pool.take().stop()
+        served.stop()

@@ -135,6 +135,9 @@ class _Worker:
     def __init__(self) -> None:
         #: No job served yet: its pages are still the fork server's.
         self.fresh = True
+        #: Times it was given back to the pool: a swap timer acts only on the wait it was
+        #: started for, not on a later one.
+        self.waits = 0
         self.conn, child_end = _context.Pipe(duplex=True)
         self.process: BaseProcess = _context.Process(
             target=_serve, args=(child_end,), daemon=True, name=PROCESS_NAME)
@@ -181,18 +184,21 @@ class _Pool:
         with self._lock:
             if len(self._idle) < MAX_IDLE:
                 self._idle.append(worker)
+                worker.waits += 1
                 if not worker.fresh:
-                    timer = threading.Timer(IDLE_REFRESH_S, self._refresh, (worker,))
+                    timer = threading.Timer(IDLE_REFRESH_S, self._refresh,
+                                            (worker, worker.waits))
                     timer.daemon = True
                     timer.start()
                 return
         worker.stop()
 
-    def _refresh(self, worker: _Worker) -> None:
-        """Swap ``worker`` for a fresh fork if it is still waiting (see IDLE_REFRESH_S)."""
+    def _refresh(self, worker: _Worker, wait: int) -> None:
+        """Swap ``worker`` for a fresh fork if it is still in its ``wait``-th wait (see
+        IDLE_REFRESH_S)."""
         with self._lock:
-            if worker not in self._idle:
-                return  # taken for a job meanwhile, or already let go
+            if worker not in self._idle or worker.waits != wait:
+                return  # taken for a job meanwhile (and maybe back), or already let go
             self._idle.remove(worker)
         worker.stop()
         self.give_back(_Worker())
