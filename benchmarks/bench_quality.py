@@ -14,6 +14,13 @@ Run (long on a small machine; decoded truths are cached):
         --json before.json --markdown before.md [--only NAME ...] [--max-mp 4]
     python benchmarks/bench_quality.py --compare before.json after.json
     python benchmarks/bench_quality.py --report before.json --levels
+    python benchmarks/bench_quality.py ../shared/testdata/psd-dev tests/data/psd \\
+        --ceiling before.json
+
+``--ceiling RESULTS.json`` runs no decomposition: per document it scores the pixel ceiling
+(layerd_metric.pixel_ceiling: the truth cut to what its picture shows, its background
+whole) and prints it beside the results' scores: how far finding the visible elements
+alone could go, file by file, and what only guessing hidden or invisible parts could add.
 
 ``--levels`` adds where each true depth level is seen in the prediction: the content a
 prediction leaves in its background and the background it lifts out, per file and over the
@@ -48,6 +55,7 @@ from layerd_metric import (  # noqa: E402
     composite,
     evaluate_patches,
     level_map,
+    pixel_ceiling,
     read_psd_crops,
 )
 
@@ -81,6 +89,8 @@ class Row:
     seconds: float = 0.0
     peak_mb: float = 0.0
     error: str = ""
+    #: IoU at 0..MERGES merges of the truth's pixel ceiling (``--ceiling``).
+    ceiling: tuple[float, ...] = ()
 
     @property
     def mp(self) -> float:
@@ -399,6 +409,45 @@ def compare(before: list[Row], after: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def add_ceilings(rows: list[Row], folders: list[Path], cache: Path) -> list[Row]:
+    """``rows`` (of a results file) with the pixel ceiling of each document found in
+    ``folders``; rows of documents not found are left out."""
+    by_name = {r.name: r for r in rows if not r.error}
+    out = []
+    for path, _, _ in documents(folders, []):
+        row = by_name.get(path.name)
+        if row is None:
+            continue
+        true, height, width = truth(path, cache)
+        scores = evaluate_patches(pixel_ceiling(true, height, width), true, height, width,
+                                  MERGES)
+        row.ceiling = tuple(round(s.iou, 4) for s in scores)
+        out.append(row)
+        print(f"{row.name}: ceiling IoU " + " / ".join(f"{x:.3f}" for x in row.ceiling),
+              flush=True)
+    return out
+
+
+def ceiling_table(rows: list[Row]) -> str:
+    """Per document and over the designs: the results' IoU, the pixel ceiling's, and the
+    headroom between them at 0 merges."""
+    marks = " / ".join(f"{k}m" for k in range(MERGES + 1))
+    lines = [f"| file | kind | IoU {marks} | ceiling {marks} | headroom 0m |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.name} | {r.kind} | " + " / ".join(f"{x:.3f}" for x in r.iou)
+                     + " | " + " / ".join(f"{x:.3f}" for x in r.ceiling)
+                     + f" | {r.ceiling[0] - r.iou[0]:+.3f} |")
+    designs = [r for r in rows if r.kind == "design"]
+    if designs:
+        ours = " / ".join(f"{np.mean([r.iou[k] for r in designs]):.3f}"
+                          for k in range(MERGES + 1))
+        best = " / ".join(f"{np.mean([r.ceiling[k] for r in designs]):.3f}"
+                          for k in range(MERGES + 1))
+        lines.append(f"\ndesigns ({len(designs)}): mean IoU {ours}; pixel ceiling {best}")
+    return "\n".join(lines)
+
+
 def blur_ms_per_mp() -> float:
     """A full-frame 15x15 box blur, in ms per megapixel: the machine's speed at the moment,
     to read the s/MP figures against (they move with the load of a shared machine)."""
@@ -413,7 +462,8 @@ def blur_ms_per_mp() -> float:
 
 def load_rows(path: Path) -> list[Row]:
     return [Row(**{**raw, "l1": tuple(raw["l1"]), "iou": tuple(raw["iou"]),
-                   "level_map": tuple((a, v, tuple(f)) for a, v, f in raw.get("level_map", ()))})
+                   "level_map": tuple((a, v, tuple(f)) for a, v, f in raw.get("level_map", ())),
+                   "ceiling": tuple(raw.get("ceiling", ()))})
             for raw in json.loads(path.read_text())]
 
 
@@ -438,7 +488,19 @@ def main() -> None:
     parser.add_argument("--levels", action="store_true",
                         help="add a table of where each true depth level is seen in the "
                         "prediction (content left in the background, background lifted)")
+    parser.add_argument("--ceiling", type=Path, metavar="RESULTS_JSON",
+                        help="decompose nothing: score each document's pixel ceiling and "
+                        "print it beside these results")
     args = parser.parse_args()
+    if args.ceiling:
+        rows = add_ceilings(load_rows(args.ceiling), args.folders, args.cache)
+        report = ceiling_table(rows)
+        print("\n" + report)
+        if args.json:
+            args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
+        if args.markdown:
+            args.markdown.write_text(report + "\n")
+        return
     if args.compare:
         print(compare(load_rows(args.compare[0]), load_rows(args.compare[1])))
         return

@@ -307,6 +307,50 @@ def level_map(pred: list[Patch], true: list[Patch], height: int, width: int) -> 
     return out
 
 
+def pixel_ceiling(true: list[Patch], height: int, width: int,
+                  step: float = 8 / 255) -> list[Patch]:
+    """What a decomposer that sees only the picture could return at best, without guessing:
+    the truth's bottom layer whole (its hidden parts filled perfectly), and each layer above
+    cut to the pixels where it is seen and changes the picture under it by more than
+    ``step`` (any channel, over white as the metric renders). Hidden parts of upper layers,
+    and layers the colour of what is under them, are left out: no picture shows them. Its
+    score against the truth bounds what finding the visible elements alone can reach."""
+    seen = _seen_alphas(true, height, width)
+    below = np.ones((height, width, 4), np.float32)
+    out: list[Patch] = []
+    for index, (layer, alpha) in enumerate(zip(true, seen, strict=True)):
+        if layer.box is None:
+            continue
+        y0, y1, x0, x1 = layer.box
+        before = below[y0:y1, x0:x1]
+        after = over(before, layer.pixels)
+        if index == 0:
+            out.append(layer)
+        else:
+            changed = np.abs(after - before)[..., :3].max(axis=-1) > step
+            pixels = layer.pixels.copy()
+            pixels[..., 3] = np.where(changed & (alpha >= 1 / 255), alpha, 0.0)
+            if pixels[..., 3].any():
+                out.append(Patch(pixels, layer.box, layer.rest))
+        below[y0:y1, x0:x1] = after
+    return out
+
+
+def _seen_alphas(layers: list[Patch], height: int, width: int) -> list[np.ndarray]:
+    """Each layer's alpha over its own box as the layers above it leave it to be seen."""
+    cover = np.zeros((height, width), np.float32)
+    out: list[np.ndarray] = []
+    for layer in reversed(layers):
+        if layer.box is None:
+            out.append(np.zeros((0, 0), np.float32))
+            continue
+        y0, y1, x0, x1 = layer.box
+        alpha = layer.pixels[..., 3]
+        out.append(alpha * (1.0 - cover[y0:y1, x0:x1]))
+        cover[y0:y1, x0:x1] += alpha * (1.0 - cover[y0:y1, x0:x1])
+    return out[::-1]
+
+
 def evaluate_patches(pred: list[Patch], true: list[Patch], height: int, width: int,
                      max_merges: int = 5) -> list[Score]:
     """Scores at 0..max_merges greedy merges (index = number of merges allowed) of layers on

@@ -142,3 +142,24 @@ def test_level_map_says_where_each_true_level_is_seen() -> None:
     assert levels[0].found_in == (1.0, 0.0)  # all seen in the predicted background
     assert levels[1].found_in == (1.0, 0.0)  # the panel: left in the background
     assert levels[2].found_in == (0.0, 1.0)  # the label: lifted, as in the truth
+
+
+def test_pixel_ceiling_keeps_only_what_the_picture_shows() -> None:
+    from layerd_metric import Patch, evaluate_patches, pixel_ceiling
+
+    # A grey page, a grey box on it (the page's colour: no picture shows it), a red square
+    # half hidden by a blue one on top.
+    grey = (0.5, 0.5, 0.5)
+    stack = [_background(), _layer(8, 8, (0, 4, 0, 4), grey), _layer(8, 8, (2, 6, 2, 6)),
+             _layer(8, 8, (2, 6, 4, 8), (0, 0, 1))]
+    true = [Patch.from_canvas(x) for x in stack]
+    ceiling = [p.canvas(8, 8) for p in pixel_ceiling(true, 8, 8)]
+    assert len(ceiling) == 3  # the grey box is gone
+    np.testing.assert_array_equal(ceiling[0], stack[0])  # the page whole
+    seen_red = _layer(8, 8, (2, 6, 2, 4))[..., 3]
+    np.testing.assert_array_equal(ceiling[1][..., 3], seen_red)  # only where it is seen
+    np.testing.assert_array_equal(ceiling[2], stack[3])  # the top layer whole
+    # Scored against the truth, the ceiling falls short where the truth holds what no
+    # picture shows; the truth against itself is perfect.
+    assert evaluate_patches(pixel_ceiling(true, 8, 8), true, 8, 8, 0)[0].iou < 1.0
+    assert evaluate_patches(true, true, 8, 8, 0)[0].iou == 1.0
