@@ -431,3 +431,25 @@ def test_every_threshold_in_tuning_is_read_by_the_engine_and_nowhere_redefined()
     assert changed.same_color == 0.2 and TUNING.same_color == 0.08
     with pytest.raises(dataclasses.FrozenInstanceError):
         TUNING.same_color = 0.2  # type: ignore[misc]
+
+
+def test_the_background_follows_a_page_that_drifts_from_any_quadratic() -> None:
+    """A page whose shade wanders a few levels in a way no quadratic field fits (here one
+    and a half waves across it): all of it is background, and a panel 12 levels off the
+    page and a dark shape are not. Before, the page's far swings were taken for elements,
+    as halos round the real ones."""
+    h, w = 160, 240
+    wave = 4.0 * np.sin(np.linspace(0.0, 3.0 * np.pi, w))
+    page = np.rint(225.0 + wave)[None, :, None].repeat(h, 0).repeat(3, 2)
+    image = np.concatenate([page, np.full((h, w, 1), 255.0)], -1).astype(np.uint8)
+    image[40:100, 30:90, :3] = (image[40:100, 30:90, :3].astype(int) + 12).astype(np.uint8)
+    image[60:120, 150:210, :3] = BLACK
+    scene = _analysed(image)
+    assert scene.is_background is not None
+    page_only = np.ones((h, w), bool)
+    page_only[40:100, 30:90] = page_only[60:120, 150:210] = False
+    assert scene.is_background[page_only].all(), (~scene.is_background[page_only]).sum()
+    assert not scene.is_background[42:98, 32:88].any()  # the panel
+    assert not scene.is_background[62:118, 152:208].any()  # the shape
+    boxes = sorted(e.box for e in scene.elements)
+    assert boxes == [Box(40, 100, 30, 90), Box(60, 120, 150, 210)]

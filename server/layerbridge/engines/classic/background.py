@@ -2,13 +2,17 @@
 
 Designs put their elements on a flat colour or a smooth gradient. A quadratic colour field
 fitted to the largest border-touching region models both; the peel uses it to fill the plate
-under removed elements, and pixels it explains are background, not elements.
+under removed elements, and pixels it explains are background, not elements. Where the page
+drifts a few levels from any quadratic (a gradient of another shape, a radial glow, a scan),
+a smooth correction measured on the page itself follows it: without it, page pixels at the
+edge of the tolerance became parts of elements, as halos round them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import cv2
 import numpy as np
 
 from layerbridge.engines.classic.tuning import TUNING
@@ -16,12 +20,16 @@ from layerbridge.engines.classic.tuning import TUNING
 
 @dataclass(frozen=True)
 class Background:
-    """A quadratic colour field ``rgb = basis(x, y) @ coef``; ``ok`` says whether it fits."""
+    """A quadratic colour field ``rgb = basis(x, y) @ coef`` plus the page's slow drift from
+    it; ``ok`` says whether it fits."""
 
     coef: np.ndarray  # (6, 3)
     inliers: float  # share of the seed explained within TUNING.pixel_tol
     width: int
     height: int
+    #: The drift, per cell of ``cell`` x ``cell`` pixels (rows, columns, 3); None: none.
+    drift: np.ndarray | None = None
+    cell: int = 1
 
     @property
     def ok(self) -> bool:
@@ -29,7 +37,12 @@ class Background:
 
     def render(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
         """Field colour at pixel coordinates (any matching shapes) -> (..., 3)."""
-        return np.clip(_basis(ys, xs, self.width, self.height) @ self.coef, 0.0, 1.0)
+        field = _basis(ys, xs, self.width, self.height) @ self.coef
+        if self.drift is not None:
+            rows, cols = self.drift.shape[:2]
+            field += self.drift[np.minimum(ys // self.cell, rows - 1),
+                                np.minimum(xs // self.cell, cols - 1)]
+        return np.clip(field, 0.0, 1.0)
 
     def render_box(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         ys, xs = np.mgrid[y0:y1, x0:x1]
@@ -70,7 +83,32 @@ def fit_background(rgb: np.ndarray, seed: np.ndarray, rng: np.random.Generator) 
         if keep.sum() >= 6:
             coef = np.linalg.lstsq(basis[keep], target[keep], rcond=None)[0]
     inliers = float((np.abs(basis @ coef - target).max(axis=1) <= TUNING.pixel_tol).mean())
-    return Background(coef=coef, inliers=inliers, width=w, height=h)
+    field = Background(coef=coef, inliers=inliers, width=w, height=h)
+    return _with_drift(field, rgb, seed) if field.ok else field
+
+
+def _with_drift(field: Background, rgb: np.ndarray, seed: np.ndarray) -> Background:
+    """``field`` with the page's drift from it: the mean difference of the seed's pixels
+    within TUNING.drift_sample of the field, per cell, filled in where the page is hidden,
+    smoothed and bounded by TUNING.drift_max. Only pixels close to the field take part, so
+    a panel that the seed reached through a soft shadow does not pull the page to it."""
+    from layerbridge.engines.classic.fill import push_pull  # fill builds on this module
+
+    h, w = rgb.shape[:2]
+    cell = max(1, min(h, w) // TUNING.drift_cells)
+    size = (max(1, w // cell), max(1, h // cell))
+    off = (rgb - field.render_box(0, h, 0, w)).astype(np.float32)
+    near = (seed & (np.abs(off).max(axis=-1) <= TUNING.drift_sample)).astype(np.float32)
+    total = cv2.resize(off * near[..., None], size, interpolation=cv2.INTER_AREA)
+    weight = cv2.resize(near, size, interpolation=cv2.INTER_AREA)
+    known = weight > 0.5
+    if not known.any():
+        return field
+    mean = total / np.maximum(weight, 1e-6)[..., None]
+    width = max(3, int(min(size) * TUNING.drift_smooth) | 1)
+    drift = cv2.blur(push_pull(mean, known).astype(np.float32), (width, width))
+    drift = np.clip(drift.reshape(size[1], size[0], 3), -TUNING.drift_max, TUNING.drift_max)
+    return replace(field, drift=drift, cell=cell)
 
 
 def background_mask(rgb: np.ndarray, bg: Background) -> np.ndarray:

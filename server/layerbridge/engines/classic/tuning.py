@@ -40,6 +40,17 @@ class Tuning:
     min_seed_share: float = 0.01
     #: Pixels of the seed the field is fitted to (a random subsample: fast at any size).
     background_samples: int = 20000
+    #: The page's slow drift from the quadratic field (a gradient of another shape, a
+    #: scan's unevenness) is measured on the seed's pixels within this of the field; 8
+    #: levels took in a shadow's edge on a page of cards (masks.psd 0.995 -> 0.689).
+    drift_sample: float = 6.0 / 255
+    #: ... and followed by at most this much: enough for a page a few levels off the
+    #: field, never a panel's worth.
+    drift_max: float = 4.0 / 255
+    #: Cells across the image's short side on which the drift is measured, and the width
+    #: (a share of that side) over which it is smoothed.
+    drift_cells: int = 128
+    drift_smooth: float = 1.0 / 12
 
     # --- elements -------------------------------------------------------------------------
     #: Components whose colour varies more than this (std) are textures, not flat fills.
