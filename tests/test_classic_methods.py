@@ -271,6 +271,28 @@ def test_a_design_of_hundreds_of_glyphs_comes_back_in_blocks() -> None:
         assert best >= 0.9 * ink.sum()
 
 
+def test_the_counters_of_glyphs_taken_in_blocks_show_the_page() -> None:
+    # Paragraphs of hundreds of "o"s (rings of ink round a hole of the page): taken in
+    # blocks, each paragraph a layer whose glyphs keep their holes. Before, a block was
+    # filled in like a photo, and every counter was a patch of opaque page in the layer.
+    h, w = 400, 640
+    image = np.full((h, w, 4), 255, np.uint8)
+    counters = []
+    for y0, x0 in ((30, 30), (220, 330)):
+        for line in range(8):
+            for k in range(36):
+                y, x = y0 + 12 * line, x0 + 8 * k
+                image[y : y + 7, x : x + 6, :3] = 20
+                image[y + 2 : y + 5, x + 2 : x + 4, :3] = 255
+                counters.append((y + 3, x + 2))
+    out = decompose(image)
+    assert len(out) >= 3
+    top = np.max([layer[..., 3] for _, layer in out[1:]], axis=0)
+    assert max(top[y, x] for y, x in counters) <= 0.05
+    ink = image[..., 0] < 128
+    assert top[ink].min() >= 0.9
+
+
 def test_a_line_of_text_does_not_go_on_under_a_word_within_it() -> None:
     # Black glyphs far apart, a small red word in the gap between two of them: the black
     # line's layer must not be filled in black where the red word is (its hull is no shape).
