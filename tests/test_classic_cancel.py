@@ -103,27 +103,41 @@ def _decompose_exactly(client, seed: int) -> None:
     assert np.abs(back.astype(int) - pixels.astype(int)).max() <= 1
 
 
+def _still_waiting(before: list[int]) -> bool:
+    """Whether no new worker process was started for the last job while one waited: the
+    one that waited before it waits again. A worker whose heap grew by RETIRE_GROWTH_MB in a
+    job exits by itself after it (by design; seen now and then on a busy test machine):
+    then none waits, and the one that did is gone. When none waited, the job started one."""
+    now = idle_worker_pids()
+    if not before:
+        return len(now) <= 1
+    return now == before or (now == [] and not _alive(before[-1]))
+
+
 def test_one_warm_worker_serves_job_after_job_and_a_cancel_replaces_it(classic_server) -> None:
     client = classic_server.client()
     _decompose_exactly(client, 3)
     warm = idle_worker_pids()
     assert warm and _worker_pids() == set(warm)
-    _decompose_exactly(client, 4)
-    _decompose_exactly(client, 5)
-    assert idle_worker_pids() == warm, "a new worker process was started for a job"
-    assert _worker_pids() == set(warm)
+    for seed in (4, 5):
+        _decompose_exactly(client, seed)
+        assert _still_waiting(warm), "a new worker process was started for a job"
+        warm = idle_worker_pids()
+        assert _worker_pids() == set(warm)
 
     job = client.submit("decompose", {}, [image_input(photo_like(6, 1024, 1024))])
     _wait_for_stage(client, job, "regions")
     _cancel_within_the_bound(client, job)
-    cancelled = warm[-1]  # the worker a job takes: the last one given back
-    assert not _alive(cancelled), "the cancelled job's worker still runs"
+    # The job took the waiting worker (or started one): it is stopped, and a fresh one
+    # waits in its place for the next job.
+    replacement = idle_worker_pids()
+    assert len(replacement) == 1 and replacement[0] not in warm
+    assert all(not _alive(pid) for pid in warm), "the cancelled job's worker still runs"
 
-    _decompose_exactly(client, 7)
-    fresh = idle_worker_pids()
-    assert fresh[:-1] == warm[:-1] and fresh[-1] != cancelled
-    _decompose_exactly(client, 8)
-    assert idle_worker_pids() == fresh
+    for seed in (7, 8):
+        before = idle_worker_pids()
+        _decompose_exactly(client, seed)
+        assert _still_waiting(before), "a new worker process was started for a job"
 
 
 def test_a_worker_that_served_jobs_and_then_waits_is_swapped_for_a_fresh_one(
