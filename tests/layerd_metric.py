@@ -280,12 +280,13 @@ class TrueLevel:
 def _visible_alphas(levels: list[Patch], height: int, width: int) -> list[np.ndarray]:
     """Each level's alpha as seen through the levels above it (full canvas, float32)."""
     out: list[np.ndarray] = []
-    cover = np.zeros((height, width), np.float32)
-    for level in reversed(levels):
-        alpha = level.window((0, height, 0, width))[..., 3]
-        out.append(alpha * (1.0 - cover))
-        cover += alpha * (1.0 - cover)
-    return out[::-1]
+    for level, seen in zip(levels, _seen_alphas(levels, height, width), strict=True):
+        full = np.zeros((height, width), np.float32)
+        if level.box is not None:
+            y0, y1, x0, x1 = level.box
+            full[y0:y1, x0:x1] = seen
+        out.append(full)
+    return out
 
 
 def level_map(pred: list[Patch], true: list[Patch], height: int, width: int) -> list[TrueLevel]:
