@@ -303,6 +303,33 @@ def test_the_peeled_layers_over_composite_to_the_input() -> None:
     assert np.abs(out.astype(int) - image.astype(int)).max() <= 1
 
 
+def test_the_peel_keeps_thin_texts_strokes_as_part_opaque_as_drawn() -> None:
+    """Small text's strokes are thinner than a pixel in places: many of its pixels are mixes
+    of the ink and the page, yet they are the text's own component. Those mixes are part
+    opaque ink, not opaque pixels of a lighter shade (which made the text's layer about a
+    sixth too opaque and greyed its colour)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    coverage = Image.new("L", (240, 120), 0)
+    draw = ImageDraw.Draw(coverage)
+    font = ImageFont.load_default(size=13)
+    draw.text((12, 20), "Thin strokes never reach", font=font, fill=255)
+    draw.text((12, 60), "the ink of their text.", font=font, fill=255)
+    alpha = np.asarray(coverage) / 255.0
+    ink = np.array([30, 30, 120], np.float64)
+    rgb = np.rint(255 * (1 - alpha[..., None]) + ink * alpha[..., None]).astype(np.uint8)
+    image = np.concatenate([rgb, np.full((120, 240, 1), 255, np.uint8)], -1)
+    scene = input_alpha(fill(peel(merge_elements(order_elements(find_text(_analysed(image)))))))
+    text = [p.full(120, 240) for p in scene.pieces[1:]]
+    assert text and all(p.name.startswith("Text") for p in scene.pieces[1:])
+    lifted = np.max([layer[..., 3] for layer in text], 0)
+    iou = np.minimum(lifted, alpha).sum() / np.maximum(lifted, alpha).sum()
+    assert iou >= 0.97, iou
+    opaque = np.concatenate([layer[..., :3][layer[..., 3] > 0.5] for layer in text])
+    assert np.abs(opaque * 255 - ink).max(-1).mean() <= 3
+    assert np.abs(_over(scene.pieces, 120, 240).astype(int) - image.astype(int)).max() <= 1
+
+
 def test_the_loop_reports_each_stage_in_order_and_stops_at_a_cancel() -> None:
     image = _canvas()
     _paint(image, Box(10, 40, 10, 50), RED)

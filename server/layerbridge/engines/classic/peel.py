@@ -193,8 +193,13 @@ def _element_alpha(crop, plate, core, e: Element, soft, box) -> np.ndarray:
     if e.color is None:
         return core.astype(np.float64)
     alpha = unmix_alpha(crop, plate, e.color)
-    if not e.unmixed:
-        alpha[core] = 1.0
+    if e.unmixed:
+        return alpha
+    if e.kind == "text":
+        # Thin strokes are mixes of the ink and what is under them all along, yet they are
+        # the text's own component: only the pixels that show the ink are opaque.
+        core = core & (np.abs(crop - e.color).max(-1) <= TUNING.unmix_tol)
+    alpha[core] = 1.0
     return alpha
 
 
