@@ -363,15 +363,22 @@ def test_the_transparent_corners_of_a_rounded_icon_are_no_layers() -> None:
 def test_letter_spaced_lines_taken_in_blocks_come_back_line_by_line() -> None:
     """Hundreds of glyphs send a page to the blocks path; glyphs set apart (letter-spaced
     capitals) were each a block, and so each a layer named "Layer N". Each line is one
-    text layer."""
+    text layer, of the glyphs' ink, as opaque as FreeType drew each pixel (its rims were
+    opaque pixels of a lighter shade: 0.64 of the coverage)."""
     image, lines = spaced_capitals(36)
     out = decompose(image)
     assert len(out) <= len(lines) + 1, f"{len(out)} layers for {len(lines)} lines"
+    page, ink = np.array([250, 246, 240], np.float64), np.array([30, 30, 90], np.float64)
     for y0, y1, x0, x1 in lines:
-        ink = np.abs(image[y0:y1, x0:x1, :3].astype(int) - (250, 246, 240)).max(-1) > 60
-        holder = max(out[1:], key=lambda named: named[1][y0:y1, x0:x1, 3][ink].sum())
+        crop = image[y0:y1, x0:x1, :3].astype(np.float64)
+        drawn = np.abs(crop - page).max(-1) > 60
+        coverage = np.clip((crop - page) @ (ink - page) / ((ink - page) @ (ink - page)), 0, 1)
+        holder = max(out[1:], key=lambda named: named[1][y0:y1, x0:x1, 3][drawn].sum())
         assert holder[0].startswith("Text"), holder[0]
-        assert holder[1][y0:y1, x0:x1, 3][ink].mean() > 0.9
+        alpha = holder[1][y0:y1, x0:x1, 3]
+        assert np.minimum(alpha, coverage).sum() / np.maximum(alpha, coverage).sum() > 0.95
+        opaque = holder[1][y0:y1, x0:x1, :3][alpha > 0.9] * 255
+        assert np.abs(opaque - ink).max(-1).mean() <= 3
 
 
 def test_a_grainy_full_bleed_photo_is_taken_as_a_photo_with_a_subject() -> None:
@@ -435,7 +442,9 @@ def test_a_page_of_small_text_on_one_card_comes_back_as_the_card_and_its_content
     inside[40:-40, 40:-40] = True
     below = [layer for _, layer in out[1:] if (layer[..., 3] > 0.5)[inside].mean() > 0.95]
     assert len(below) == 1  # the card, whole under its text
-    ink = np.abs(page[..., :3].astype(int) - card[0, 0, :3]).max(-1) > 60
+    # The glyphs' pixels drawn more than half opaque (ink (30, 30, 90) over the card's
+    # colour, about 220 levels apart) are more than half opaque in the layers over it.
+    ink = np.abs(page[..., :3].astype(int) - card[0, 0, :3]).max(-1) > 130
     above = np.maximum.reduce([layer[..., 3] for _, layer in out[2:]])
     assert (above[ink & inside] > 0.5).mean() > 0.9
     # Its glyphs, over the card's colour, joined into lines: one text layer per line.
