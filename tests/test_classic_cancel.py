@@ -69,17 +69,22 @@ def test_the_server_decomposes_exactly_after_a_cancel(classic_server) -> None:
     assert np.abs(back.astype(int) - pixels.astype(int)).max() <= 1
 
 
-def test_a_failure_in_the_worker_comes_back_as_an_engine_error() -> None:
+def test_a_failure_in_the_worker_comes_back_as_an_engine_error(caplog) -> None:
+    """The failure is the user's error; the worker, no longer trusted, leaves after it, and
+    the log says why (a worker missing from the pool is otherwise a mystery)."""
     import pytest
 
     from layerbridge.engines.classic.worker import decompose_in_child
     from layerbridge.types import EngineError, ErrorCode
 
+    caplog.set_level("DEBUG", logger="layerbridge.worker")
     flat = np.zeros((16, 16), np.uint8)  # no channels: decomposing it fails in the worker
     with pytest.raises(EngineError) as caught:
         decompose_in_child(flat, "auto", lambda fraction, stage: None, lambda: None)
     assert caught.value.code == ErrorCode.ENGINE_FAILED
     assert "classic engine failed" in caught.value.message
+    said = [r.getMessage() for r in caplog.records if r.name == "layerbridge.worker"]
+    assert any("leaves after its job: its job failed unexpectedly" in m for m in said), said
 
 
 def _worker_pids() -> set[int]:

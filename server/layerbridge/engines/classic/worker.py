@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import multiprocessing
 import os
 import threading
@@ -48,6 +49,8 @@ MAX_IDLE = 1
 IDLE_REFRESH_S = 10.0
 #: The name of worker processes (``multiprocessing.active_children()``).
 PROCESS_NAME = "classic-worker"
+
+log = logging.getLogger("layerbridge.worker")
 
 # Windows has no fork server: there each worker starts a fresh interpreter (about a second).
 _METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
@@ -81,8 +84,11 @@ def _serve(conn: Connection) -> None:
         keep = _one_job(conn, decompose_pieces, pixels, layers)
         del pixels
         _trim_heap()
-        if not keep or _resident_mb() - resting > RETIRE_GROWTH_MB:
-            conn.send(("retired",))
+        growth = _resident_mb() - resting
+        if not keep or growth > RETIRE_GROWTH_MB:
+            why = (f"its heap grew by {growth:.0f} MB (more than {RETIRE_GROWTH_MB:.0f})"
+                   if keep else "its job failed unexpectedly")
+            conn.send(("retired", why))
             conn.close()
             return
         conn.send(("ready",))
@@ -271,10 +277,12 @@ def _await_outcome(worker: _Worker, progress: Callable[[float, str], None],
 def _settle(worker: _Worker) -> None:
     """After a job: back to the pool when the worker says it is ready, else reaped."""
     try:
-        status = worker.conn.recv()[0]
+        message: tuple[Any, ...] = worker.conn.recv()
     except (EOFError, OSError):
-        status = "gone"
-    if status == "ready":
+        message = ("gone", "its pipe closed")
+    if message[0] == "ready":
         _pool.give_back(worker)
-    else:
-        worker.end()
+        return
+    # Said once, so that a worker missing from the pool later is explained in the log.
+    log.debug("classic worker %s leaves after its job: %s", worker.pid, message[1])
+    worker.end()
