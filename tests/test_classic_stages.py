@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from layerbridge.engines.base import Layer
 from layerbridge.engines.classic import photo, tuning
@@ -328,6 +329,31 @@ def test_the_peel_keeps_thin_texts_strokes_as_part_opaque_as_drawn() -> None:
     opaque = np.concatenate([layer[..., :3][layer[..., 3] > 0.5] for layer in text])
     assert np.abs(opaque * 255 - ink).max(-1).mean() <= 3
     assert np.abs(_over(scene.pieces, 120, 240).astype(int) - image.astype(int)).max() <= 1
+
+
+def test_the_peel_keeps_the_inside_of_text_in_a_soft_gradient_opaque() -> None:
+    """A title's ink may run through a few shades (a soft gradient, one flat element): its
+    pixels away from the glyphs' edges are no mixes with the page, however far their shade
+    is from the mean, and stay opaque; only the rim, where a glyph meets the page, is
+    anti-aliased."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    coverage = Image.new("L", (360, 400), 0)
+    font = ImageFont.load_default(size=30)
+    ImageDraw.Draw(coverage).text((10, 180), "SOFT INK", font=font, fill=255, stroke_width=2,
+                                  stroke_fill=255)
+    alpha = np.asarray(coverage) / 255.0
+    # 30 levels from the glyphs' top to their foot.
+    shade = np.clip((np.arange(400) - 183) / 30, 0, 1)[:, None, None]
+    ink = (1 - shade) * np.array([140, 20, 30]) + shade * np.array([170, 50, 60])
+    rgb = np.rint(255 * (1 - alpha[..., None]) + ink * alpha[..., None]).astype(np.uint8)
+    image = np.concatenate([rgb, np.full((400, 360, 1), 255, np.uint8)], -1)
+    scene = input_alpha(fill(peel(merge_elements(order_elements(find_text(_analysed(image)))))))
+    assert [p.name for p in scene.pieces] == ["background", "Text 1 (red)"]
+    lifted = scene.pieces[1].full(400, 360)[..., 3]
+    inside = ndimage.binary_erosion(alpha == 1.0, np.ones((3, 3), bool))
+    assert inside.sum() > 1000 and (lifted[inside] == 1.0).mean() == 1.0
+    assert np.abs(_over(scene.pieces, 400, 360).astype(int) - image.astype(int)).max() <= 1
 
 
 def test_the_loop_reports_each_stage_in_order_and_stops_at_a_cancel() -> None:

@@ -197,8 +197,10 @@ def _element_alpha(crop, plate, core, e: Element, soft, box) -> np.ndarray:
         return alpha
     if e.kind == "text":
         # Thin strokes are mixes of the ink and what is under them all along, yet they are
-        # the text's own component: only the pixels that show the ink are opaque.
-        core = core & (np.abs(crop - e.color).max(-1) <= TUNING.unmix_tol)
+        # the text's own component: on a glyph's rim only the pixels that show the ink are
+        # opaque. Inside it (a soft gradient in the ink) no pixel is a mix.
+        inside = cv2.erode(core.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        core = core & (inside | (np.abs(crop - e.color).max(-1) <= TUNING.unmix_tol))
     alpha[core] = 1.0
     return alpha
 
