@@ -331,6 +331,33 @@ def test_the_peel_keeps_thin_texts_strokes_as_part_opaque_as_drawn() -> None:
     assert np.abs(_over(scene.pieces, 120, 240).astype(int) - image.astype(int)).max() <= 1
 
 
+def test_the_peel_gives_a_block_of_many_inks_its_glyphs_anti_aliased_rims() -> None:
+    """A block of the blocks path (a paragraph whose words are in two inks: one element of
+    no single colour) holds its glyphs' rims, mixes of each ink and the page. Each rim pixel
+    is its nearest inner pixel's ink laid part opaque over the page, not an opaque pixel of
+    a lighter shade."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    coverage = Image.new("L", (240, 120), 0)
+    draw = ImageDraw.Draw(coverage)
+    font = ImageFont.load_default(size=20)
+    for row, words in enumerate(("Two inks in", "one block", "of words")):
+        draw.text((12, 10 + 34 * row), words, font=font, fill=255, stroke_width=1,
+                  stroke_fill=255)
+    alpha = np.asarray(coverage) / 255.0
+    ink = np.where(np.arange(240)[None, :, None] < 110, [[[30, 30, 90]]], [[[170, 40, 30]]])
+    rgb = np.rint(255 * (1 - alpha[..., None]) + ink * alpha[..., None]).astype(np.uint8)
+    image = np.concatenate([rgb, np.full((120, 240, 1), 255, np.uint8)], -1)
+    scene = _analysed(image)
+    box = Box(0, 120, 0, 240)
+    scene.elements = [Element(box, alpha > 0, None, "group", [0])]
+    scene = input_alpha(fill(peel(scene)))
+    lifted = scene.pieces[1].full(120, 240)[..., 3]
+    iou = np.minimum(lifted, alpha).sum() / np.maximum(lifted, alpha).sum()
+    assert iou >= 0.97, iou
+    assert np.abs(_over(scene.pieces, 120, 240).astype(int) - image.astype(int)).max() <= 1
+
+
 def test_the_peel_keeps_the_inside_of_text_in_a_soft_gradient_opaque() -> None:
     """A title's ink may run through a few shades (a soft gradient, one flat element): its
     pixels away from the glyphs' edges are no mixes with the page, however far their shade
