@@ -7,6 +7,10 @@ quantised upwards to 8 bits before ``F`` is taken, so ``a F + (1 - a) B`` is the
 within half a level; the plate is recomputed from the rounded layer so no error carries on.
 That is why the over-composite of the returned layers reproduces the input.
 
+An element's own pixels are opaque, except on the rim of text and of blocks (the blocks
+path's paragraphs): there a pixel that a mix of the ink and the plate explains is that ink
+laid part opaque, since thin strokes and glyphs' anti-aliased edges are mixes all along.
+
 :func:`peel_elements` peels a scene's elements top down, each over its box grown by a band:
 its shape completed under the elements above it (amodal.py), the plate under it filled from
 the lower elements or the background field (fill.py), a flat veil unmixed against black or
