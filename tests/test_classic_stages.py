@@ -122,6 +122,29 @@ def test_the_text_stage_leaves_a_row_of_discs_apart() -> None:
     assert all(e.kind != "text" for e in scene.elements)
 
 
+def test_the_text_stage_joins_a_titles_words_into_one_line() -> None:
+    """A title whose words are taller than glyphs may be (8% of a 200 px page: 16 px, and
+    "Happy" with its descenders is 26) came back as one layer per word and stray letters;
+    it is one text line, and a square of its colour beside it stays apart."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    page = Image.new("RGB", (480, 200), WHITE)
+    draw = ImageDraw.Draw(page)
+    font = ImageFont.load_default(size=26)
+    draw.text((20, 60), "Happy Sale Day", font=font, fill=BLACK)
+    ink_rows, ink_cols = np.nonzero(np.asarray(page)[..., 0] < 250)  # the title's ink
+    draw.rectangle((20, 140, 60, 180), fill=BLACK)
+    image = np.concatenate([np.asarray(page), np.full((200, 480, 1), 255, np.uint8)], -1)
+    scene = find_text(_analysed(image))
+    boxes = sorted((e.kind, e.box) for e in scene.elements)
+    assert len(boxes) == 2, boxes
+    (shape, square), (text, line) = boxes
+    assert (shape, text) == ("shape", "text") and square == Box(140, 181, 20, 61)
+    ink = Box(int(ink_rows.min()), int(ink_rows.max()) + 1, int(ink_cols.min()),
+              int(ink_cols.max()) + 1)
+    assert max(abs(a - b) for a, b in zip(line, ink, strict=True)) <= 1, (line, ink)
+
+
 def _inlaid_text_image() -> tuple[np.ndarray, Box, Box]:
     """A white page (200 x 240: glyphs are up to 8% of its height) with a dark button whose
     label is white, the page's own colour: the image, the button's box and the label's box."""

@@ -5,8 +5,9 @@
                    background's colour inlaid in a shape among them (or, for a design of
                    too many elements, blocks of them; for a photo, the text over it
                    and its subject)
-    3. text        glyphs into text lines, shapes whole again, faint strokes found; what
-                   is left of a background gradient given back to the background
+    3. text        glyphs into text lines (a title's tall words into one line), shapes
+                   whole again, faint strokes found; what is left of a background
+                   gradient given back to the background
     4. order       the elements' z-order; clipped content into its container
     5. merge       the parts of one thing together (or the most alike, to the count asked)
     6. peel        each element peeled off the image top down into its layer
@@ -59,6 +60,7 @@ from layerbridge.engines.classic.text import (
     join_specks,
     lines_over_photo,
     text_lines,
+    title_lines,
 )
 from layerbridge.engines.classic.tuning import TUNING
 
@@ -332,6 +334,8 @@ def find_text(scene: Scene) -> Scene:
     scene.check()
     # Strokes and remnants may be the thin parts of a line found in pieces: join it again.
     elements = drop_enclosed_specks(join_specks(absorb_pieces(text_lines(elements, h))))
+    # A title's words, too tall for glyphs, are text lines of their own: one line again.
+    elements = title_lines(elements, h)
     # Last, when the residue of a background gradient has taken in its specks: all of it
     # stays in the background.
     scene.elements = [e for e in elements if not _background_residue(e, rgb, is_bg)]

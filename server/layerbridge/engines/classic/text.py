@@ -64,6 +64,36 @@ def text_lines(elements: list[Element], height: int) -> list[Element]:
     return out
 
 
+def title_lines(elements: list[Element], height: int) -> list[Element]:
+    """Join the words of a line too tall for :func:`text_lines` (a banner's title, each word
+    a layer of its own): flat pieces of one colour side by side on a line, up to
+    TUNING.title_share of the image's height, of which at least one is text already and
+    none is a solid blob. Their layers lie side by side: only the line's layer changes."""
+    tall = [i for i, e in enumerate(elements)
+            if e.color is not None and e.kind in ("text", "shape")
+            and e.box.height <= TUNING.title_share * height and not _solid(e)]
+    if len(tall) < 2:
+        return elements
+    boxes = np.array([elements[i].box for i in tall], np.float64)
+    col = np.array([elements[i].color for i in tall])
+    first, second = _side_by_side(boxes, col)
+    count = len(tall)
+    near = coo_matrix((np.ones(first.size, bool), (first, second)), shape=(count, count))
+    n, lab = connected_components(near, directed=False)
+    has_text = np.bincount(lab, [elements[i].kind == "text" for i in tall], minlength=n) > 0
+    sizes = np.bincount(lab, minlength=n)
+    lines: dict[int, Element] = {}
+    joined: set[int] = set()
+    for k, i in enumerate(tall):
+        g = lab[k]
+        if sizes[g] >= 2 and has_text[g]:
+            lines[g] = union(lines[g], elements[i]) if g in lines else elements[i]
+            joined.add(i)
+    out = [e for i, e in enumerate(elements) if i not in joined]
+    return out + [Element(e.box, e.mask, e.color, "text", e.members, e.unmixed)
+                  for e in lines.values()]
+
+
 #: Pairs of glyphs weighed at a time by :func:`_side_by_side`.
 _PAIRS_AT_A_TIME = 1 << 20
 
