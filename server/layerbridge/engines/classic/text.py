@@ -40,12 +40,7 @@ def text_lines(elements: list[Element], height: int) -> list[Element]:
     small = [i for i, e in enumerate(elements) if e.color is not None and _glyph_like(e, max_h)]
     if len(small) < 2:
         return elements
-    boxes = np.array([elements[i].box for i in small], np.float64)
-    col = np.array([elements[i].color for i in small])
-    first, second = _side_by_side(boxes, col)
-    count = len(small)
-    near = coo_matrix((np.ones(first.size, bool), (first, second)), shape=(count, count))
-    n, lab = connected_components(near, directed=False)
+    n, lab = _lines_of([elements[i] for i in small])
     # A row of solid blobs (icons on discs, bullets) is no text: each keeps its own layer.
     solid = np.array([_solid(elements[i]) for i in small])
     icons = np.bincount(lab, ~solid, minlength=n) == 0
@@ -74,12 +69,7 @@ def title_lines(elements: list[Element], height: int) -> list[Element]:
             and e.box.height <= TUNING.title_share * height and not _solid(e)]
     if len(tall) < 2:
         return elements
-    boxes = np.array([elements[i].box for i in tall], np.float64)
-    col = np.array([elements[i].color for i in tall])
-    first, second = _side_by_side(boxes, col)
-    count = len(tall)
-    near = coo_matrix((np.ones(first.size, bool), (first, second)), shape=(count, count))
-    n, lab = connected_components(near, directed=False)
+    n, lab = _lines_of([elements[i] for i in tall])
     has_text = np.bincount(lab, [elements[i].kind == "text" for i in tall], minlength=n) > 0
     sizes = np.bincount(lab, minlength=n)
     lines: dict[int, Element] = {}
@@ -92,6 +82,17 @@ def title_lines(elements: list[Element], height: int) -> list[Element]:
     out = [e for i, e in enumerate(elements) if i not in joined]
     return out + [Element(e.box, e.mask, e.color, "text", e.members, e.unmixed)
                   for e in lines.values()]
+
+
+def _lines_of(pieces: list[Element]) -> tuple[int, np.ndarray]:
+    """(count, label per piece) of the lines that flat ``pieces`` make: pieces side by side
+    on a line in one colour (:func:`_side_by_side`), joined through each other."""
+    boxes = np.array([e.box for e in pieces], np.float64)
+    first, second = _side_by_side(boxes, np.array([e.color for e in pieces]))
+    count = len(pieces)
+    near = coo_matrix((np.ones(first.size, bool), (first, second)), shape=(count, count))
+    n, lab = connected_components(near, directed=False)
+    return int(n), lab
 
 
 #: Pairs of glyphs weighed at a time by :func:`_side_by_side`.
