@@ -138,10 +138,10 @@ class Tuning:
     enclosed_speck: int = 32
     enclosed_ring: float = 0.5
     max_glyph: int = 64
+    min_glyph: int = 12
     #: The words of a title line (see text.title_lines) are at most this share of the
     #: image's height.
     title_share: float = 0.2
-    min_glyph: int = 12
     #: Glyphs of one line overlap vertically by at least this share of the smaller one.
     line_overlap: float = 0.4
     #: Glyphs of one line differ in height by at most this factor.
