@@ -216,6 +216,29 @@ def test_photo_regions_leave_flat_text_and_shapes_alone() -> None:
     assert photos == [] and not in_photo.any()
 
 
+def test_the_background_field_is_its_quadratic_plus_drift_over_boxes_and_points() -> None:
+    # The field is evaluated per row and per column (fast); it must be the fitted quadratic
+    # of the six basis terms plus the drift of the pixel's cell, whether asked over a box
+    # or at scattered pixels, and the two must agree exactly (one pixel, one colour).
+    from layerbridge.engines.classic.background import Background, _basis
+
+    rng = np.random.default_rng(3)
+    h, w, cell = 37, 53, 8
+    coef = rng.uniform(-0.3, 0.3, (6, 3)) + np.array([0.5, 0.0, 0.0, 0.0, 0.0, 0.0])[:, None]
+    drift = rng.uniform(-0.02, 0.02, (h // cell, w // cell, 3))
+    field = Background(coef, 1.0, w, h, drift, cell)
+    ys, xs = np.mgrid[:h, :w]
+    rows = np.minimum(ys // cell, drift.shape[0] - 1)
+    cols = np.minimum(xs // cell, drift.shape[1] - 1)
+    expected = np.clip(_basis(ys, xs, w, h) @ coef + drift[rows, cols], 0.0, 1.0)
+    whole = field.render_box(0, h, 0, w)
+    assert whole.shape == (h, w, 3)
+    assert np.abs(whole - expected).max() <= 1e-12
+    assert np.array_equal(field.render_box(5, 30, 11, 40), whole[5:30, 11:40])
+    py, px = rng.integers(0, h, 200), rng.integers(0, w, 200)
+    assert np.array_equal(field.render(py, px), whole[py, px])
+
+
 def test_a_dither_on_a_card_is_no_photo() -> None:
     # A checkerboard dither of one ink: every pixel a speck, packed as densely as a photo's,
     # but of two colours, not a photo's many.

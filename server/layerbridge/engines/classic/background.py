@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
+from layerbridge.engines.classic.color import channel_max, color_distance
 from layerbridge.engines.classic.tuning import TUNING
 
 
@@ -36,30 +37,51 @@ class Background:
         return self.inliers >= TUNING.min_inliers
 
     def render(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-        """Field colour at pixel coordinates (any matching shapes) -> (..., 3)."""
-        field = _basis(ys, xs, self.width, self.height) @ self.coef
+        """Field colour at pixel coordinates ``ys``, ``xs`` (equal shapes) -> (..., 3)."""
+        u, v = self._uv(ys, xs)
+        field = self._along_v(v) + self._along_u(u) + v[..., None] * (u[..., None] * self.coef[4])
         if self.drift is not None:
-            rows, cols = self.drift.shape[:2]
-            field += self.drift[np.minimum(ys // self.cell, rows - 1),
-                                np.minimum(xs // self.cell, cols - 1)]
-        return np.clip(field, 0.0, 1.0)
+            field += self.drift[self._cells(ys, 0), self._cells(xs, 1)]
+        return np.clip(field, 0.0, 1.0, out=field)
 
     def render_box(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        ys, xs = np.mgrid[y0:y1, x0:x1]
-        return self.render(ys, xs)
+        """Field colour over a box -> (y1 - y0, x1 - x0, 3). The quadratic is evaluated per
+        row and per column and only summed per pixel: building its six terms for every
+        pixel took three times as long (a full frame was a tenth of the engine's time).
+        The same sums in the same order as :meth:`render`, so both give the same value."""
+        u, v = self._uv(np.arange(y0, y1), np.arange(x0, x1))
+        field = (self._along_v(v)[:, None] + self._along_u(u)[None, :]
+                 + v[:, None, None] * (u[:, None] * self.coef[4])[None, :])
+        if self.drift is not None:
+            # Rows first, then columns: one fancy index over both took five times as long.
+            rows = np.take(self.drift, self._cells(np.arange(y0, y1), 0), axis=0)
+            field += np.take(rows, self._cells(np.arange(x0, x1), 1), axis=1)
+        return np.clip(field, 0.0, 1.0, out=field)
+
+    def _uv(self, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel coordinates as the basis's centred coordinates (u across, v down)."""
+        u = xs.astype(np.float64) / max(self.width - 1, 1) - 0.5
+        v = ys.astype(np.float64) / max(self.height - 1, 1) - 0.5
+        return u, v
+
+    def _along_u(self, u: np.ndarray) -> np.ndarray:
+        c = self.coef
+        return u[..., None] * c[1] + (u * u)[..., None] * c[3]
+
+    def _along_v(self, v: np.ndarray) -> np.ndarray:
+        c = self.coef
+        return c[0] + v[..., None] * c[2] + (v * v)[..., None] * c[5]
+
+    def _cells(self, coords: np.ndarray, axis: int) -> np.ndarray:
+        assert self.drift is not None
+        return np.minimum(coords // self.cell, self.drift.shape[axis] - 1)
 
 
 def _basis(ys: np.ndarray, xs: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The quadratic's six terms (1, u, v, u², uv, v²) per sample, for fitting the field."""
     u = xs.astype(np.float64) / max(width - 1, 1) - 0.5
     v = ys.astype(np.float64) / max(height - 1, 1) - 0.5
-    # Filled in place: np.stack of six full-frame temporaries took twice as long.
-    out = np.empty(u.shape + (6,))
-    out[..., 0] = 1.0
-    out[..., 1], out[..., 2] = u, v
-    np.multiply(u, u, out=out[..., 3])
-    np.multiply(u, v, out=out[..., 4])
-    np.multiply(v, v, out=out[..., 5])
-    return out
+    return np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=-1)
 
 
 def fit_background(rgb: np.ndarray, seed: np.ndarray, rng: np.random.Generator) -> Background:
@@ -101,7 +123,7 @@ def _with_drift(field: Background, rgb: np.ndarray, seed: np.ndarray) -> Backgro
     step = max(1, cell // 2)
     ys, xs = np.mgrid[0:h:step, 0:w:step]
     off = (rgb[::step, ::step] - field.render(ys, xs)).astype(np.float32)
-    near = (seed[::step, ::step] & (np.abs(off).max(axis=-1) <= TUNING.drift_sample))
+    near = (seed[::step, ::step] & (channel_max(np.abs(off)) <= TUNING.drift_sample))
     near = near.astype(np.float32)
     total = cv2.resize(off * near[..., None], size, interpolation=cv2.INTER_AREA)
     weight = cv2.resize(near, size, interpolation=cv2.INTER_AREA)
@@ -119,4 +141,4 @@ def background_mask(rgb: np.ndarray, bg: Background) -> np.ndarray:
     """Pixels the field explains to within :data:`TUNING.pixel_tol`."""
     h, w = rgb.shape[:2]
     field = bg.render_box(0, h, 0, w)
-    return np.abs(rgb - field).max(axis=-1) <= TUNING.pixel_tol
+    return color_distance(rgb, field) <= TUNING.pixel_tol

@@ -34,6 +34,7 @@ from layerbridge.engines.classic import photo
 from layerbridge.engines.classic.background import background_mask, fit_background
 from layerbridge.engines.classic.box import Box
 from layerbridge.engines.classic.clipping import join_clipped
+from layerbridge.engines.classic.color import color_distance
 from layerbridge.engines.classic.ghosts import give_back_ghosts
 from layerbridge.engines.classic.grouping import absorb_pieces
 from layerbridge.engines.classic.merging import merge_alike, merge_to_count
@@ -130,7 +131,7 @@ def _key_color(visible: np.ndarray) -> np.ndarray:
     sample = visible[::step]
     best, best_gap = KEY_COLORS[0], -1.0
     for key in KEY_COLORS:
-        gap = float(np.abs(sample - key).max(-1).min())
+        gap = float(color_distance(sample, key).min())
         if gap > best_gap:
             best, best_gap = key, gap
     return best

@@ -19,6 +19,7 @@ from scipy import ndimage
 
 from layerbridge.engines.classic.background import Background
 from layerbridge.engines.classic.box import Box
+from layerbridge.engines.classic.color import color_distance
 from layerbridge.engines.classic.peel import split_layer
 from layerbridge.engines.classic.scene import Piece
 from layerbridge.engines.classic.tuning import TUNING
@@ -36,7 +37,7 @@ def give_back_ghosts(pieces: list[Piece], field: Background | None, shown: np.nd
     for index, piece in enumerate(pieces[1:], 1):
         owner[piece.box.slices][piece.pixels[..., 3] > 0] = index
     ghosts = (owner == 0) & shown
-    ghosts &= np.abs(base[..., :3] - field.render_box(0, h, 0, w)).max(-1) > TUNING.ghost_tol
+    ghosts &= color_distance(base[..., :3], field.render_box(0, h, 0, w)) > TUNING.ghost_tol
     if not ghosts.any():
         return
     distance, (near_y, near_x) = ndimage.distance_transform_edt(owner == 0,

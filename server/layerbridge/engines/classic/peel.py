@@ -25,6 +25,7 @@ from scipy import ndimage
 
 from layerbridge.engines.classic.amodal import complete
 from layerbridge.engines.classic.box import Box, rewindow
+from layerbridge.engines.classic.color import channel_max, color_distance
 from layerbridge.engines.classic.fill import fill_plate
 from layerbridge.engines.classic.hulls import hull_mask
 from layerbridge.engines.classic.naming import layer_name
@@ -50,7 +51,7 @@ def min_alpha(image: np.ndarray, plate: np.ndarray) -> np.ndarray:
     """Smallest alpha for which ``F = (I - (1 - a) B) / a`` stays inside [0, 1]."""
     up = np.where(image > plate, (image - plate) / np.maximum(1.0 - plate, 1e-12), 0.0)
     down = np.where(image < plate, (plate - image) / np.maximum(plate, 1e-12), 0.0)
-    return np.clip(np.maximum(up, down).max(-1), 0.0, 1.0)
+    return np.clip(channel_max(np.maximum(up, down)), 0.0, 1.0)
 
 
 def split_layer(
@@ -153,7 +154,7 @@ def _peel_one(image: np.ndarray, scene: Scene, k: int, hulls: list[Shape]
     # Pixels the plate matches already are not this element's: the plate (a fitted field)
     # may miss the image by a level, and a speck of alpha there would put the layer over
     # its neighbours.
-    region &= core | (np.abs(crop - plate).max(-1) > TUNING.plate_tol)
+    region &= core | (color_distance(crop, plate) > TUNING.plate_tol)
     if color is not None:
         # The band around the element may hold the anti-aliased rim of a lower element
         # that only meets it: no mix of this colour over the plate, so not this layer's.
@@ -169,7 +170,7 @@ def _explained(image: np.ndarray, plate: np.ndarray, alpha: np.ndarray, color: n
                ) -> np.ndarray:
     """Pixels that ``color`` at ``alpha`` over ``plate`` reproduces to within unmix_tol."""
     mix = plate + alpha[..., None] * (color - plate)
-    return np.abs(image - mix).max(-1) <= TUNING.unmix_tol
+    return color_distance(image, mix) <= TUNING.unmix_tol
 
 
 def _veil(under: np.ndarray, color: np.ndarray | None) -> np.ndarray | None:
@@ -178,7 +179,7 @@ def _veil(under: np.ndarray, color: np.ndarray | None) -> np.ndarray | None:
     if color is None or len(under) < TUNING.min_area:
         return None
     plate = under.mean(0)
-    if np.abs(under - plate).max(-1).mean() > TUNING.veil_tol:
+    if color_distance(under, plate).mean() > TUNING.veil_tol:
         return None
     for extreme in (np.zeros(3), np.ones(3)):
         d = extreme - plate
@@ -206,7 +207,7 @@ def _element_alpha(crop, plate, core, e: Element, soft, box) -> np.ndarray:
         # Thin strokes are mixes of the ink and what is under them all along, yet they are
         # the text's own component: on a glyph's rim only the pixels that show the ink are
         # opaque. Inside it (a soft gradient in the ink) no pixel is a mix.
-        core = core & (_inside(core) | (np.abs(crop - e.color).max(-1) <= TUNING.unmix_tol))
+        core = core & (_inside(core) | (color_distance(crop, e.color) <= TUNING.unmix_tol))
     alpha[core] = 1.0
     return alpha
 
@@ -229,7 +230,7 @@ def _rim_unmixed(crop: np.ndarray, plate: np.ndarray, core: np.ndarray) -> np.nd
     _, (rows, cols) = ndimage.distance_transform_edt(~inside, return_indices=True)
     ink = crop[rows, cols]
     mixed = unmix_alpha(crop, plate, ink)
-    explained = np.abs(crop - (plate + mixed[..., None] * (ink - plate))).max(-1)
+    explained = color_distance(crop, plate + mixed[..., None] * (ink - plate))
     contrast = ((ink - plate) ** 2).sum(-1) >= TUNING.min_contrast**2
     rim = core & ~inside & contrast & (explained <= TUNING.unmix_tol)
     alpha[rim] = mixed[rim]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from layerbridge.engines.classic.box import Box
+from layerbridge.engines.classic.color import color_distance
 from layerbridge.engines.classic.tuning import TUNING
 
 
@@ -42,7 +43,7 @@ def apply_input_alpha(layers: list[tuple[Box, np.ndarray]], rgba: np.ndarray,
     color = np.divide(pre, alpha[..., None], out=base[..., :3].copy(), where=alpha[..., None] > 0)
     base[..., 3] = np.where(hidden, 1.0, alpha)
     if surround is not None:
-        surrounding = np.abs(base[..., :3] - surround).max(-1) <= TUNING.surround_tol
+        surrounding = color_distance(base[..., :3], surround) <= TUNING.surround_tol
         base[..., 3][hidden & surrounding] = 0.0
     base[..., :3] = np.where(hidden[..., None], base[..., :3], np.clip(color, 0.0, 1.0))
 

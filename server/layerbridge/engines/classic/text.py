@@ -29,6 +29,7 @@ from scipy.sparse.csgraph import connected_components
 
 from layerbridge.engines.classic.background import Background
 from layerbridge.engines.classic.box import Box, rewindow
+from layerbridge.engines.classic.color import color_distance
 from layerbridge.engines.classic.hulls import hull_mask
 from layerbridge.engines.classic.regions import Components, Element, element_of, same_color, union
 from layerbridge.engines.classic.tuning import TUNING
@@ -129,7 +130,7 @@ def _side_by_side(boxes: np.ndarray, col: np.ndarray) -> tuple[np.ndarray, np.nd
         gap_x = np.maximum(x0[i], x0[j]) - np.minimum(x1[i], x1[j])
         keep = ((overlap_y >= TUNING.line_overlap * np.minimum(h_i, h_j))
                 & (gap_x <= TUNING.word_gap * np.maximum(h_i, h_j))
-                & (np.abs(col[i] - col[j]).max(-1) <= TUNING.same_color)
+                & (color_distance(col[i], col[j]) <= TUNING.same_color)
                 & (h_i <= ratio * h_j) & (h_j <= ratio * h_i))
         found.append((i[keep], j[keep]))
         start = stop
@@ -331,7 +332,7 @@ def glyph_remnants(elements: list[Element], rgb: np.ndarray, background: np.ndar
         return elements
     ys, xs = np.nonzero(free)
     far = np.zeros(background.shape, bool)
-    far[ys, xs] = np.abs(rgb[ys, xs] - field.render(ys, xs)).max(-1) > TUNING.ink_step
+    far[ys, xs] = color_distance(rgb[ys, xs], field.render(ys, xs)) > TUNING.ink_step
     out = list(elements)
     for window, piece in _clusters(far):
         if piece.sum() > TUNING.max_remnant * far.size:
@@ -390,7 +391,7 @@ def _nearest_same_ink(elements: list[Element], box: Box, shades: np.ndarray, und
         if np.any(norm < TUNING.min_ink_contrast**2):
             continue
         t = np.clip(((shades - under) * d).sum(-1) / norm, 0.0, 1.0)
-        miss = np.abs(shades - under - t[:, None] * d).max(-1)
+        miss = color_distance(shades - under, t[:, None] * d)
         if np.quantile(miss, TUNING.shade_quantile) <= TUNING.on_line:
             best, best_gap = k, gap
     return best
@@ -423,7 +424,7 @@ def _strokes_in(host: Element, rgb: np.ndarray, claimed: np.ndarray) -> list[Ele
     kernel = np.ones((TUNING.stroke_clearance, TUNING.stroke_clearance), np.uint8)
     near_others = cv2.dilate(others.astype(np.uint8), kernel).astype(bool)
     crop = rgb[host.box.slices]
-    ink = holes & ~near_others & (np.abs(crop - host.color).max(-1) > TUNING.ink_step)
+    ink = holes & ~near_others & (color_distance(crop, host.color) > TUNING.ink_step)
     if ink.sum() < TUNING.min_area:
         return []
     pieces = []
@@ -515,7 +516,7 @@ def _ink_offset(shades: np.ndarray, under: np.ndarray) -> np.ndarray | None:
     if np.abs(strongest).max() < TUNING.min_ink_contrast:
         return None
     t = np.clip(offset @ strongest / float(strongest @ strongest), 0.0, 1.0)
-    miss = np.abs(offset - t[:, None] * strongest).max(-1)
+    miss = color_distance(offset, t[:, None] * strongest)
     if np.quantile(miss, TUNING.shade_quantile) > TUNING.on_line:
         return None
     return strongest
