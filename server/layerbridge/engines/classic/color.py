@@ -18,4 +18,5 @@ def channel_max(values: np.ndarray) -> np.ndarray:
 
 def color_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The largest per-channel difference between colours ``a`` and ``b`` (broadcast)."""
-    return channel_max(np.abs(a - b))
+    difference = np.subtract(a, b)
+    return channel_max(np.abs(difference, out=difference))
