@@ -59,10 +59,7 @@ class Background:
         return np.clip(field, 0.0, 1.0, out=field)
 
     def _uv(self, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Pixel coordinates as the basis's centred coordinates (u across, v down)."""
-        u = xs.astype(np.float64) / max(self.width - 1, 1) - 0.5
-        v = ys.astype(np.float64) / max(self.height - 1, 1) - 0.5
-        return u, v
+        return _centred(ys, xs, self.width, self.height)
 
     def _along_u(self, u: np.ndarray) -> np.ndarray:
         c = self.coef
@@ -77,10 +74,17 @@ class Background:
         return np.minimum(coords // self.cell, self.drift.shape[axis] - 1)
 
 
-def _basis(ys: np.ndarray, xs: np.ndarray, width: int, height: int) -> np.ndarray:
-    """The quadratic's six terms (1, u, v, u², uv, v²) per sample, for fitting the field."""
+def _centred(ys: np.ndarray, xs: np.ndarray, width: int, height: int
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates as the field's coordinates: u across, v down, each -0.5 to 0.5."""
     u = xs.astype(np.float64) / max(width - 1, 1) - 0.5
     v = ys.astype(np.float64) / max(height - 1, 1) - 0.5
+    return u, v
+
+
+def _basis(ys: np.ndarray, xs: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The quadratic's six terms (1, u, v, u², uv, v²) per sample, for fitting the field."""
+    u, v = _centred(ys, xs, width, height)
     return np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=-1)
 
 
