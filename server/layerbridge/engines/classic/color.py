@@ -1,7 +1,9 @@
-"""How far apart two colours are, as every colour tolerance in :mod:`tuning` measures it.
+"""How far apart colours are, as the colour tolerances in :mod:`tuning` measure it.
 
 The distance is the largest difference in any one channel (float RGB in [0, 1]): a pixel is
-"within ``tol`` of" a colour when no channel is further than ``tol`` from it.
+"within ``tol`` of" a colour when no channel is further than ``tol`` from it. Arrays of
+pixels are measured here; two single colours are compared the same way in place
+(``np.abs(a - b).max()``), where the speed of an array's reduction does not matter.
 """
 
 from __future__ import annotations
