@@ -38,36 +38,32 @@ class Background:
 
     def render(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
         """Field colour at pixel coordinates ``ys``, ``xs`` (equal shapes) -> (..., 3)."""
-        u, v = self._uv(ys, xs)
-        field = self._along_v(v) + self._along_u(u) + v[..., None] * (u[..., None] * self.coef[4])
+        field = self._quadratic(ys, xs)
         if self.drift is not None:
             field += self.drift[self._cells(ys, 0), self._cells(xs, 1)]
         return np.clip(field, 0.0, 1.0, out=field)
 
     def render_box(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        """Field colour over a box -> (y1 - y0, x1 - x0, 3). The quadratic is evaluated per
-        row and per column and only summed per pixel: building its six terms for every
-        pixel took three times as long (a full frame was a tenth of the engine's time).
-        The same sums in the same order as :meth:`render`, so both give the same value."""
-        u, v = self._uv(np.arange(y0, y1), np.arange(x0, x1))
-        field = (self._along_v(v)[:, None] + self._along_u(u)[None, :]
-                 + v[:, None, None] * (u[:, None] * self.coef[4])[None, :])
+        """Field colour over a box -> (y1 - y0, x1 - x0, 3): :meth:`render` of its rows
+        against its columns, with the drift taken rows first, then columns (one fancy index
+        over both took five times as long)."""
+        rows, cols = np.arange(y0, y1), np.arange(x0, x1)
+        field = self._quadratic(rows[:, None], cols[None, :])
         if self.drift is not None:
-            # Rows first, then columns: one fancy index over both took five times as long.
-            rows = np.take(self.drift, self._cells(np.arange(y0, y1), 0), axis=0)
-            field += np.take(rows, self._cells(np.arange(x0, x1), 1), axis=1)
+            field += np.take(np.take(self.drift, self._cells(rows, 0), axis=0),
+                             self._cells(cols, 1), axis=1)
         return np.clip(field, 0.0, 1.0, out=field)
 
-    def _uv(self, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return _centred(ys, xs, self.width, self.height)
-
-    def _along_u(self, u: np.ndarray) -> np.ndarray:
+    def _quadratic(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        """The quadratic at ``ys``, ``xs`` (broadcast) -> (..., 3), summed from a part along
+        v, a part along u and their cross term: on a box's rows against its columns only
+        the sum is per pixel (building the six terms for every pixel took three times as
+        long, and a full frame was a tenth of the engine's time)."""
+        u, v = _centred(ys, xs, self.width, self.height)
         c = self.coef
-        return u[..., None] * c[1] + (u * u)[..., None] * c[3]
-
-    def _along_v(self, v: np.ndarray) -> np.ndarray:
-        c = self.coef
-        return c[0] + v[..., None] * c[2] + (v * v)[..., None] * c[5]
+        along_v = c[0] + v[..., None] * c[2] + (v * v)[..., None] * c[5]
+        along_u = u[..., None] * c[1] + (u * u)[..., None] * c[3]
+        return along_v + along_u + v[..., None] * (u[..., None] * c[4])
 
     def _cells(self, coords: np.ndarray, axis: int) -> np.ndarray:
         assert self.drift is not None

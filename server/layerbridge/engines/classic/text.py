@@ -45,19 +45,7 @@ def text_lines(elements: list[Element], height: int) -> list[Element]:
     # A row of solid blobs (icons on discs, bullets) is no text: each keeps its own layer.
     solid = np.array([_solid(elements[i]) for i in small])
     icons = np.bincount(lab, ~solid, minlength=n) == 0
-    merged: dict[int, Element] = {}
-    out = [e for i, e in enumerate(elements) if i not in set(small)]
-    for k, i in enumerate(small):
-        if icons[lab[k]]:
-            out.append(elements[i])
-        else:
-            merged[lab[k]] = union(merged[lab[k]], elements[i]) if lab[k] in merged else elements[i]
-    sizes = np.bincount(lab, minlength=n)
-    for g, e in merged.items():
-        if sizes[g] >= 2:
-            e = Element(e.box, e.mask, e.color, "text", e.members, e.unmixed)
-        out.append(e)
-    return out
+    return _joined(elements, small, lab, ~icons & (np.bincount(lab, minlength=n) >= 2))
 
 
 def title_lines(elements: list[Element], height: int) -> list[Element]:
@@ -72,14 +60,19 @@ def title_lines(elements: list[Element], height: int) -> list[Element]:
         return elements
     n, lab = _lines_of([elements[i] for i in tall])
     has_text = np.bincount(lab, [elements[i].kind == "text" for i in tall], minlength=n) > 0
-    sizes = np.bincount(lab, minlength=n)
+    return _joined(elements, tall, lab, has_text & (np.bincount(lab, minlength=n) >= 2))
+
+
+def _joined(elements: list[Element], picked: list[int], lab: np.ndarray, join: np.ndarray
+            ) -> list[Element]:
+    """``elements`` with the ``picked`` ones of each line (``lab``: per picked one, its line)
+    that ``join`` says yes to made one text element; the others as they were."""
     lines: dict[int, Element] = {}
-    joined: set[int] = set()
-    for k, i in enumerate(tall):
-        g = lab[k]
-        if sizes[g] >= 2 and has_text[g]:
+    for k, i in enumerate(picked):
+        g = int(lab[k])
+        if join[g]:
             lines[g] = union(lines[g], elements[i]) if g in lines else elements[i]
-            joined.add(i)
+    joined = {i for k, i in enumerate(picked) if join[lab[k]]}
     out = [e for i, e in enumerate(elements) if i not in joined]
     return out + [Element(e.box, e.mask, e.color, "text", e.members, e.unmixed)
                   for e in lines.values()]
