@@ -25,6 +25,7 @@ it with the job protocol. Every threshold is in tuning.py.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -296,8 +297,11 @@ def _photo_scene(scene: Scene) -> Scene:
     element each, and its subject, less that text, one element under them (if found)."""
     assert scene.rgb is not None and scene.rgb8 is not None and scene.components is not None
     scene.path = "photo"
-    lines = lines_over_photo(scene.components, scene.rgb)
-    mask = photo.subject_mask(scene.rgb8)
+    # GrabCut holds no GIL: the subject is cut while the text over the photo is found.
+    with ThreadPoolExecutor(1) as pool:
+        cutting = pool.submit(photo.subject_mask, scene.rgb8)
+        lines = lines_over_photo(scene.components, scene.rgb)
+        mask = cutting.result()
     if mask is not None and lines:
         mask = photo.without(mask, lines)
     if mask is None:

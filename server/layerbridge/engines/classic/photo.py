@@ -49,8 +49,8 @@ def subject_mask(rgb8: np.ndarray) -> np.ndarray | None:
     mask = np.zeros((sh, sw), np.uint8)
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(0)
-    cv2.grabCut(np.ascontiguousarray(small[..., ::-1]), mask, rect, bgd, fgd, 4,
-                cv2.GC_INIT_WITH_RECT)
+    cv2.grabCut(np.ascontiguousarray(small[..., ::-1]), mask, rect, bgd, fgd,
+                TUNING.subject_rounds, cv2.GC_INIT_WITH_RECT)
     fg = np.isin(mask, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
     share = fg.mean()
     if share < TUNING.subject_min_share or share > TUNING.subject_max_share:
