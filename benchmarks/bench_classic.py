@@ -13,7 +13,8 @@ Against an earlier version, through real servers, on real documents:
         [--only NAME ...] [--max-mp 4]
 serves the ``server/`` of git revision ``main`` and of this checkout side by side and runs each
 document on both in turn (alternating which goes first), so that both see the same load of a
-shared machine: per file s/MP before and after and their ratio, then the medians and maxima.
+shared machine (each timed as bench_quality.timed times it): per file s/MP before and after
+and their ratio, then the medians and maxima.
 """
 
 from __future__ import annotations
@@ -103,20 +104,9 @@ def memory() -> None:
               f"{mb / TARGET_MB_PER_MP:.2f}x the {TARGET_MB_PER_MP:.0f} MB/MP budget", flush=True)
 
 
-def _served(server, client, pixels: np.ndarray) -> float:
-    """Seconds one ``auto`` decomposition of ``pixels`` takes through ``server``."""
-    from layerbridge.protocol import InputSpec
-
-    height, width = pixels.shape[:2]
-    spec = InputSpec("image", width, height, 0, 0)
-    start = time.perf_counter()
-    client.run("decompose", {"layers": "auto"}, [(spec, pixels.tobytes())])
-    return time.perf_counter() - start
-
-
 def against(argv: list[str]) -> None:
     """Per-file s/MP of git revision ``--against`` and of this checkout, through servers."""
-    from bench_quality import CACHE, Server, documents, truth
+    from bench_quality import CACHE, Server, documents, timed, truth
     from layerd_metric import composite
 
     from layerbridge.client import Client
@@ -142,17 +132,17 @@ def against(argv: list[str]) -> None:
         new = Server("classic", Path(tmp))
         try:
             with Client(old.url, "before") as old_client, Client(new.url, "after") as new_client:
-                _served(old, old_client, warm)
-                _served(new, new_client, warm)
+                timed(old_client, warm)
+                timed(new_client, warm)
                 for k, (path, _, _) in enumerate(documents(args.folders, args.only)):
                     patches, height, width = truth(path, CACHE)
                     mp = height * width / 1e6
                     if args.max_mp is not None and mp > args.max_mp:
                         continue
                     pixels = composite(patches, height, width)
-                    pair = [(old, old_client), (new, new_client)]
-                    seconds = {id(s): _served(s, c, pixels) for s, c in pair[:: 1 - 2 * (k % 2)]}
-                    before, after = seconds[id(old)] / mp, seconds[id(new)] / mp
+                    pair = [old_client, new_client]
+                    seconds = {id(c): timed(c, pixels) for c in pair[:: 1 - 2 * (k % 2)]}
+                    before, after = seconds[id(old_client)] / mp, seconds[id(new_client)] / mp
                     rows.append((before, after))
                     print(f"| {path.name} | {width}x{height} | {before:.2f} | {after:.2f} | "
                           f"{after / before:.2f} |", flush=True)
