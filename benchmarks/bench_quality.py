@@ -163,7 +163,8 @@ class Server:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "layerbridge.cli", "--log-level", "warning", "serve", "--port",
              "0", "--engine",
-             engine, "--output-dir", str(output_dir), "--max-pixels", str(64 * 2**20)],
+             engine, "--output-dir", str(output_dir), "--max-pixels", str(64 * 2**20),
+             "--memory-budget", str(_budget_mib())],
             stdout=subprocess.PIPE, text=True, env=env,
         )
         line = self.process.stdout.readline() if self.process.stdout else ""
@@ -190,6 +191,18 @@ class Server:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(30)
+
+
+def _budget_mib() -> int:
+    """Three quarters of this machine's available memory: a large document is decomposed as
+    far as the machine can hold it, not refused at the server's default budget (4 GiB: about
+    16.7 megapixels on the classic engine; an A3 poster at 300 dpi is 17.4)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        return max(4096, int(fields["MemAvailable"].split()[0]) * 3 // 4 // 1024)
+    except (OSError, KeyError, ValueError):  # no /proc: the server's default
+        return 4096
 
 
 def _descendants(pid: int) -> list[int]:
