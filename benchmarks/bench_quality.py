@@ -51,6 +51,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from helpers import image_input, layer_pixels  # noqa: E402
 from layerd_metric import (  # noqa: E402
     Patch,
     composite,
@@ -61,7 +62,6 @@ from layerd_metric import (  # noqa: E402
 )
 
 from layerbridge.client import Client  # noqa: E402
-from layerbridge.protocol import InputSpec  # noqa: E402
 
 MERGES = 2
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "layerbridge-bench"
@@ -196,7 +196,7 @@ class Server:
 def _budget_mib() -> int:
     """Three quarters of this machine's available memory: a large document is decomposed as
     far as the machine can hold it, not refused at the server's default budget (4 GiB: about
-    16.7 megapixels on the classic engine; an A3 poster at 300 dpi is 17.4)."""
+    16.8 megapixels on the classic engine; an A3 poster at 300 dpi is 17.4)."""
     try:
         with open("/proc/meminfo") as meminfo:
             fields = dict(line.split(":", 1) for line in meminfo)
@@ -241,19 +241,15 @@ def decompose(server: Server, client: Client, pixels: np.ndarray, layers: int | 
     sampler = PeakSampler(server)
     sampler.start()
     try:
-        result = client.run("decompose", {"layers": layers}, [(_spec(pixels), pixels.tobytes())])
+        result = client.run("decompose", {"layers": layers}, [image_input(pixels)])
     finally:
         sampler.done.set()
         sampler.join()
     # Over the smallest the tree was around the job: a warm worker that grew in the last
     # job may be replaced by a fresh one during this one, leaving the tree below ``rest``.
     peak = max(sampler.peak - min(rest, sampler.low), 0.0)
-    layers = []
-    for message in result.layers:
-        crop = np.frombuffer(message["data"], np.uint8).reshape(message["height"],
-                                                                message["width"], 4)
-        layers.append(Patch.from_crop(crop, message["x"], message["y"], height, width))
-    return layers, peak
+    return [Patch.from_crop(layer_pixels(m), m["x"], m["y"], height, width)
+            for m in result.layers], peak
 
 
 #: A job shorter than this (seconds) is timed three times, and the median taken.
@@ -273,13 +269,8 @@ def timed(client: Client, pixels: np.ndarray, layers: int | str = "auto") -> flo
 
 def _time_one(client: Client, pixels: np.ndarray, layers: int | str) -> float:
     start = time.perf_counter()
-    client.run("decompose", {"layers": layers}, [(_spec(pixels), pixels.tobytes())])
+    client.run("decompose", {"layers": layers}, [image_input(pixels)])
     return time.perf_counter() - start
-
-
-def _spec(pixels: np.ndarray) -> InputSpec:
-    height, width = pixels.shape[:2]
-    return InputSpec("image", width, height, 0, 0)
 
 
 def on_white(rgba: np.ndarray) -> np.ndarray:

@@ -68,11 +68,12 @@ def _joined(elements: list[Element], picked: list[int], lab: np.ndarray, join: n
     """``elements`` with the ``picked`` ones of each line (``lab``: per picked one, its line)
     that ``join`` says yes to made one text element; the others as they were."""
     lines: dict[int, Element] = {}
+    joined: set[int] = set()
     for k, i in enumerate(picked):
         g = int(lab[k])
         if join[g]:
             lines[g] = union(lines[g], elements[i]) if g in lines else elements[i]
-    joined = {i for k, i in enumerate(picked) if join[lab[k]]}
+            joined.add(i)
     out = [e for i, e in enumerate(elements) if i not in joined]
     return out + [Element(e.box, e.mask, e.color, "text", e.members, e.unmixed)
                   for e in lines.values()]
