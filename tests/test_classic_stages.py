@@ -7,10 +7,7 @@ name and stops at a cancel between stages. Every threshold is one field of Tunin
 from __future__ import annotations
 
 import dataclasses
-import logging
 import re
-import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -496,31 +493,19 @@ def test_matting_on_threads_gives_the_tiles_of_one_thread_and_stops_when_asked(
     assert len(calls) == 2
 
 
-def test_matting_prints_nothing_and_logs_what_the_solver_printed(
-        capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
-    # Stripes across a disc's edge leave pymatting's incomplete Cholesky short of positive
-    # definite: it retries with a diagonal shift and prints a "PERFORMANCE WARNING" to stdout
-    # each time, on the server's console and in the CLI's output. It belongs in the log.
+def test_matting_a_badly_conditioned_edge_is_soft_and_prints_nothing(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Stripes across a disc's edge: an incomplete Cholesky factorisation of this system
+    # fails (pymatting's prints a "PERFORMANCE WARNING" to stdout each time it retries,
+    # which is why the engine solves directly). The matte must still be soft where the
+    # disc's edge crosses the stripes, and print nothing on the server's console or the
+    # CLI's output.
     yy, xx = np.mgrid[:96, :96]
     disc = np.hypot(yy - 48, xx - 48) < 30
     rgb = np.where(disc[..., None], 0.5, np.repeat(((xx % 4) < 2)[..., None], 3, -1) * 1.0)
-    console = sys.stdout
-    with caplog.at_level(logging.DEBUG, logger="layerbridge.classic"):
-        alpha = photo.matte(rgb, disc)
+    alpha = photo.matte(rgb, disc)
     assert capsys.readouterr().out == ""
-    assert sys.stdout is console
-    assert any("PERFORMANCE WARNING" in r.getMessage() for r in caplog.records)
-    assert ((alpha > 0) & (alpha < 1)).any()
-
-    # Two mattes at once in one process: stdout is the console again when both are done,
-    # whichever finishes first.
-    done = [threading.Thread(target=photo.matte, args=(rgb, disc)) for _ in range(2)]
-    for thread in done:
-        thread.start()
-    for thread in done:
-        thread.join()
-    assert sys.stdout is console
-    assert capsys.readouterr().out == ""
+    assert ((alpha > 0.05) & (alpha < 0.95)).any()
 
 
 def test_every_threshold_in_tuning_is_read_by_the_engine_and_nowhere_redefined() -> None:

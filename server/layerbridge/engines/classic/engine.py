@@ -16,6 +16,7 @@ from layerbridge.engines.base import (
     Layer,
     required_input,
 )
+from layerbridge.engines.classic import photo
 from layerbridge.engines.classic.decompose import decompose
 from layerbridge.engines.classic.worker import decompose_in_child
 from layerbridge.types import DecomposeParams, SplitParams
@@ -72,14 +73,8 @@ class ClassicEngine(Engine):
         tiny[..., 3] = 255
         tiny[6:18, 6:18, :3] = (200, 40, 40)
         decompose(tiny)
-        try:
-            from pymatting import estimate_alpha_cf
-        except ImportError:
-            return
-        image = np.random.default_rng(0).random((12, 12, 3))
-        trimap = np.full((12, 12), 0.5)
-        trimap[:, :3], trimap[:, -3:] = 0.0, 1.0
-        estimate_alpha_cf(image, trimap)
+        image = np.random.default_rng(0).random((40, 40, 3))
+        photo.matte(image, np.arange(40)[None, :].repeat(40, 0) < 20)
         # Start the fork server the jobs' workers come from, and try one on the tiny image.
         decompose_in_child(tiny, "auto", lambda fraction, stage: None, lambda: None)
 

@@ -16,14 +16,9 @@ This is the weakest path: the cut-out is usable, the plate under a large subject
 
 from __future__ import annotations
 
-import io
-import logging
-import sys
-import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TextIO
 
 import cv2
 import numpy as np
@@ -32,8 +27,6 @@ from scipy import ndimage
 from layerbridge.engines.classic.box import Box
 from layerbridge.engines.classic.regions import Components, Element, owner_map
 from layerbridge.engines.classic.tuning import TUNING
-
-log = logging.getLogger("layerbridge.classic")
 
 
 def subject_mask(rgb8: np.ndarray) -> np.ndarray | None:
@@ -63,11 +56,13 @@ def matte(rgb: np.ndarray, mask: np.ndarray, check: Callable[[], None] = lambda:
           ) -> np.ndarray:
     """Soft alpha for ``mask``: closed-form matting on a band around its edge, tile by tile.
 
-    Closed-form matting holds about 1.3 KB per pixel it solves for (its Laplacian), so it
-    runs on tiles of the band (each with a margin of known pixels), never on the whole box:
-    memory stays bounded at any size, and ``check`` is called between tiles. The tiles are
-    solved on TUNING.matte_threads threads (the solver's kernels release the GIL); each
-    writes only its own part of the result, so the order they finish in does not matter."""
+    Closed-form matting holds about 1.3 KB per pixel it solves for (its Laplacian), and up
+    to 3 KB more for the factors of its solve (in a tile that is all band), so it runs on
+    tiles of the band (each with a margin of known pixels), never on the whole box: memory
+    stays bounded at any size, and ``check`` is called between tiles. The tiles are solved
+    on TUNING.matte_threads threads (the Laplacian's kernel and the factorisation release
+    the GIL); each writes only its own part of the result, so the order they finish in does
+    not matter."""
     alpha = mask.astype(np.float64)
     kernel = np.ones((2 * TUNING.matte_band + 1, 2 * TUNING.matte_band + 1), np.uint8)
     m8 = mask.astype(np.uint8)
@@ -76,7 +71,7 @@ def matte(rgb: np.ndarray, mask: np.ndarray, check: Callable[[], None] = lambda:
         import pymatting  # noqa: F401
     except ImportError:
         return cv2.GaussianBlur(alpha, (0, 0), 1.0)
-    with _SOLVER_PRINTS, ThreadPoolExecutor(TUNING.matte_threads) as pool:
+    with ThreadPoolExecutor(TUNING.matte_threads) as pool:
         solving = [(tile, pool.submit(_closed_form, rgb[tile.window.slices], hard, known))
                    for tile, hard, known in _matte_tiles(mask, unknown)]
         try:
@@ -89,43 +84,6 @@ def matte(rgb: np.ndarray, mask: np.ndarray, check: Callable[[], None] = lambda:
             for _, future in solving:
                 future.cancel()
     return np.clip(alpha, 0.0, 1.0)
-
-
-class _SolverPrints:
-    """Where pymatting's prints go while tiles solve: the debug log, not stdout.
-
-    Its incomplete Cholesky prints a "PERFORMANCE WARNING" to stdout each time it retries
-    with a larger diagonal shift (often, on a photo's edge): lines on the server's console
-    and in the CLI's output that tell a user nothing to act on. stdout is one per process,
-    so it is swapped once while any matte in the process runs (a swap per call would let a
-    call that began later restore the buffer of one that began earlier); the last to finish
-    puts it back and logs what was printed. Anything else printed meanwhile is logged too."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._users = 0
-        self._console: TextIO | None = None
-        self._printed = io.StringIO()
-
-    def __enter__(self) -> None:
-        with self._lock:
-            if self._users == 0:
-                self._console, sys.stdout = sys.stdout, self._printed
-            self._users += 1
-
-    def __exit__(self, *exc: object) -> None:
-        with self._lock:
-            self._users -= 1
-            if self._users:
-                return
-            assert self._console is not None
-            sys.stdout, self._console = self._console, None
-            printed, self._printed = self._printed.getvalue(), io.StringIO()
-        if printed.strip():
-            log.debug("the matting solver printed:\n%s", printed.rstrip())
-
-
-_SOLVER_PRINTS = _SolverPrints()
 
 
 @dataclass(frozen=True)
@@ -157,24 +115,24 @@ def _matte_tiles(mask: np.ndarray, unknown: np.ndarray
 
 def _closed_form(rgb: np.ndarray, hard: np.ndarray, known: np.ndarray) -> np.ndarray:
     """Closed-form alpha (Levin et al.) of one tile: the unknown pixels solved against the
-    known ones, by conjugate gradients from the hard mask.
+    known ones, by a sparse LU factorisation.
 
-    pymatting's own solver runs to convergence or raises. Where the subject's edge crosses
-    a flat stretch of colour the system is nearly singular (any alpha fits a flat patch) and
-    a tile can take hundreds of iterations to settle what the colours leave undetermined, so
-    the iterations are capped and a tile stopped early keeps its best estimate."""
-    from pymatting import cf_laplacian, ichol
-    from scipy.sparse.linalg import LinearOperator, cg
+    The unknown pixels form a band a few pixels wide, so the factors fill in little and the
+    exact solve costs less than an iterative one: pymatting's incomplete Cholesky
+    preconditioner fails and retries where the edge crosses a flat stretch of colour, and
+    conjugate gradients then crawl. The system is positive definite: every piece of the band
+    meets known pixels, since a tile is solved only when it has some."""
+    from pymatting import cf_laplacian
+    from scipy.sparse.linalg import splu
 
     solve = ~known.ravel()
+    cut = hard.ravel().astype(np.float64)
     rows = cf_laplacian(rgb, is_known=known)[solve]
-    system = rows[:, solve]
-    rhs = -(rows[:, ~solve] @ hard.ravel()[~solve].astype(np.float64))
-    preconditioner = LinearOperator(system.shape, matvec=ichol(system), dtype=np.float64)
-    x, _ = cg(system, rhs, x0=hard.ravel()[solve].astype(np.float64), rtol=1e-7,
-              maxiter=TUNING.matte_iterations, M=preconditioner)
-    alpha = hard.astype(np.float64).ravel()
-    alpha[solve] = x
+    # Symmetric: ordered by minimum degree on A + A^T, pivots taken on the diagonal.
+    factors = splu(rows[:, solve].tocsc(), permc_spec="MMD_AT_PLUS_A",
+                   options={"SymmetricMode": True})
+    alpha = cut.copy()
+    alpha[solve] = factors.solve(-(rows[:, ~solve] @ cut[~solve]))
     return alpha.reshape(hard.shape)
 
 

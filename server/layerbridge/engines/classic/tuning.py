@@ -119,9 +119,6 @@ class Tuning:
     #: Matting tile side and the margin of context around it (pixels).
     matte_tile: int = 160
     matte_margin: int = 12
-    #: Most conjugate-gradient iterations a matting tile gets (most settle in under ten; 100
-    #: gave the same scores, 0.2 s slower on the slowest photo).
-    matte_iterations: int = 50
     #: Matting tiles solved at once, on threads (the server runs one classic job at a time;
     #: 2 is the smallest machine it is measured on).
     matte_threads: int = 2
