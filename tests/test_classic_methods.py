@@ -239,6 +239,28 @@ def test_the_background_field_is_its_quadratic_plus_drift_over_boxes_and_points(
     assert np.array_equal(field.render(py, px), whole[py, px])
 
 
+def test_the_background_fit_recovers_its_quadratic_even_from_a_seed_of_one_row() -> None:
+    # A page shaded by a known quadratic: the fit must give its six terms back. A seed of
+    # one row cannot tell the terms along the rows from the constant (a singular system):
+    # the fit must still be finite and explain that row.
+    from layerbridge.engines.classic.background import Background, _basis, fit_background
+
+    h, w = 90, 140
+    coef = np.array([[0.6, 0.5, 0.4], [0.1, -0.05, 0.0], [-0.08, 0.02, 0.1],
+                     [0.05, 0.0, -0.04], [0.03, 0.06, 0.0], [-0.02, 0.04, 0.05]])
+    ys, xs = np.mgrid[:h, :w]
+    rgb = _basis(ys, xs, w, h) @ coef
+    field = fit_background(rgb, np.ones((h, w), bool), np.random.default_rng(0))
+    assert np.abs(field.coef - coef).max() < 1e-9 and field.inliers == 1.0
+
+    row = np.zeros((h, w), bool)
+    row[40] = True
+    thin = fit_background(rgb, row, np.random.default_rng(0))
+    assert np.isfinite(thin.coef).all()
+    plain = Background(thin.coef, thin.inliers, w, h)
+    assert np.abs(plain.render_box(40, 41, 0, w)[0] - rgb[40]).max() < 1e-6
+
+
 def test_a_dither_on_a_card_is_no_photo() -> None:
     # A checkerboard dither of one ink: every pixel a speck, packed as densely as a photo's,
     # but of two colours, not a photo's many.
