@@ -62,6 +62,7 @@ from layerd_metric import (  # noqa: E402
 )
 
 from layerbridge.client import Client  # noqa: E402
+from layerbridge.engines.diffusion.planner import host_ram_gib  # noqa: E402
 
 MERGES = 2
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "layerbridge-bench"
@@ -197,12 +198,7 @@ def _budget_mib() -> int:
     """Three quarters of this machine's available memory: a large document is decomposed as
     far as the machine can hold it, not refused at the server's default budget (4 GiB: about
     16.8 megapixels on the classic engine; an A3 poster at 300 dpi is 17.4)."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            fields = dict(line.split(":", 1) for line in meminfo)
-        return max(4096, int(fields["MemAvailable"].split()[0]) * 3 // 4 // 1024)
-    except (OSError, KeyError, ValueError):  # no /proc: the server's default
-        return 4096
+    return max(4096, int(host_ram_gib() * 1024 * 3 / 4))  # 0 where unknown: the default
 
 
 def _descendants(pid: int) -> list[int]:

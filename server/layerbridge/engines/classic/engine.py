@@ -74,7 +74,7 @@ class ClassicEngine(Engine):
         tiny[6:18, 6:18, :3] = (200, 40, 40)
         decompose(tiny)
         image = np.random.default_rng(0).random((40, 40, 3))
-        photo.matte(image, np.arange(40)[None, :].repeat(40, 0) < 20)
+        photo.matte(image, np.tile(np.arange(40) < 20, (40, 1)))  # its left half
         # Start the fork server the jobs' workers come from, and try one on the tiny image.
         decompose_in_child(tiny, "auto", lambda fraction, stage: None, lambda: None)
 
