@@ -324,6 +324,56 @@ def test_the_peeled_layers_over_composite_to_the_input() -> None:
     assert np.abs(out.astype(int) - image.astype(int)).max() <= 1
 
 
+def test_the_peel_fills_a_photo_under_a_shape_from_the_photos_own_pixels() -> None:
+    """A shape over a photo near its edge: the photo goes on under it, filled from the
+    photo, not from the page beside it nor the page showing through a gap in it. (The page
+    here is red; a transparent surround's key colour, red too in one badge, showed in its
+    photo layer as a red hexagon.)"""
+    image = _canvas(RED)
+    photo_box = Box(0, H, 0, 60)
+    grain = np.random.default_rng(0).normal(BLUE, 8, (H, 60, 3))
+    image[photo_box.slices + (slice(0, 3),)] = np.clip(grain, 0, 255)
+    _paint(image, Box(0, H, 44, 46), RED)  # a gap its mask holds
+    yy, xx = np.mgrid[:H, :W]
+    disc = np.hypot(yy - 40, xx - 53) <= 6
+    image[disc, :3] = (240, 200, 20)
+    scene = _analysed(image)
+    disc_box = Box(34, 47, 47, 60)
+    scene.elements = [
+        Element(photo_box, np.ones((H, 60), bool), None, "photo"),
+        _element(disc_box, (240, 200, 20), disc[disc_box.slices]),
+    ]
+    photo_layer = peel(scene).pieces[0]
+    under = photo_layer.pixels[disc[photo_layer.box.slices]]
+    assert (under[:, 3] == 1).all()  # the photo goes on under the disc
+    # Its colour there is the photo's (red 30 and grain of 8), nowhere the page's red (220).
+    assert under[:, 0].max() * 255 <= 30 + 4 * 8
+
+
+def test_the_peel_takes_a_photo_on_whole_under_a_shape_on_it() -> None:
+    """A photo goes on under what lies on it, as a flat shape does: its layer covers the
+    hole, and nothing of it is left in the background there (the photo's colours stayed on
+    the page in the shape's outline, left behind when the photo moved)."""
+    image = _canvas(WHITE)
+    photo_box = Box(10, 70, 10, 70)
+    grain = np.random.default_rng(0).normal(BLUE, 8, (60, 60, 3))
+    image[photo_box.slices + (slice(0, 3),)] = np.clip(grain, 0, 255)
+    yy, xx = np.mgrid[:H, :W]
+    disc = np.hypot(yy - 40, xx - 40) <= 8
+    image[disc, :3] = RED
+    scene = _analysed(image)
+    disc_box = Box(32, 49, 32, 49)
+    scene.elements = [
+        Element(photo_box, ~disc[photo_box.slices], None, "photo"),
+        _element(disc_box, RED, disc[disc_box.slices]),
+    ]
+    scene = peel(scene)
+    photo_layer = scene.pieces[0]
+    assert (photo_layer.pixels[disc[photo_layer.box.slices]][:, 3] == 1).all()
+    assert scene.plate is not None
+    assert np.abs(scene.plate[disc] - np.array(WHITE) / 255).max() <= 2 / 255
+
+
 def test_the_peel_keeps_thin_texts_strokes_as_part_opaque_as_drawn() -> None:
     """Small text's strokes are thinner than a pixel in places: many of its pixels are mixes
     of the ink and the page, yet they are the text's own component. Those mixes are part

@@ -4,15 +4,29 @@ In order of preference: the colour of a lower flat element whose hull covers the
 (amodal completion: a shape continues under what covers it), the background field, and
 for anything else (textures, photos) a push-pull pyramid fill, which is fast on large holes
 and smooth. OpenCV's Telea is used for thin holes in textures, where it keeps edges better.
+A texture that continues under the hole is filled from its own pixels only: the page beside
+it (or a transparent surround's key colour) would bleed into the photo's hidden part.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from layerbridge.engines.classic.background import Background
 from layerbridge.engines.classic.box import Box
+
+
+@dataclass(frozen=True)
+class Cover:
+    """A lower element under a hole, over the hole's crop: its hull (where it may go on
+    under the hole), its flat colour (None for a texture) and its own pixels there."""
+
+    hull: np.ndarray
+    color: np.ndarray | None
+    own: np.ndarray
 
 
 def push_pull(values: np.ndarray, known: np.ndarray) -> np.ndarray:
@@ -54,39 +68,47 @@ def fill_plate(
     image: np.ndarray,
     hole: np.ndarray,
     box: Box,
-    covers: list[tuple[np.ndarray, np.ndarray | None]],
+    covers: list[Cover],
     background: Background | None,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Plate colours for the crop ``box`` of ``image`` with ``hole`` (crop-sized) filled.
 
-    ``covers`` lists, topmost first, (crop-sized hull mask, flat colour or None) of the lower
-    elements; the first hull that holds a hole pixel decides its colour, None meaning "a
-    texture: inpaint it". Pixels no hull holds take the background field when there is one.
-    Also returns, per cover, the hole pixels it claimed: the lower element continues there.
+    ``covers`` lists the lower elements topmost first; the first hull that holds a hole
+    pixel decides its colour: the cover's flat colour, or for a texture (colour None) its
+    own pixels inpainted into it. Pixels no hull holds take the background field when there
+    is one, else are inpainted from everything around. Also returns, per cover, the hole
+    pixels it claimed: the lower element continues there.
     """
     plate = image[box.slices].copy()
     todo = hole.copy()
-    inpaint = np.zeros_like(hole)
     claims = []
-    for hull, color in covers:
-        take = todo & hull
+    for cover in covers:
+        take = todo & cover.hull
         claims.append(take)
         if take.any():
-            if color is None:
-                inpaint |= take
+            if cover.color is None:
+                own = cover.own & ~hole
+                plate = _inpaint(plate, take, own if own.any() else ~hole)
             else:
-                plate[take] = color
+                plate[take] = cover.color
             todo &= ~take
     if background is not None and background.ok:
         ys, xs = np.nonzero(todo)
         plate[ys, xs] = background.render(ys + box.y0, xs + box.x0)
-    else:
-        inpaint |= todo
-    if inpaint.any():
-        plate = _inpaint(plate, inpaint)
+    elif todo.any():
+        plate = _inpaint(plate, todo, ~todo)
     return plate, claims
 
 
-def _inpaint(plate: np.ndarray, hole: np.ndarray) -> np.ndarray:
-    thin = not cv2.erode(hole.astype(np.uint8), np.ones((7, 7), np.uint8)).any()
-    return telea(plate, hole) if thin else push_pull(plate, ~hole)
+def _inpaint(plate: np.ndarray, hole: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """``plate`` with ``hole`` filled from the ``known`` pixels only."""
+    if cv2.erode(hole.astype(np.uint8), np.ones((7, 7), np.uint8)).any():
+        filled = push_pull(plate, known)
+    else:
+        # Telea draws on every pixel within its radius that is no hole: what is not known
+        # near the hole is taken as hole too.
+        near = cv2.dilate(hole.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+        filled = telea(plate, hole | (near & ~known))
+    out = plate.copy()
+    out[hole] = filled[hole]
+    return out

@@ -26,7 +26,7 @@ from scipy import ndimage
 from layerbridge.engines.classic.amodal import complete
 from layerbridge.engines.classic.box import Box, rewindow
 from layerbridge.engines.classic.color import channel_max, color_distance
-from layerbridge.engines.classic.fill import fill_plate
+from layerbridge.engines.classic.fill import Cover, fill_plate
 from layerbridge.engines.classic.hulls import hull_mask
 from layerbridge.engines.classic.naming import layer_name
 from layerbridge.engines.classic.regions import Element
@@ -128,17 +128,22 @@ def _peel_one(image: np.ndarray, scene: Scene, k: int, hulls: list[Shape]
     box = e.box.union(whole).grow(TUNING.peel_band, (h, w))
     core = rewindow(e.mask, e.box, box)
     if k in scene.hidden:
-        # The plate under upper elements was filled with this element's colour: it continues
-        # there, so its layer covers it (a whole shape, not only its visible part).
+        # The plate under upper elements was filled with this element's colour (or its
+        # texture): it continues there, so its layer covers it (a whole shape, not only its
+        # visible part).
         core |= scene.hidden[k][box.slices]
     kernel = np.ones((2 * TUNING.peel_band + 1, 2 * TUNING.peel_band + 1), np.uint8)
     region = cv2.dilate(core.astype(np.uint8), kernel).astype(bool)
-    covers, lower_cores = _lower_covers(scene, k, hulls, box, core)
+    covers, lower_cores = _lower_covers(scene, k, hulls, box, core, image[box.slices])
     region &= ~lower_cores | core
-    plate, claims = fill_plate(image, region, box, [(hull, color) for hull, color, _ in covers],
+    plate, claims = fill_plate(image, region, box, [cover for cover, _ in covers],
                                scene.background)
-    for (_, color, j), take in zip(covers, claims, strict=True):
-        if color is not None and take.any():
+    for (cover, j), take in zip(covers, claims, strict=True):
+        # A shape or a photo goes on under what lies on it. Other textures (a gradient, an
+        # icon, the blocks path's blocks) stop at what shows: made to go on, they lay under
+        # text that the development set's files draw in them (results, round 18).
+        goes_on = cover.color is not None or scene.elements[j].kind == "photo"
+        if goes_on and take.any():
             scene.hidden.setdefault(j, np.zeros((h, w), bool))[box.slices] |= take
     crop = image[box.slices]
     # Panels running off the canvas and text are taken as opaque: grey on grey is more
@@ -160,10 +165,21 @@ def _peel_one(image: np.ndarray, scene: Scene, k: int, hulls: list[Shape]
         # that only meets it: no mix of this colour over the plate, so not this layer's.
         region &= core | _explained(crop, plate, alpha, color)
     alpha[~region] = 0.0
+    if scene.surround is not None:
+        alpha[region & bare(crop, plate, scene.surround)] = 1.0
     plate[~region] = crop[~region]
     layer, under = split_layer(crop, plate, alpha, color)
     image[box.slices] = under
     return box, layer
+
+
+def bare(image: np.ndarray, plate: np.ndarray, surround: np.ndarray) -> np.ndarray:
+    """The visible pixels with nothing under them: the plate there is the transparent
+    surround's key colour. An element's pixel there is opaque, never a part-opaque mix over
+    the key colour (an outline's pixels came out in garbage colours over a key-coloured line
+    left in the background, which showed when the layer moved)."""
+    tol = TUNING.surround_tol
+    return (color_distance(plate, surround) <= tol) & (color_distance(image, surround) > tol)
 
 
 def _explained(image: np.ndarray, plate: np.ndarray, alpha: np.ndarray, color: np.ndarray
@@ -237,9 +253,9 @@ def _rim_unmixed(crop: np.ndarray, plate: np.ndarray, core: np.ndarray) -> np.nd
     return alpha
 
 
-def _lower_covers(scene: Scene, k: int, hulls: list[Shape], box: Box, core: np.ndarray
-                  ) -> tuple[list[tuple[np.ndarray, np.ndarray | None, int]], np.ndarray]:
-    """(hull, colour, index) of lower elements over ``box``, topmost first, and their cores.
+def _lower_covers(scene: Scene, k: int, hulls: list[Shape], box: Box, core: np.ndarray,
+                  crop: np.ndarray) -> tuple[list[tuple[Cover, int]], np.ndarray]:
+    """(cover, index) of lower elements over ``box``, topmost first, and their cores.
 
     Only a shape that runs along the element's outline, where its hull reaches, goes on
     under it: a line of text (its hull is no shape) or a frame around it (the element lies
@@ -258,5 +274,17 @@ def _lower_covers(scene: Scene, k: int, hulls: list[Shape], box: Box, core: np.n
         hull = rewindow(shape, shape_box, box)
         if e.kind == "text" or (mask & ring).sum() < TUNING.cover_share * (hull & ring).sum():
             continue
-        covers.append((hull, e.color, j))
+        own = mask if e.color is not None else mask & ~_page(scene, box, crop)
+        covers.append((Cover(hull, e.color, own), j))
     return covers, cores
+
+
+def _page(scene: Scene, box: Box, crop: np.ndarray) -> np.ndarray:
+    """The pixels of ``crop`` (over ``box``) that the background field explains: the page
+    (or a transparent surround) showing through a photo's gaps, which a photo's mask may
+    hold but whose colours are not the photo's."""
+    bg = scene.background
+    if bg is None or not bg.ok:
+        return np.zeros(crop.shape[:2], bool)
+    field = bg.render_box(box.y0, box.y1, box.x0, box.x1)
+    return color_distance(crop, field) <= TUNING.plate_tol

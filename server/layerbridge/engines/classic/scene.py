@@ -71,7 +71,8 @@ class Scene:
     thin: set[int] = field(default_factory=set)
     #: element index -> box-sized alpha (photo subjects)
     soft_alpha: dict[int, np.ndarray] = field(default_factory=dict)
-    #: element index -> full-frame mask of plate pixels filled with it (amodal extension)
+    #: element index -> full-frame mask of plate pixels filled with it, its colour or its
+    #: texture (amodal extension)
     hidden: dict[int, np.ndarray] = field(default_factory=dict)
     #: What is left of ``rgb`` once the elements are peeled off it: the background's pixels.
     plate: np.ndarray | None = None
