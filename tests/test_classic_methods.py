@@ -380,6 +380,21 @@ def test_shapes_on_a_transparent_surround_come_apart_from_it() -> None:
         assert max(_iou(x[..., 3], layer[..., 3] / 255) for _, x in out[1:]) >= 0.9
 
 
+def test_a_logo_on_a_transparent_surround_leaves_nothing_under_its_edge() -> None:
+    # An outline of another colour along a shape's edge, on a transparent surround: nothing
+    # lies under it, so the shape's layer takes it opaque. (Taken as a part-opaque mix over
+    # the surround's key colour, it came out in a colour not in the logo over a key-coloured
+    # line in the background, which showed when the shape was moved.)
+    red = _rect((200, 30, 30), 40, 40, 120, 140)
+    outline = _rect((150, 160, 160), 120, 40, 121, 140)
+    out = decompose(_flat([red, outline]))
+    assert not (out[0][1][..., 3] > 0).any()  # the background holds nothing
+    for _, layer in out[1:]:
+        assert not ((layer[..., 3] > 0) & (layer[..., 3] < 1)).any()
+    assert np.abs(_flat([np.rint(x * 255).astype(np.uint8) for _, x in out]).astype(int)
+                  - _flat([red, outline]).astype(int)).max() <= 1
+
+
 def test_stripes_laid_edge_to_edge_are_not_completed_under_each_other() -> None:
     """A band whose next band begins where it ends, no wider than it, is a tile beside it (the
     stripes of a flag, the rows of a table): its layer is its own band, not a rectangle

@@ -417,7 +417,8 @@ def separate_seams(scene: Scene) -> Scene:
     design's. Before that, an element's edge the peel left in the background goes back to
     the element (ghosts.py)."""
     if scene.path != "whole":
-        give_back_ghosts(scene.pieces, scene.background, scene.rgba[..., 3] == 255)
+        give_back_ghosts(scene.pieces, scene.background, scene.rgba[..., 3] == 255,
+                         scene.surround)
     separate_rims(scene.pieces)
     return scene
 

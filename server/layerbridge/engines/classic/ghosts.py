@@ -20,15 +20,17 @@ from scipy import ndimage
 from layerbridge.engines.classic.background import Background
 from layerbridge.engines.classic.box import Box
 from layerbridge.engines.classic.color import color_distance
-from layerbridge.engines.classic.peel import split_layer
+from layerbridge.engines.classic.peel import bare, split_layer
 from layerbridge.engines.classic.scene import Piece
 from layerbridge.engines.classic.tuning import TUNING
 
 
-def give_back_ghosts(pieces: list[Piece], field: Background | None, shown: np.ndarray) -> None:
+def give_back_ghosts(pieces: list[Piece], field: Background | None, shown: np.ndarray,
+                     surround: np.ndarray | None = None) -> None:
     """In place on the layers (bottom first, the bottom one the opaque full-frame
     background): move ghost pixels from the background to the nearest layer. ``shown``:
-    the input's opaque pixels (a transparent surround is no element's)."""
+    the input's opaque pixels (a transparent surround is no element's); ``surround``: the
+    key colour a transparent surround was given, if any."""
     if field is None or not field.ok or len(pieces) < 2:
         return
     base = pieces[0].pixels
@@ -47,11 +49,11 @@ def give_back_ghosts(pieces: list[Piece], field: Background | None, shown: np.nd
     takers = owner[near_y[ys, xs], near_x[ys, xs]]
     for index in np.unique(takers):
         mine = takers == index
-        _take(pieces[index], base, ys[mine], xs[mine], field)
+        _take(pieces[index], base, ys[mine], xs[mine], field, surround)
 
 
 def _take(piece: Piece, base: np.ndarray, ys: np.ndarray, xs: np.ndarray,
-          field: Background) -> None:
+          field: Background, surround: np.ndarray | None) -> None:
     """``piece`` takes the background pixels (ys, xs) over the field under them."""
     reach = Box(int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1)
     if not piece.box.contains(reach):
@@ -59,8 +61,11 @@ def _take(piece: Piece, base: np.ndarray, ys: np.ndarray, xs: np.ndarray,
     # Peeled off the pixel like any element, from no alpha of its own: split_layer raises it
     # to the least that keeps the colour in range, and gives what the background must now
     # hold under it.
-    seen = base[ys, xs, :3]
-    layer, under = split_layer(seen, field.render(ys, xs), np.zeros(len(ys)), None)
+    seen, plate = base[ys, xs, :3], field.render(ys, xs)
+    alpha = np.zeros(len(ys))
+    if surround is not None:
+        alpha[bare(seen, plate, surround)] = 1.0
+    layer, under = split_layer(seen, plate, alpha, None)
     base[ys, xs, :3] = np.rint(under * 255.0) / 255.0
     piece.pixels[ys - piece.box.y0, xs - piece.box.x0] = layer
 
