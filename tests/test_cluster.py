@@ -9,6 +9,7 @@ the front keeps in ``RemoteEngine.starts``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import itertools
@@ -278,12 +279,23 @@ def inet_connections(process: psutil.Process) -> list:
         return []
 
 
+def _process_names() -> list[str]:
+    names = []
+    for process in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):  # ended since it was listed
+            names.append(process.name())
+    return names
+
+
 def test_every_ray_listener_is_on_loopback(pool) -> None:
     wait_for_full_pool(pool)  # replaced replicas included
+    # Serve may still count a replica killed by an earlier test as running until its health
+    # check fails; the check below must see the processes of both that serve.
+    wait_until(lambda: sum("ServeReplica" in name for name in _process_names()) >= REPLICAS,
+               REPLACE_S, "the replicas' processes")
     ray_processes = psutil.Process().children(recursive=True)
-    names = [process.name() for process in ray_processes]
+    names = _process_names()
     assert "gcs_server" in names and "raylet" in names
-    assert sum("ServeReplica" in name for name in names) >= REPLICAS
     listeners = [
         (process.name(), connection.laddr)
         for process in [psutil.Process(), *ray_processes]

@@ -36,10 +36,11 @@ from layerbridge.types import OUT_OF_MEMORY_ADVICE, EngineError, ErrorCode
 Result = list[tuple[str, tuple[int, int, int, int], np.ndarray]]
 #: How often the parent looks for a cancel while the worker works (seconds).
 POLL_S = 0.05
-#: A worker whose resident size grew by more than this over its size when it started
-#: (a large job's heap that the allocator keeps) exits after the job instead of waiting for
-#: the next one: an idle server should hold what it held before the job (the attack soak
-#: found +60 MiB left with 256 here and two idle workers).
+#: A worker whose heap (:func:`heap_mb`) grew by more than this over its size when it
+#: started (a large job's heap that the allocator keeps) exits after the job instead of
+#: waiting for the next one: an idle server should hold what it held before the job (the
+#: attack soak found +60 MiB left with 256 here and two idle workers). A small job grows it
+#: by about 4 MB.
 RETIRE_GROWTH_MB = 48.0
 #: Idle workers kept warm: the server runs one classic job at a time.
 MAX_IDLE = 1
@@ -75,7 +76,7 @@ def _serve(conn: Connection) -> None:
     # wait for each other took 3-10x longer than one thread (the layers come out the same
     # byte for byte: benchmarks/layer_digests.py).
     threadpool_limits(1, user_api="blas")
-    resting = _resident_mb()
+    resting = heap_mb()
     while True:
         try:
             pixels, layers = conn.recv()
@@ -84,7 +85,7 @@ def _serve(conn: Connection) -> None:
         keep = _one_job(conn, decompose_pieces, pixels, layers)
         del pixels
         _trim_heap()
-        growth = _resident_mb() - resting
+        growth = heap_mb() - resting
         if not keep or growth > RETIRE_GROWTH_MB:
             why = (f"its heap grew by {growth:.0f} MB (more than {RETIRE_GROWTH_MB:.0f})"
                    if keep else "its job failed unexpectedly")
@@ -123,13 +124,16 @@ def _trim_heap() -> None:
         ctypes.CDLL(None).malloc_trim(0)
 
 
-def _resident_mb() -> float:
-    """This process's resident size in MB (0 where /proc is missing: never retired)."""
+def heap_mb() -> float:
+    """This process's own resident memory in MB: its anonymous pages (the heap, arrays),
+    not the library code and files it pages in, which the page cache holds and shares
+    (0 where /proc is missing: never retired)."""
     try:
         with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
+            resident, shared = (int(field) for field in statm.read().split()[1:3])
+    except (OSError, ValueError):
         return 0.0
+    return (resident - shared) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 # --- in the server ------------------------------------------------------------------------
