@@ -149,8 +149,11 @@ def _with_drift(field: Background, rgb: np.ndarray, seed: np.ndarray) -> Backgro
     return replace(field, drift=drift, cell=cell)
 
 
-def background_mask(rgb: np.ndarray, bg: Background) -> np.ndarray:
-    """Pixels the field explains to within :data:`TUNING.pixel_tol`."""
+def background_mask(rgb: np.ndarray, bg: Background, origin: tuple[int, int] = (0, 0),
+                    tol: float = TUNING.pixel_tol) -> np.ndarray:
+    """Pixels of ``rgb`` (the image, or its crop whose top-left is ``origin``) that the
+    field explains to within ``tol``."""
     h, w = rgb.shape[:2]
-    field = bg.render_box(0, h, 0, w)
-    return color_distance(rgb, field) <= TUNING.pixel_tol
+    y0, x0 = origin
+    field = bg.render_box(y0, y0 + h, x0, x0 + w)
+    return color_distance(rgb, field) <= tol

@@ -24,6 +24,7 @@ import numpy as np
 from scipy import ndimage
 
 from layerbridge.engines.classic.amodal import complete
+from layerbridge.engines.classic.background import background_mask
 from layerbridge.engines.classic.box import Box, rewindow
 from layerbridge.engines.classic.color import channel_max, color_distance
 from layerbridge.engines.classic.fill import Cover, fill_plate
@@ -262,6 +263,7 @@ def _lower_covers(scene: Scene, k: int, hulls: list[Shape], box: Box, core: np.n
     in its hole, the page shows between them) does not."""
     covers = []
     cores = np.zeros((box.height, box.width), bool)
+    page = None  # the page's pixels over the box, found once if a texture needs them
     near = cv2.dilate(core.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
     ring = near & ~cv2.dilate(core.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     for j in range(k - 1, -1, -1):
@@ -274,7 +276,11 @@ def _lower_covers(scene: Scene, k: int, hulls: list[Shape], box: Box, core: np.n
         hull = rewindow(shape, shape_box, box)
         if e.kind == "text" or (mask & ring).sum() < TUNING.cover_share * (hull & ring).sum():
             continue
-        own = mask if e.color is not None else mask & ~_page(scene, box, crop)
+        if e.color is None:
+            page = _page(scene, box, crop) if page is None else page
+            own = mask & ~page
+        else:
+            own = mask
         covers.append((Cover(hull, e.color, own), j))
     return covers, cores
 
@@ -286,5 +292,4 @@ def _page(scene: Scene, box: Box, crop: np.ndarray) -> np.ndarray:
     bg = scene.background
     if bg is None or not bg.ok:
         return np.zeros(crop.shape[:2], bool)
-    field = bg.render_box(box.y0, box.y1, box.x0, box.x1)
-    return color_distance(crop, field) <= TUNING.plate_tol
+    return background_mask(crop, bg, (box.y0, box.x0), TUNING.plate_tol)
