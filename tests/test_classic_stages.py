@@ -10,6 +10,7 @@ import dataclasses
 import re
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -188,6 +189,48 @@ def test_an_icons_cut_outs_stay_holes_through_it() -> None:
     scene = _analysed(image)
     assert len(scene.elements) == 1
     assert len(run_stages(Scene(image)).pieces) == 2
+
+
+def _code_image() -> tuple[np.ndarray, Box]:
+    """A real QR code (OpenCV's encoder, 3 px modules) on a white square on a dark page, as
+    on a business card: its modules black, its quiet zone the square."""
+    modules = cv2.QRCodeEncoder.create().encode("https://example.org/menu")
+    modules = modules[modules.min(axis=1) == 0][:, modules.min(axis=0) == 0]  # no margin
+    side = 3 * modules.shape[0] + 12
+    image = np.zeros((side + 16, side + 40, 4), np.uint8)
+    image[..., :3], image[..., 3] = 40, 255
+    code = Box(8, 8 + side, 20, 20 + side)
+    _paint(image, code, WHITE)
+    dark = np.kron(modules == 0, np.ones((3, 3), bool))
+    image[code.y0 + 6:code.y1 - 6, code.x0 + 6:code.x1 - 6, :3][dark] = 0
+    return image, code
+
+
+def test_a_code_is_one_layer_with_its_quiet_zone() -> None:
+    # A QR code's modules were joined into a "text" layer over its white square, a layer
+    # and a depth level the designer never made; a code is one element, square and opaque.
+    image, code = _code_image()
+    h, w = image.shape[:2]
+    scene = find_text(_analysed(image))
+    inside = [e for e in scene.elements if code.contains(e.box)]
+    assert len(inside) == 1 and inside[0].box == code and inside[0].kind == "code"
+    pieces = run_stages(Scene(image)).pieces
+    assert [p.name for p in pieces] == ["background", "QR code 1"]
+    layer = pieces[1].full(h, w)
+    assert (layer[code.slices][..., 3] > 0.99).all()
+    assert (layer[..., 3] > 0).sum() == code.height * code.width
+    assert np.abs(_over(pieces, h, w).astype(int) - image.astype(int)).max() <= 1
+
+
+def test_a_label_in_a_square_button_is_no_code() -> None:
+    # A square button with a word on it keeps its label as a layer over it: a few glyphs
+    # in a row are no grid of modules.
+    image = _canvas()
+    _paint(image, Box(10, 70, 30, 90), BLUE)
+    for k in range(5):
+        _paint(image, Box(36, 44, 36 + 10 * k, 41 + 10 * k), WHITE)
+    scene = find_text(_analysed(image))
+    assert len([e for e in scene.elements if e.kind == "text"]) == 1
 
 
 def test_a_shapes_border_of_a_near_shade_goes_with_it() -> None:

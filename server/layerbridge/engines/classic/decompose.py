@@ -37,7 +37,7 @@ from layerbridge.engines.classic.box import Box
 from layerbridge.engines.classic.clipping import join_clipped
 from layerbridge.engines.classic.color import color_distance
 from layerbridge.engines.classic.ghosts import give_back_ghosts
-from layerbridge.engines.classic.grouping import absorb_pieces
+from layerbridge.engines.classic.grouping import absorb_pieces, join_codes
 from layerbridge.engines.classic.merging import merge_alike, merge_to_count
 from layerbridge.engines.classic.order import z_order
 from layerbridge.engines.classic.peel import peel_elements
@@ -341,6 +341,9 @@ def find_text(scene: Scene) -> Scene:
     elements = drop_enclosed_specks(join_specks(absorb_pieces(text_lines(elements, h))))
     # A title's words, too tall for glyphs, are text lines of their own: one line again.
     elements = title_lines(elements, h)
+    # A code's modules are no text over its square: one element with it.
+    assert scene.rgb8 is not None
+    elements = join_codes(elements, scene.rgb8)
     # Last, when the residue of a background gradient has taken in its specks: all of it
     # stays in the background.
     scene.elements = [e for e in elements if not _background_residue(e, rgb, is_bg)]

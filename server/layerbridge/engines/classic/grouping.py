@@ -1,8 +1,8 @@
 """Grouping: same-colour pieces into the shape they belong to.
 
 A shape cut in pieces by something on top of it, or the counter of a glyph showing the
-shape behind, is still one layer: recovered from colour, size and position alone. (Glyphs
-into text lines: text.py.)
+shape behind, is still one layer: recovered from colour, size and position alone; so is a
+code (a QR code's modules on its quiet zone). (Glyphs into text lines: text.py.)
 """
 
 from __future__ import annotations
@@ -104,3 +104,38 @@ def _sliver(piece: Element, big: Element, texts: list[Element]) -> bool:
         return False
     r = max(big.box.height, big.box.width) // TUNING.sliver_reach_parts
     return big.box.grow(r).contains(piece.box)
+
+
+def join_codes(elements: list[Element], rgb8: np.ndarray) -> list[Element]:
+    """Each QR code one element: the elements within its quiet zone (its modules, the white
+    square under them), found by OpenCV's detector from the code's finder patterns. Its
+    modules would otherwise join lines of "text" over the square: a layer, and a depth
+    level, that no designer makes of a code."""
+    try:
+        found, quads = cv2.QRCodeDetector().detectMulti(np.ascontiguousarray(rgb8))
+    except cv2.error:  # a picture the detector cannot read holds no code it can find
+        return elements
+    if not found or quads is None:
+        return elements
+    out = list(elements)
+    for quad in quads:
+        zone = _quiet_zone(quad, rgb8.shape[:2])
+        inside = [e for e in out if zone.contains(e.box)]
+        if len(inside) < 2:
+            continue
+        code = inside[0]
+        for e in inside[1:]:
+            code = union(code, e)
+        ink = code.color if all(same_color(e, inside[0]) for e in inside) else None
+        code = Element(code.box, code.mask, ink, "code", code.members)
+        out = [e for e in out if not any(e is i for i in inside)] + [code]
+    return out
+
+
+def _quiet_zone(quad: np.ndarray, frame: tuple[int, int]) -> Box:
+    """The box of a code's corners (x, y per row) grown by its quiet zone."""
+    xs, ys = quad[:, 0], quad[:, 1]
+    side = max(float(np.ptp(xs)), float(np.ptp(ys)))
+    box = Box(int(np.floor(ys.min())), int(np.ceil(ys.max())) + 1,
+              int(np.floor(xs.min())), int(np.ceil(xs.max())) + 1)
+    return box.grow(int(round(TUNING.code_quiet * side)), frame)

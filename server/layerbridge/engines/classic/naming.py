@@ -12,7 +12,8 @@ import numpy as np
 
 from layerbridge.engines.classic.regions import Element
 
-KIND_LABELS = {"text": "Text", "shape": "Shape", "photo": "Photo", "texture": "Image"}
+KIND_LABELS = {"text": "Text", "shape": "Shape", "photo": "Photo", "texture": "Image",
+               "code": "QR code"}
 #: Hue (degrees) where each named colour ends, going round the wheel from red.
 HUE_NAMES = ((15, "red"), (40, "orange"), (65, "yellow"), (160, "green"), (195, "cyan"),
              (255, "blue"), (290, "purple"), (335, "magenta"), (360, "red"))

@@ -27,7 +27,7 @@ class Element:
     box: Box  # document pixels
     mask: np.ndarray  # bool, box-sized
     color: np.ndarray | None  # (3,) float in [0, 1] for flat elements, else None
-    kind: str = "shape"  # shape | text | texture
+    kind: str = "shape"  # shape | text | texture | photo | code
     members: list[int] = field(default_factory=list)
     #: Alpha from colour unmixing alone, nowhere forced opaque: faint strokes whose pixels
     #: are all part-covered.
