@@ -233,6 +233,26 @@ def test_a_label_in_a_square_button_is_no_code() -> None:
     assert len([e for e in scene.elements if e.kind == "text"]) == 1
 
 
+def test_a_frames_soft_inner_edge_goes_with_the_frame() -> None:
+    # An upscaled frame (a document outline, 12 px thick) has inner edges 6 px soft: a
+    # ramp from its red to the page it encloses. The ramp came out as a "text" layer over
+    # the frame (a layer, and a depth level, the designer never made).
+    image = _canvas()
+    red = np.array([227, 5, 18])
+    _paint(image, Box(8, 72, 20, 100), tuple(red))
+    _paint(image, Box(20, 60, 32, 88), WHITE)
+    for k, t in enumerate((0.85, 0.7, 0.55, 0.4, 0.25, 0.1)):  # the inner edge, 6 px
+        ramp = np.rint(red * t + 255 * (1 - t)).astype(np.uint8)
+        image[20:60, 32 + k, :3] = ramp
+        image[20:60, 87 - k, :3] = ramp
+        image[20 + k, 32 + k:88 - k, :3] = ramp
+        image[59 - k, 32 + k:88 - k, :3] = ramp
+    h, w = image.shape[:2]
+    pieces = run_stages(Scene(image)).pieces
+    assert [p.name for p in pieces] == ["background", "Shape 1 (red)"]
+    assert np.abs(_over(pieces, h, w).astype(int) - image.astype(int)).max() <= 1
+
+
 def test_a_shapes_border_of_a_near_shade_goes_with_it() -> None:
     # A chart's bar: a fill with a one-pixel border a few levels darker on each side, and
     # the border's own anti-aliasing. The border columns are seams too thin to be elements;

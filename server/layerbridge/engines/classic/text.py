@@ -302,7 +302,7 @@ def faint_strokes(elements: list[Element], rgb: np.ndarray, background: np.ndarr
         too_small = host.area < TUNING.stroke_host_areas * TUNING.min_area
         if host.color is None or host.kind != "shape" or too_small:
             continue
-        out += _strokes_in(host, rgb, claimed)
+        out += _strokes_in(host, rgb, claimed, background)
     return out
 
 
@@ -407,8 +407,10 @@ def attach(strokes: list[Element], elements: list[Element]) -> list[Element]:
     return out
 
 
-def _strokes_in(host: Element, rgb: np.ndarray, claimed: np.ndarray) -> list[Element]:
-    """Stroke elements in the holes of ``host`` that nothing in ``claimed`` explains."""
+def _strokes_in(host: Element, rgb: np.ndarray, claimed: np.ndarray, background: np.ndarray
+                ) -> list[Element]:
+    """Stroke elements in the holes of ``host`` that nothing in ``claimed`` explains (the
+    ``background`` is a part of it)."""
     holes = ndimage.binary_fill_holes(host.mask) & ~host.mask
     if holes.sum() < TUNING.min_area:
         return []
@@ -424,8 +426,10 @@ def _strokes_in(host: Element, rgb: np.ndarray, claimed: np.ndarray) -> list[Ele
     pieces = []
     for window, piece in _clusters(ink):
         box = Box.of_window(window, (host.box.y0, host.box.x0))
-        if box.height * box.width > TUNING.stroke_max_share * host.box.height * host.box.width:
-            host.mask[window] |= piece  # the shape's own texture
+        big = box.height * box.width > TUNING.stroke_max_share * host.box.height * host.box.width
+        page = background[host.box.slices] & ~host.mask
+        if big or _soft_edge(host, page, crop, window, piece):
+            host.mask[window] |= piece  # the shape's own texture, or its soft edge
             continue
         shades = crop[window]
         offset = _ink_offset(shades[piece], host.color)
@@ -434,6 +438,36 @@ def _strokes_in(host: Element, rgb: np.ndarray, claimed: np.ndarray) -> list[Ele
             if core is not None:
                 pieces.append((box, core, offset))
     return [reduce(union, group) for group in _by_ink(pieces, host.color)]
+
+
+def _soft_edge(host: Element, page: np.ndarray, crop: np.ndarray, window: tuple[slice, slice],
+               piece: np.ndarray) -> bool:
+    """Whether the ink ``piece`` (at ``window`` of ``host``'s box) is ``host``'s soft edge
+    against the ``page`` seen through its hole: it touches both, and every shade of it is
+    a mix of the two colours (an upscaled shape's edge is wider than the clearance kept
+    from the page)."""
+    frame = host.mask.shape
+    around = Box.of_window(window).grow(TUNING.stroke_clearance, frame)
+    own = rewindow(piece, Box.of_window(window), around)
+    # Past the clearance: the page's rim within it was kept out of the ink.
+    reach = 2 * TUNING.stroke_clearance + 1
+    near = cv2.dilate(own.astype(np.uint8), np.ones((reach, reach), np.uint8)).astype(bool) & ~own
+    seen = near & page[around.slices]
+    if not seen.any() or not (near & host.mask[around.slices]).any():
+        return False
+    assert host.color is not None
+    under = np.median(crop[around.slices][seen], 0)
+    towards = host.color - under
+    norm = float(towards @ towards)
+    if norm < TUNING.min_ink_contrast**2:
+        return False
+    shades = crop[around.slices][own] - under
+    t = np.clip(shades @ towards / norm, 0.0, 1.0)
+    miss = color_distance(shades, t[:, None] * towards)
+    # A ramp between the two; not marks of the page's own colour (an icon cut out of a
+    # bar at the page's edge), nor of the shape's.
+    ramp = TUNING.stroke_core / 2 <= float(np.median(t)) <= 1 - TUNING.stroke_core / 2
+    return ramp and bool(np.quantile(miss, TUNING.shade_quantile) <= TUNING.on_line)
 
 
 def _clusters(ink: np.ndarray):
