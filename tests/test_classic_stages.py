@@ -191,18 +191,23 @@ def test_an_icons_cut_outs_stay_holes_through_it() -> None:
     assert len(run_stages(Scene(image)).pieces) == 2
 
 
-def _code_image() -> tuple[np.ndarray, Box]:
+def _code_image(caption: bool = False) -> tuple[np.ndarray, Box]:
     """A real QR code (OpenCV's encoder, 3 px modules) on a white square on a dark page, as
-    on a business card: its modules black, its quiet zone the square."""
+    on a business card: its modules black, its quiet zone the square; with a ``caption``,
+    a line of white glyphs just under the square."""
     modules = cv2.QRCodeEncoder.create().encode("https://example.org/menu")
     modules = modules[modules.min(axis=1) == 0][:, modules.min(axis=0) == 0]  # no margin
     side = 3 * modules.shape[0] + 12
-    image = np.zeros((side + 16, side + 40, 4), np.uint8)
+    image = np.zeros((side + 32, side + 40, 4), np.uint8)
     image[..., :3], image[..., 3] = 40, 255
     code = Box(8, 8 + side, 20, 20 + side)
     _paint(image, code, WHITE)
     dark = np.kron(modules == 0, np.ones((3, 3), bool))
     image[code.y0 + 6:code.y1 - 6, code.x0 + 6:code.x1 - 6, :3][dark] = 0
+    if caption:
+        for k in range(6):
+            _paint(image, Box(code.y1 + 4, code.y1 + 12, code.x0 + 4 + 9 * k,
+                              code.x0 + 9 + 9 * k), WHITE)
     return image, code
 
 
@@ -220,6 +225,15 @@ def test_a_code_is_one_layer_with_its_quiet_zone() -> None:
     assert (layer[code.slices][..., 3] > 0.99).all()
     assert (layer[..., 3] > 0).sum() == code.height * code.width
     assert np.abs(_over(pieces, h, w).astype(int) - image.astype(int)).max() <= 1
+
+
+def test_a_caption_under_a_code_keeps_its_own_layer() -> None:
+    # The address printed under a code, within its quiet zone, is text beside it.
+    image, code = _code_image(caption=True)
+    scene = find_text(_analysed(image))
+    kinds = sorted(e.kind for e in scene.elements)
+    assert kinds == ["code", "text"]
+    assert next(e for e in scene.elements if e.kind == "code").box == code
 
 
 def test_a_label_in_a_square_button_is_no_code() -> None:

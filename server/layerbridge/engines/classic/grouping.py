@@ -108,20 +108,27 @@ def _sliver(piece: Element, big: Element, texts: list[Element]) -> bool:
 
 def join_codes(elements: list[Element], rgb8: np.ndarray) -> list[Element]:
     """Each QR code one element: the elements within its quiet zone (its modules, the white
-    square under them), found by OpenCV's detector from the code's finder patterns. Its
+    square under them), found by OpenCV's detector from the code's finder patterns and kept
+    only where it decodes (a pattern that merely looks like finder squares is no code). Its
     modules would otherwise join lines of "text" over the square: a layer, and a depth
     level, that no designer makes of a code."""
     try:
-        found, quads = cv2.QRCodeDetector().detectMulti(np.ascontiguousarray(rgb8))
+        found, texts, quads, _ = cv2.QRCodeDetector().detectAndDecodeMulti(
+            np.ascontiguousarray(rgb8))
     except cv2.error:  # a picture the detector cannot read holds no code it can find
         return elements
     if not found or quads is None:
         return elements
     out = list(elements)
-    for quad in quads:
-        zone = _quiet_zone(quad, rgb8.shape[:2])
-        inside = [e for e in out if zone.contains(e.box)]
-        if len(inside) < 2:
+    for text, quad in zip(texts, quads, strict=True):
+        if not text:
+            continue
+        modules = _corners_box(quad)
+        zone = modules.grow(int(round(TUNING.code_quiet * max(modules.height, modules.width))),
+                            rgb8.shape[:2])
+        # What reaches into the modules: a caption beside the code in its quiet zone is not.
+        inside = [e for e in out if zone.contains(e.box) and e.box.intersects(modules)]
+        if not inside:
             continue
         code = inside[0]
         for e in inside[1:]:
@@ -132,10 +139,8 @@ def join_codes(elements: list[Element], rgb8: np.ndarray) -> list[Element]:
     return out
 
 
-def _quiet_zone(quad: np.ndarray, frame: tuple[int, int]) -> Box:
-    """The box of a code's corners (x, y per row) grown by its quiet zone."""
+def _corners_box(quad: np.ndarray) -> Box:
+    """The box of a code's corners (x, y per row)."""
     xs, ys = quad[:, 0], quad[:, 1]
-    side = max(float(np.ptp(xs)), float(np.ptp(ys)))
-    box = Box(int(np.floor(ys.min())), int(np.ceil(ys.max())) + 1,
-              int(np.floor(xs.min())), int(np.ceil(xs.max())) + 1)
-    return box.grow(int(round(TUNING.code_quiet * side)), frame)
+    return Box(int(np.floor(ys.min())), int(np.ceil(ys.max())) + 1,
+               int(np.floor(xs.min())), int(np.ceil(xs.max())) + 1)
