@@ -143,6 +143,25 @@ def test_the_text_stage_joins_a_titles_words_into_one_line() -> None:
     assert max(abs(a - b) for a, b in zip(line, ink, strict=True)) <= 1, (line, ink)
 
 
+def test_the_text_stage_joins_a_high_resolution_line_into_one_text_element() -> None:
+    """A heading on a print-resolution page (2400 x 1400: 72 px capitals, a 20-point title
+    at 260 dpi) was one "shape" layer per word: the tallest glyph was 64 px at any size. It
+    grows with the image's short side, so the heading is one text line."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    page = Image.new("RGB", (2400, 1400), WHITE)
+    draw = ImageDraw.Draw(page)
+    draw.text((200, 600), "SAVE THE DATE", font=ImageFont.load_default(size=100), fill=BLACK)
+    rows, cols = np.nonzero(np.asarray(page)[..., 0] < 250)
+    assert 64 < rows.max() - rows.min() + 1 <= 89  # taller than the fixed cap allowed
+    image = np.concatenate([np.asarray(page), np.full((1400, 2400, 1), 255, np.uint8)], -1)
+    scene = find_text(_analysed(image))
+    assert [e.kind for e in scene.elements] == ["text"]
+    line = scene.elements[0].box
+    assert line.contains(Box(int(rows.min()) + 1, int(rows.max()), int(cols.min()) + 1,
+                             int(cols.max())))
+
+
 def _inlaid_text_image() -> tuple[np.ndarray, Box, Box]:
     """A white page (200 x 240: glyphs are up to 8% of its height) with a dark button whose
     label is white, the page's own colour: the image, the button's box and the label's box."""

@@ -219,7 +219,8 @@ def _flat_elements(comp, rgb: np.ndarray, is_bg: np.ndarray, check: Check,
     """
     out, thin, seen = [], set(), 0
     wanted = _element_labels(comp, is_bg)
-    inlaid = _inlaid_text(comp, wanted, (comp.area >= TUNING.min_area) & ~wanted, rgb.shape[0])
+    inlaid = _inlaid_text(comp, wanted, (comp.area >= TUNING.min_area) & ~wanted,
+                          rgb.shape[:2])
     wanted[[label for line in inlaid for label in line.members]] = True
     seams: list[int] = []
     index: dict[int, int] = {}  # label -> its element in out
@@ -281,14 +282,14 @@ def _element_labels(comp, is_bg: np.ndarray) -> np.ndarray:
     return wanted
 
 
-def _inlaid_text(comp, hosts: np.ndarray, candidates: np.ndarray, height: int
+def _inlaid_text(comp, hosts: np.ndarray, candidates: np.ndarray, frame: tuple[int, int]
                  ) -> list[Element]:
     """Background-coloured text inlaid in a solid shape (a white label on a dark button),
     as text lines: the ``candidates`` in the holes of one of the ``hosts`` that join lines
     of at least TUNING.inlay_min_count glyphs. An icon's cut-outs are no text line and stay
     holes through it."""
     parts = [element_of(comp, label, TUNING.flat_std) for label in inlays(comp, hosts, candidates)]
-    return [line for line in text_lines(parts, height)
+    return [line for line in text_lines(parts, frame)
             if line.kind == "text" and len(line.members) >= TUNING.inlay_min_count]
 
 
@@ -322,25 +323,25 @@ def find_text(scene: Scene) -> Scene:
     rgb, is_bg, bg = scene.rgb, scene.is_background, scene.background
     if scene.path == "blocks":
         assert rgb is not None and bg is not None
-        h = rgb.shape[0]
-        scene.elements = text_lines(block_inks(scene.elements, rgb, bg, h), h)
+        frame = rgb.shape[:2]
+        scene.elements = text_lines(block_inks(scene.elements, rgb, bg, frame), frame)
     if scene.path != "design":
         return scene
     assert rgb is not None and is_bg is not None and bg is not None
-    h = rgb.shape[0]
-    elements = text_lines(scene.elements, h)
+    frame = rgb.shape[:2]
+    elements = text_lines(scene.elements, frame)
     # A thin piece that joined no text line is a seam after all: drop it.
     elements = [e for e in elements if e.kind == "text" or not set(e.members) <= scene.thin]
     elements = absorb_pieces(elements)
     scene.check()
-    strokes = text_lines(faint_strokes(elements, rgb, is_bg), h)
+    strokes = text_lines(faint_strokes(elements, rgb, is_bg), frame)
     scene.check()
     elements = glyph_remnants(attach(strokes, elements), rgb, is_bg, bg, scene.check)
     scene.check()
     # Strokes and remnants may be the thin parts of a line found in pieces: join it again.
-    elements = drop_enclosed_specks(join_specks(absorb_pieces(text_lines(elements, h))))
+    elements = drop_enclosed_specks(join_specks(absorb_pieces(text_lines(elements, frame))))
     # A title's words, too tall for glyphs, are text lines of their own: one line again.
-    elements = title_lines(elements, h)
+    elements = title_lines(elements, frame[0])
     # A code's modules are no text over its square: one element with it.
     assert scene.rgb8 is not None
     elements = join_codes(elements, scene.rgb8)

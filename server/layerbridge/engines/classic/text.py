@@ -35,9 +35,10 @@ from layerbridge.engines.classic.regions import Components, Element, element_of,
 from layerbridge.engines.classic.tuning import TUNING
 
 
-def text_lines(elements: list[Element], height: int) -> list[Element]:
-    """Join small flat components of one colour that sit side by side on a line."""
-    max_h = _max_glyph_height(height)
+def text_lines(elements: list[Element], frame: tuple[int, int]) -> list[Element]:
+    """Join small flat components of one colour that sit side by side on a line (``frame``:
+    the image's height and width, which bound a glyph's height)."""
+    max_h = _max_glyph_height(frame)
     small = [i for i, e in enumerate(elements) if e.color is not None and _glyph_like(e, max_h)]
     if len(small) < 2:
         return elements
@@ -131,13 +132,13 @@ def _side_by_side(boxes: np.ndarray, col: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.concatenate([f for f, _ in found]), np.concatenate([s for _, s in found])
 
 
-def block_inks(blocks: list[Element], rgb: np.ndarray, field: Background, height: int
-               ) -> list[Element]:
+def block_inks(blocks: list[Element], rgb: np.ndarray, field: Background,
+               frame: tuple[int, int]) -> list[Element]:
     """``blocks`` with each glyph-sized one of many shades that are all one ink laid at part
     opacity over the background, or over the colour around it (an anti-aliased glyph on a
     page or on a panel) given that ink as its colour, so that :func:`text_lines` can join
     the glyphs of a line (letter-spaced capitals are each a block of their own)."""
-    max_h = _max_glyph_height(height)
+    max_h = _max_glyph_height(frame)
     out = []
     for e in blocks:
         if e.color is None and _glyph_like(e, max_h):
@@ -176,7 +177,7 @@ def lines_over_photo(comp: Components, rgb: np.ndarray) -> list[Element]:
     h, w = rgb.shape[:2]
     parts = [element_of(comp, label, TUNING.flat_std) for label, box in comp.boxes.items()
              if comp.std[label] <= TUNING.flat_std and not box.touches_edge(h, w)]
-    lines = [e for e in text_lines(parts, h)
+    lines = [e for e in text_lines(parts, (h, w))
              if e.kind == "text" and len(e.members) >= TUNING.inlay_min_count
              and np.median(comp.area[e.members]) >= TUNING.photo_text_min_glyph]
     lines = [e for e in lines if _stands_out(e, comp, rgb)]
@@ -207,9 +208,13 @@ def _stands_out(e: Element, comp: Components, rgb: np.ndarray) -> bool:
     return bool(counts[hosts].sum() < TUNING.photo_text_enclosed * counts.sum())
 
 
-def _max_glyph_height(height: int) -> int:
-    """The tallest glyph of an image ``height`` high (see :class:`Tuning`)."""
-    return max(TUNING.min_glyph, min(TUNING.max_glyph, int(TUNING.glyph_share * height)))
+def _max_glyph_height(frame: tuple[int, int]) -> int:
+    """The tallest glyph of an image of ``frame`` (height, width; see :class:`Tuning`):
+    ``max_glyph`` pixels grow with the image's short side past ``glyph_reference_side`` (a
+    print at 300 dpi or a screen at twice the density draws its text in more pixels)."""
+    height, width = frame
+    cap = TUNING.max_glyph * max(1.0, min(height, width) / TUNING.glyph_reference_side)
+    return max(TUNING.min_glyph, min(int(cap), int(TUNING.glyph_share * height)))
 
 
 def _solid(e: Element) -> bool:

@@ -141,6 +141,8 @@ class Tuning:
     enclosed_speck: int = 32
     enclosed_ring: float = 0.5
     max_glyph: int = 64
+    #: ``max_glyph`` holds up to this short side of the image and grows with it past it.
+    glyph_reference_side: int = 1000
     min_glyph: int = 12
     #: The words of a title line (see text.title_lines) are at most this share of the
     #: image's height.
