@@ -341,7 +341,7 @@ def find_text(scene: Scene) -> Scene:
     # Strokes and remnants may be the thin parts of a line found in pieces: join it again.
     elements = drop_enclosed_specks(join_specks(absorb_pieces(text_lines(elements, frame))))
     # A title's words, too tall for glyphs, are text lines of their own: one line again.
-    elements = title_lines(elements, frame[0])
+    elements = title_lines(elements, frame)
     # A code's modules are no text over its square: one element with it.
     assert scene.rgb8 is not None
     elements = join_codes(elements, scene.rgb8)

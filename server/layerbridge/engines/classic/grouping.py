@@ -7,6 +7,8 @@ code (a QR code's modules on its quiet zone). (Glyphs into text lines: text.py.)
 
 from __future__ import annotations
 
+from functools import reduce
+
 import cv2
 import numpy as np
 from scipy import ndimage
@@ -130,12 +132,11 @@ def join_codes(elements: list[Element], rgb8: np.ndarray) -> list[Element]:
         inside = [e for e in out if zone.contains(e.box) and e.box.intersects(modules)]
         if not inside:
             continue
-        code = inside[0]
-        for e in inside[1:]:
-            code = union(code, e)
-        ink = code.color if all(same_color(e, inside[0]) for e in inside) else None
-        code = Element(code.box, code.mask, ink, "code", code.members)
-        out = [e for e in out if not any(e is i for i in inside)] + [code]
+        joined = reduce(union, inside)
+        ink = joined.color if all(same_color(e, inside[0]) for e in inside) else None
+        taken = {id(e) for e in inside}
+        out = [e for e in out if id(e) not in taken]
+        out.append(Element(joined.box, joined.mask, ink, "code", joined.members))
     return out
 
 

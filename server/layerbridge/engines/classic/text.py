@@ -49,14 +49,14 @@ def text_lines(elements: list[Element], frame: tuple[int, int]) -> list[Element]
     return _joined(elements, small, lab, ~icons & (np.bincount(lab, minlength=n) >= 2))
 
 
-def title_lines(elements: list[Element], height: int) -> list[Element]:
+def title_lines(elements: list[Element], frame: tuple[int, int]) -> list[Element]:
     """Join the words of a line too tall for :func:`text_lines` (a banner's title, each word
     a layer of its own): flat pieces of one colour side by side on a line, up to
     TUNING.title_share of the image's height, of which at least one is text already and
     none is a solid blob. Their layers lie side by side: only the line's layer changes."""
     tall = [i for i, e in enumerate(elements)
             if e.color is not None and e.kind in ("text", "shape")
-            and e.box.height <= TUNING.title_share * height and not _solid(e)]
+            and e.box.height <= TUNING.title_share * frame[0] and not _solid(e)]
     if len(tall) < 2:
         return elements
     n, lab = _lines_of([elements[i] for i in tall])
@@ -428,11 +428,11 @@ def _strokes_in(host: Element, rgb: np.ndarray, claimed: np.ndarray, background:
     ink = holes & ~near_others & (color_distance(crop, host.color) > TUNING.ink_step)
     if ink.sum() < TUNING.min_area:
         return []
+    page = background[host.box.slices] & ~host.mask  # seen through the shape's holes
     pieces = []
     for window, piece in _clusters(ink):
         box = Box.of_window(window, (host.box.y0, host.box.x0))
         big = box.height * box.width > TUNING.stroke_max_share * host.box.height * host.box.width
-        page = background[host.box.slices] & ~host.mask
         if big or _soft_edge(host, page, crop, window, piece):
             host.mask[window] |= piece  # the shape's own texture, or its soft edge
             continue
@@ -451,9 +451,9 @@ def _soft_edge(host: Element, page: np.ndarray, crop: np.ndarray, window: tuple[
     against the ``page`` seen through its hole: it touches both, and every shade of it is
     a mix of the two colours (an upscaled shape's edge is wider than the clearance kept
     from the page)."""
-    frame = host.mask.shape
-    around = Box.of_window(window).grow(TUNING.stroke_clearance, frame)
-    own = rewindow(piece, Box.of_window(window), around)
+    at = Box.of_window(window)
+    around = at.grow(TUNING.stroke_clearance, host.mask.shape)
+    own = rewindow(piece, at, around)
     # Past the clearance: the page's rim within it was kept out of the ink.
     reach = 2 * TUNING.stroke_clearance + 1
     near = cv2.dilate(own.astype(np.uint8), np.ones((reach, reach), np.uint8)).astype(bool) & ~own

@@ -72,13 +72,14 @@ class Tuning:
     #: take at most ``inlay_max_share`` of the shape with its holes filled (a grid's cells
     #: or an outline's inside take most of it), and that filled shape is at least
     #: ``inlay_solidity`` of its convex hull (a bold glyph's counters are one or two).
-    #: A QR code found by its finder patterns is one element with what lies within
-    #: ``code_quiet`` of its side around it (its quiet zone, a white square under it).
-    code_quiet: float = 0.25
     inlay_min_count: int = 3
     inlay_min_host: int = 400
     inlay_max_share: float = 0.35
     inlay_solidity: float = 0.85
+    #: A QR code found by its finder patterns is one element with what lies within
+    #: ``code_quiet`` of its side around it and reaches into its modules (its quiet zone, a
+    #: white square under it).
+    code_quiet: float = 0.25
 
     # --- photos ---------------------------------------------------------------------------
     #: A foreground region this share specks, at least this big and of this many
