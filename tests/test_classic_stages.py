@@ -379,6 +379,52 @@ def test_the_order_stage_puts_text_above_the_shape_it_lies_on() -> None:
     assert scene.elements == [panel, text]
 
 
+def _prohibition_sign() -> tuple[np.ndarray, np.ndarray, np.ndarray, Box]:
+    """(image, sign, pictogram, the pictogram's box): a red ring and diagonal bar over a
+    dark plus on a white page; the bar cuts the plus in two (full-frame masks, the
+    pictogram's as seen)."""
+    size = 160
+    yy, xx = np.mgrid[:size, :size]
+    radius = np.hypot(yy - 80, xx - 80)
+    bar = np.abs(yy - xx) <= 8  # the diagonal through the centre
+    sign = ((radius >= 58) & (radius <= 66)) | (bar & (radius <= 62))
+    plus = ((np.abs(yy - 80) <= 4) & (np.abs(xx - 80) <= 40)) | (
+        (np.abs(xx - 80) <= 4) & (np.abs(yy - 80) <= 40))
+    image = np.full((size, size, 4), 255, np.uint8)
+    image[plus, :3] = BLACK
+    image[sign, :3] = RED
+    return image, sign, plus & ~sign, Box(40, 121, 40, 121)
+
+
+def test_the_order_stage_puts_a_sign_above_the_pictogram_its_bar_crosses() -> None:
+    """The pictogram lies in the ring's hole, where the page shows, so the ring's hull
+    hides nothing of it; the bar cuts it, and it is the lower one."""
+    image, sign, pictogram, box = _prohibition_sign()
+    sign_element = _element(Box(0, 160, 0, 160), RED, sign)
+    pictogram_element = _element(box, BLACK, pictogram[box.slices])
+    for given in ([sign_element, pictogram_element], [pictogram_element, sign_element]):
+        scene = Scene(image, elements=list(given))
+        scene.is_background = ~(sign | pictogram)
+        assert order_elements(scene).elements == [pictogram_element, sign_element]
+
+
+def test_the_peel_takes_a_pictogram_on_under_the_bar_that_crosses_it() -> None:
+    """The plus goes on under the sign's bar where it lies on both sides of it, not where
+    the page lies beside the bar inside the plus's hull."""
+    image, sign, pictogram, box = _prohibition_sign()
+    scene = _analysed(image)
+    scene.elements = [_element(box, BLACK, pictogram[box.slices]),
+                      _element(Box(0, 160, 0, 160), RED, sign)]
+    layer = peel(scene).pieces[0]
+    alpha = layer.full(160, 160)[..., 3]
+    yy, xx = np.mgrid[:160, :160]
+    crossing = sign & (np.abs(yy - 80) <= 4) & (np.abs(xx - 80) <= 4)  # under both arms
+    beside = sign & (np.abs(yy - xx) <= 3) & (np.abs(yy - 80) >= 20) & (np.hypot(
+        yy - 80, xx - 80) <= 40)  # the bar between the arms: the page on both sides
+    assert (alpha[crossing] == 1).all()
+    assert (alpha[beside] == 0).all()
+
+
 def test_the_merge_stage_joins_the_most_alike_to_the_count_asked() -> None:
     red_a, red_b = _element(Box(10, 20, 10, 30), RED), _element(Box(10, 20, 34, 54), RED)
     blue = _element(Box(50, 75, 60, 110), BLUE)

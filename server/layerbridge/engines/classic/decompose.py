@@ -357,7 +357,8 @@ def find_text(scene: Scene) -> Scene:
 def order_elements(scene: Scene) -> Scene:
     """The elements bottom first; a shape clipped by its container joins it."""
     if scene.path == "design":
-        scene.elements = join_clipped(z_order(scene.elements, scene.frame))
+        scene.elements = join_clipped(z_order(scene.elements, scene.frame,
+                                              scene.is_background))
     return scene
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 from layerbridge.engines.classic.box import Box, rewindow
 from layerbridge.engines.classic.regions import Element
+from layerbridge.engines.classic.tuning import TUNING
 
 
 def hull_mask(element: Element) -> np.ndarray:
@@ -44,6 +46,20 @@ def fraction_inside(inner: Element, outer: Element, outer_hull: np.ndarray) -> f
     part = inner.mask[common.within(inner.box)]
     hull = outer_hull[common.within(outer.box)]
     return float((part & hull).sum()) / max(inner.area, 1)
+
+
+def solid_hull(element: Element, hull: np.ndarray, page: np.ndarray) -> np.ndarray:
+    """``hull`` (box-sized) less the holes of ``element`` through which the full-frame
+    ``page`` shows: what lies in a ring's hole, beside the page, is not under the ring."""
+    holes = ndimage.binary_fill_holes(element.mask) & ~element.mask
+    if not holes.any():
+        return hull
+    labels, count = ndimage.label(holes)
+    seen = np.bincount(labels[page[element.box.slices] & holes], minlength=count + 1)
+    area = np.bincount(labels.ravel(), minlength=count + 1)
+    see_through = (seen >= TUNING.min_area) & (seen >= TUNING.see_through_share * area)
+    see_through[0] = False
+    return hull & ~see_through[labels]
 
 
 def contact_depths(a: Element, b: Element, hull_a: np.ndarray, hull_b: np.ndarray,

@@ -1,7 +1,9 @@
 """z-order: which element lies above which, from how their convex hulls overlap.
 
 An occluded element loses pixels where the upper one covers it, but its convex hull still
-spans them: so A is above B when more of A lies inside B's hull than of B inside A's. Text
+spans them: so A is above B when more of A lies inside B's hull than of B inside A's (less
+B's holes where the page shows: a pictogram in a prohibition sign's ring is not under the
+ring, while the sign's bar across it lies in the pictogram's hull). Text
 goes above the shapes it touches. Of two shapes that only touch, one whose outline is a
 whole ellipse or polygon hides nothing, so the other, cut by it, is the lower one. The
 relation is sorted topologically, bigger ones lower.
@@ -17,17 +19,22 @@ from layerbridge.engines.classic.hulls import (
     contact_spans,
     fraction_inside,
     hull_mask,
+    solid_hull,
 )
 from layerbridge.engines.classic.regions import Element, owner_map
 from layerbridge.engines.classic.text import text_over_shape
 from layerbridge.engines.classic.tuning import TUNING
 
 
-def z_order(elements: list[Element], frame: tuple[int, int] | None = None) -> list[Element]:
+def z_order(elements: list[Element], frame: tuple[int, int] | None = None,
+            page: np.ndarray | None = None) -> list[Element]:
     """Return ``elements`` bottom first (``frame``: the image's height and width, which
-    lets touching shapes be completed under each other)."""
+    lets touching shapes be completed under each other; ``page``: the full-frame pixels of
+    the background, which show through an element's see-through holes)."""
     n = len(elements)
     hulls = [hull_mask(e) for e in elements]
+    if page is not None:
+        hulls = [solid_hull(e, hull, page) for e, hull in zip(elements, hulls, strict=True)]
     above = np.zeros((n, n), bool)  # above[i, j]: i lies above j
     owner = None  # made when first needed: most pairs never need it
     for i in range(n):

@@ -83,13 +83,14 @@ def peel_elements(scene: Scene) -> tuple[np.ndarray, list[Piece]]:
     h, w = scene.frame
     image = scene.rgb.copy()
     hulls = _shapes(scene.elements, h, w)
+    bent = [_bent(e) for e in scene.elements]
     peeled: list[Piece] = []
     n = len(scene.elements)
     numbers = _numbers_by_kind(scene.elements)
     for k in range(n - 1, -1, -1):
         scene.check()
         scene.progress((n - 1 - k) / max(n, 1))
-        box, layer = _peel_one(image, scene, k, hulls)
+        box, layer = _peel_one(image, scene, k, hulls, bent)
         peeled.append(Piece(layer_name(scene.elements[k], numbers[k]), box, layer))
     return image, peeled[::-1]
 
@@ -118,9 +119,19 @@ def _shapes(elements: list[Element], h: int, w: int) -> list[Shape]:
     return out
 
 
-def _peel_one(image: np.ndarray, scene: Scene, k: int, hulls: list[Shape]
+def _bent(e: Element) -> bool:
+    """Whether flat shape ``e``, holes filled, fills too little of its convex hull for the
+    hull to say where it goes on under what covers it (a pictogram, a plus)."""
+    if e.color is None:
+        return False
+    solid = ndimage.binary_fill_holes(e.mask).sum()
+    return bool(solid < TUNING.bent_solidity * hull_mask(e).sum())
+
+
+def _peel_one(image: np.ndarray, scene: Scene, k: int, hulls: list[Shape], bent: list[bool]
               ) -> tuple[Box, np.ndarray]:
-    """Peel element ``k`` off ``image`` in place; return its box and float RGBA layer there."""
+    """Peel element ``k`` off ``image`` in place; return its box and float RGBA layer there
+    (``bent``: per element, whether it is a bent shape, see _bent)."""
     h, w = image.shape[:2]
     e = scene.elements[k]
     # The completed shape's box: an element that continues under the ones above it
@@ -135,7 +146,7 @@ def _peel_one(image: np.ndarray, scene: Scene, k: int, hulls: list[Shape]
         core |= scene.hidden[k][box.slices]
     kernel = np.ones((2 * TUNING.peel_band + 1, 2 * TUNING.peel_band + 1), np.uint8)
     region = cv2.dilate(core.astype(np.uint8), kernel).astype(bool)
-    covers, lower_cores = _lower_covers(scene, k, hulls, box, core, image[box.slices])
+    covers, lower_cores = _lower_covers(scene, k, hulls, bent, box, core, image[box.slices])
     region &= ~lower_cores | core
     plate, claims = fill_plate(image, region, box, [cover for cover, _ in covers],
                                scene.background)
@@ -254,13 +265,16 @@ def _rim_unmixed(crop: np.ndarray, plate: np.ndarray, core: np.ndarray) -> np.nd
     return alpha
 
 
-def _lower_covers(scene: Scene, k: int, hulls: list[Shape], box: Box, core: np.ndarray,
-                  crop: np.ndarray) -> tuple[list[tuple[Cover, int]], np.ndarray]:
+def _lower_covers(scene: Scene, k: int, hulls: list[Shape], bent: list[bool], box: Box,
+                  core: np.ndarray, crop: np.ndarray
+                  ) -> tuple[list[tuple[Cover, int]], np.ndarray]:
     """(cover, index) of lower elements over ``box``, topmost first, and their cores.
 
     Only a shape that runs along the element's outline, where its hull reaches, goes on
     under it: a line of text (its hull is no shape) or a frame around it (the element lies
-    in its hole, the page shows between them) does not."""
+    in its hole, the page shows between them) does not. A bent shape (a pictogram that a
+    sign's bar crosses) runs along it where the page does not, and goes on under it only
+    where it lies nearer than the page."""
     covers = []
     cores = np.zeros((box.height, box.width), bool)
     page = None  # the page's pixels over the box, found once if a texture needs them
@@ -274,8 +288,16 @@ def _lower_covers(scene: Scene, k: int, hulls: list[Shape], box: Box, core: np.n
         mask = rewindow(e.mask, e.box, box)
         cores |= mask
         hull = rewindow(shape, shape_box, box)
-        if e.kind == "text" or (mask & ring).sum() < TUNING.cover_share * (hull & ring).sum():
+        if e.kind == "text":
             continue
+        runs_along = (mask & ring).sum() >= TUNING.cover_share * (hull & ring).sum()
+        if not runs_along:
+            if not bent[j] or (core & ~hull).sum() < (core & hull).sum():
+                continue
+            page = _page(scene, box, crop) if page is None else page
+            hull = hull & _nearer(mask, page)
+            if not _bridged(mask, hull & near):
+                continue
         if e.color is None:
             page = _page(scene, box, crop) if page is None else page
             own = mask & ~page
@@ -293,3 +315,16 @@ def _page(scene: Scene, box: Box, crop: np.ndarray) -> np.ndarray:
     if bg is None or not bg.ok:
         return np.zeros(crop.shape[:2], bool)
     return background_mask(crop, bg, (box.y0, box.x0), TUNING.plate_tol)
+
+
+def _bridged(mask: np.ndarray, under: np.ndarray) -> bool:
+    """Whether ``under`` joins parts of ``mask`` that are apart without it."""
+    apart = cv2.connectedComponents(mask.astype(np.uint8))[0]
+    return bool(cv2.connectedComponents((mask | under).astype(np.uint8))[0] < apart)
+
+
+def _nearer(mask: np.ndarray, page: np.ndarray) -> np.ndarray:
+    """The pixels nearer to ``mask`` than to ``page``."""
+    to_mask = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 3)
+    to_page = cv2.distanceTransform((~page).astype(np.uint8), cv2.DIST_L2, 3)
+    return to_mask < to_page

@@ -213,6 +213,9 @@ class Tuning:
     touch_reach: int = 2
     #: Share of one element inside the other's hull under which they only touch.
     min_overlap: float = 0.02
+    #: Share of a hole of an element that the page must fill for the hole to be seen
+    #: through: what lies in it beside the page is not hidden by the element's hull.
+    see_through_share: float = 0.1
     #: Hull depth (pixels) by which one touching outline must out-bite the other.
     min_bite: float = 1.0
     #: Margin by which a contact must span more of one element than of the other.
@@ -313,6 +316,9 @@ class Tuning:
     #: Share of the ring around an element, within a lower shape's hull, that the shape must
     #: cover to go on under the element (a frame's hole shows the page, not the frame).
     cover_share: float = 0.5
+    #: Share of its convex hull under which a flat shape, holes filled, is bent: its hull
+    #: is no guide to where it goes on under what covers it.
+    bent_solidity: float = 0.8
     #: Below this difference (max channel) from its plate a pixel is the plate.
     plate_tol: float = 2.5 / 255
     #: A background pixel this far (max channel) from the field, that no layer covers, is
