@@ -83,14 +83,13 @@ def peel_elements(scene: Scene) -> tuple[np.ndarray, list[Piece]]:
     h, w = scene.frame
     image = scene.rgb.copy()
     hulls = _shapes(scene.elements, h, w)
-    bent = [_bent(e) for e in scene.elements]
     peeled: list[Piece] = []
     n = len(scene.elements)
     numbers = _numbers_by_kind(scene.elements)
     for k in range(n - 1, -1, -1):
         scene.check()
         scene.progress((n - 1 - k) / max(n, 1))
-        box, layer = _peel_one(image, scene, k, hulls, bent)
+        box, layer = _peel_one(image, scene, k, hulls)
         peeled.append(Piece(layer_name(scene.elements[k], numbers[k]), box, layer))
     return image, peeled[::-1]
 
@@ -128,10 +127,9 @@ def _bent(e: Element) -> bool:
     return bool(solid < TUNING.bent_solidity * hull_mask(e).sum())
 
 
-def _peel_one(image: np.ndarray, scene: Scene, k: int, hulls: list[Shape], bent: list[bool]
+def _peel_one(image: np.ndarray, scene: Scene, k: int, hulls: list[Shape]
               ) -> tuple[Box, np.ndarray]:
-    """Peel element ``k`` off ``image`` in place; return its box and float RGBA layer there
-    (``bent``: per element, whether it is a bent shape, see _bent)."""
+    """Peel element ``k`` off ``image`` in place; return its box and float RGBA layer there."""
     h, w = image.shape[:2]
     e = scene.elements[k]
     # The completed shape's box: an element that continues under the ones above it
@@ -146,7 +144,7 @@ def _peel_one(image: np.ndarray, scene: Scene, k: int, hulls: list[Shape], bent:
         core |= scene.hidden[k][box.slices]
     kernel = np.ones((2 * TUNING.peel_band + 1, 2 * TUNING.peel_band + 1), np.uint8)
     region = cv2.dilate(core.astype(np.uint8), kernel).astype(bool)
-    covers, lower_cores = _lower_covers(scene, k, hulls, bent, box, core, image[box.slices])
+    covers, lower_cores = _lower_covers(scene, k, hulls, box, core, image[box.slices])
     region &= ~lower_cores | core
     plate, claims = fill_plate(image, region, box, [cover for cover, _ in covers],
                                scene.background)
@@ -265,16 +263,15 @@ def _rim_unmixed(crop: np.ndarray, plate: np.ndarray, core: np.ndarray) -> np.nd
     return alpha
 
 
-def _lower_covers(scene: Scene, k: int, hulls: list[Shape], bent: list[bool], box: Box,
-                  core: np.ndarray, crop: np.ndarray
-                  ) -> tuple[list[tuple[Cover, int]], np.ndarray]:
+def _lower_covers(scene: Scene, k: int, hulls: list[Shape], box: Box, core: np.ndarray,
+                  crop: np.ndarray) -> tuple[list[tuple[Cover, int]], np.ndarray]:
     """(cover, index) of lower elements over ``box``, topmost first, and their cores.
 
     Only a shape that runs along the element's outline, where its hull reaches, goes on
     under it: a line of text (its hull is no shape) or a frame around it (the element lies
-    in its hole, the page shows between them) does not. A bent shape (a pictogram that a
-    sign's bar crosses) runs along it where the page does not, and goes on under it only
-    where it lies nearer than the page."""
+    in its hole, the page shows between them) does not. Nor, as a rule, does a bent shape
+    round the page (a pictogram, a plus): but one that the element crosses, joining its
+    parts (a sign's bar over it), goes on under it where it lies nearer than the page."""
     covers = []
     cores = np.zeros((box.height, box.width), bool)
     page = None  # the page's pixels over the box, found once if a texture needs them
@@ -292,7 +289,8 @@ def _lower_covers(scene: Scene, k: int, hulls: list[Shape], bent: list[bool], bo
             continue
         runs_along = (mask & ring).sum() >= TUNING.cover_share * (hull & ring).sum()
         if not runs_along:
-            if not bent[j] or (core & ~hull).sum() < (core & hull).sum():
+            crosses = (core & ~hull).sum() >= (core & hull).sum()
+            if not (crosses and _bent(e)):
                 continue
             page = _page(scene, box, crop) if page is None else page
             hull = hull & _nearer(mask, page)
