@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
 from layerbridge.engines.classic.box import Box, rewindow
 from layerbridge.engines.classic.regions import Element
@@ -51,15 +50,19 @@ def fraction_inside(inner: Element, outer: Element, outer_hull: np.ndarray) -> f
 def solid_hull(element: Element, hull: np.ndarray, page: np.ndarray) -> np.ndarray:
     """``hull`` (box-sized) less the holes of ``element`` through which the full-frame
     ``page`` shows: what lies in a ring's hole, beside the page, is not under the ring."""
-    holes = ndimage.binary_fill_holes(element.mask) & ~element.mask
+    # The gaps 4-connected with a one-pixel frame round the box are outside: the rest of
+    # the gaps are holes (one OpenCV pass; ndimage's fill_holes was ten times slower).
+    gaps = np.pad(~element.mask, 1, constant_values=True).astype(np.uint8)
+    count, labels = cv2.connectedComponents(gaps, connectivity=4)
+    outside = labels[0, 0]
+    labels = labels[1:-1, 1:-1]
+    holes = ~element.mask & (labels != outside)
     if not holes.any():
         return hull
-    labels, count = ndimage.label(holes)
-    seen = np.bincount(labels[page[element.box.slices] & holes], minlength=count + 1)
-    area = np.bincount(labels.ravel(), minlength=count + 1)
+    seen = np.bincount(labels[page[element.box.slices] & holes], minlength=count)
+    area = np.bincount(labels[holes], minlength=count)
     see_through = (seen >= TUNING.min_area) & (seen >= TUNING.see_through_share * area)
-    see_through[0] = False
-    return hull & ~see_through[labels]
+    return hull & ~(see_through[labels] & holes)
 
 
 def contact_depths(a: Element, b: Element, hull_a: np.ndarray, hull_b: np.ndarray,
