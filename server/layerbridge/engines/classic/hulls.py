@@ -47,22 +47,27 @@ def fraction_inside(inner: Element, outer: Element, outer_hull: np.ndarray) -> f
     return float((part & hull).sum()) / max(inner.area, 1)
 
 
-def solid_hull(element: Element, hull: np.ndarray, page: np.ndarray) -> np.ndarray:
-    """``hull`` (box-sized) less the holes of ``element`` through which the full-frame
-    ``page`` shows: what lies in a ring's hole, beside the page, is not under the ring."""
-    # The gaps 4-connected with a one-pixel frame round the box are outside: the rest of
-    # the gaps are holes (one OpenCV pass; ndimage's fill_holes was ten times slower).
-    gaps = np.pad(~element.mask, 1, constant_values=True).astype(np.uint8)
+def holes(mask: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
+    """The holes of ``mask``: (its gaps' labels, their count, where the holes are). A gap
+    4-connected with a one-pixel frame round the mask is outside; the rest are holes, as
+    ndimage's fill_holes has them, in one OpenCV pass (ten times faster on large masks)."""
+    gaps = np.pad(~mask, 1, constant_values=True).astype(np.uint8)
     count, labels = cv2.connectedComponents(gaps, connectivity=4)
     outside = labels[0, 0]
     labels = labels[1:-1, 1:-1]
-    holes = ~element.mask & (labels != outside)
-    if not holes.any():
+    return labels, count, ~mask & (labels != outside)
+
+
+def solid_hull(element: Element, hull: np.ndarray, page: np.ndarray) -> np.ndarray:
+    """``hull`` (box-sized) less the holes of ``element`` through which the full-frame
+    ``page`` shows: what lies in a ring's hole, beside the page, is not under the ring."""
+    labels, count, inside = holes(element.mask)
+    if not inside.any():
         return hull
-    seen = np.bincount(labels[page[element.box.slices] & holes], minlength=count)
-    area = np.bincount(labels[holes], minlength=count)
+    seen = np.bincount(labels[page[element.box.slices] & inside], minlength=count)
+    area = np.bincount(labels[inside], minlength=count)
     see_through = (seen >= TUNING.min_area) & (seen >= TUNING.see_through_share * area)
-    return hull & ~(see_through[labels] & holes)
+    return hull & ~(see_through[labels] & inside)
 
 
 def contact_depths(a: Element, b: Element, hull_a: np.ndarray, hull_b: np.ndarray,

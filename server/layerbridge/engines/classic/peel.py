@@ -28,7 +28,7 @@ from layerbridge.engines.classic.background import background_mask
 from layerbridge.engines.classic.box import Box, rewindow
 from layerbridge.engines.classic.color import channel_max, color_distance
 from layerbridge.engines.classic.fill import Cover, fill_plate
-from layerbridge.engines.classic.hulls import hull_mask
+from layerbridge.engines.classic.hulls import holes, hull_mask
 from layerbridge.engines.classic.naming import layer_name
 from layerbridge.engines.classic.regions import Element
 from layerbridge.engines.classic.scene import Piece, Scene
@@ -123,7 +123,7 @@ def _bent(e: Element) -> bool:
     hull to say where it goes on under what covers it (a pictogram, a plus)."""
     if e.color is None:
         return False
-    solid = ndimage.binary_fill_holes(e.mask).sum()
+    solid = e.area + holes(e.mask)[2].sum()
     return bool(solid < TUNING.bent_solidity * hull_mask(e).sum())
 
 
