@@ -116,6 +116,19 @@ def test_without_a_count_only_close_parts_of_one_colour_merge() -> None:
     assert members(merge_alike(elements, 300, 300)) == [[0, 1, 2, 3, 4], [5], [6]]
 
 
+def test_the_merge_reads_its_threshold_when_it_runs() -> None:
+    # The tuning benchmark (benchmarks/tuning_sensitivity.py) scales one TUNING value in
+    # place: a stage that bound it when its module loaded would run on the old value.
+    from benchmarks.tuning_sensitivity import scaled
+
+    bars = [block(100, 140, 10 + 12 * k, 18 + 12 * k, RED, member=k) for k in range(5)]
+    with scaled("alike_cost", 0.0) as value:
+        assert value == 0.0
+        assert members(merge_alike(bars, 300, 300)) == [[0], [1], [2], [3], [4]]
+    # As it is, the bars merge down to the two elements a design keeps apart.
+    assert len(merge_alike(bars, 300, 300)) == 2
+
+
 def test_without_a_count_two_elements_stay_apart() -> None:
     # Two alike bars side by side would merge, but a design keeps two elements to edit.
     elements = [block(100, 140, 10, 18, RED, member=0), block(100, 140, 22, 30, RED, member=1)]

@@ -107,10 +107,10 @@ def _covers(line: np.ndarray, start: int, stop: int) -> bool:
     return bool(before or after)
 
 
-def _regular_polygon(e: Element, wide: np.ndarray, min_added: float = TUNING.min_added):
+def _regular_polygon(e: Element, wide: np.ndarray):
     """A regular polygon through the visible straight sides of ``e``, or None."""
     full = _polygon_fit(e, wide)
-    return None if full is None else _accept(e, full, wide, min_added)
+    return None if full is None else _accept(e, full, wide)
 
 
 def _polygon_fit(e: Element, wide: np.ndarray) -> np.ndarray | None:
@@ -212,7 +212,7 @@ def _fit_regular(sides: list[tuple[float, float]]) -> np.ndarray | None:
     return None
 
 
-def _accept(e: Element, full: np.ndarray, wide: np.ndarray, min_added: float):
+def _accept(e: Element, full: np.ndarray, wide: np.ndarray):
     """(mask, box) of the completion ``full`` (full frame) if it holds the visible part and
     adds only pixels under the cover, else None."""
     h, w = wide.shape
@@ -224,7 +224,7 @@ def _accept(e: Element, full: np.ndarray, wide: np.ndarray, min_added: float):
     if (visible & full).sum() < TUNING.completion_holds * e.area:
         return None
     added = full & ~cv2.dilate(visible.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    if (added.sum() <= min_added * e.area
+    if (added.sum() <= TUNING.min_added * e.area
             or (added & wide).sum() < TUNING.completion_under * added.sum()):
         return None
     box = e.box.union((int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1))
@@ -232,9 +232,9 @@ def _accept(e: Element, full: np.ndarray, wide: np.ndarray, min_added: float):
     return mask, box
 
 
-def _ellipse(e: Element, wide: np.ndarray, min_added: float = TUNING.min_added):
+def _ellipse(e: Element, wide: np.ndarray):
     full = _ellipse_fit(e, wide)
-    return None if full is None else _accept(e, full, wide, min_added)
+    return None if full is None else _accept(e, full, wide)
 
 
 def _ellipse_fit(e: Element, wide: np.ndarray, strict: bool = False) -> np.ndarray | None:

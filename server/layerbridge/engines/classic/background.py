@@ -150,9 +150,10 @@ def _with_drift(field: Background, rgb: np.ndarray, seed: np.ndarray) -> Backgro
 
 
 def background_mask(rgb: np.ndarray, bg: Background, origin: tuple[int, int] = (0, 0),
-                    tol: float = TUNING.pixel_tol) -> np.ndarray:
+                    tol: float | None = None) -> np.ndarray:
     """Pixels of ``rgb`` (the image, or its crop whose top-left is ``origin``) that the
-    field explains to within ``tol``."""
+    field explains to within ``tol`` (TUNING.pixel_tol unless given)."""
+    tol = TUNING.pixel_tol if tol is None else tol
     h, w = rgb.shape[:2]
     y0, x0 = origin
     field = bg.render_box(y0, y0 + h, x0, x0 + w)

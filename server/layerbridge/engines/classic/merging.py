@@ -27,11 +27,11 @@ def merge_to_count(elements: list[Element], count: int, height: int, width: int
     return _merge(elements, height * width, count, float("inf")) if count > 0 else []
 
 
-def merge_alike(elements: list[Element], height: int, width: int,
-                max_cost: float = TUNING.alike_cost) -> list[Element]:
-    """Merge pairs while the most alike costs at most ``max_cost``: the parts of one thing
-    (lines of a paragraph, bars of a chart) that came out as several elements."""
-    return _merge(join_series(elements), height * width, TUNING.min_kept_apart, max_cost)
+def merge_alike(elements: list[Element], height: int, width: int) -> list[Element]:
+    """Merge pairs while the most alike costs at most TUNING.alike_cost: the parts of one
+    thing (lines of a paragraph, bars of a chart) that came out as several elements."""
+    return _merge(join_series(elements), height * width, TUNING.min_kept_apart,
+                  TUNING.alike_cost)
 
 
 def join_series(elements: list[Element]) -> list[Element]:

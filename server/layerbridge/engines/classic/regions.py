@@ -217,8 +217,9 @@ def _neighbours(labels: np.ndarray, of: np.ndarray) -> dict[int, np.ndarray]:
     return {int(source[i]): g for i, g in zip(starts, groups, strict=True)}
 
 
-def _is_blend(color: np.ndarray, others: np.ndarray, tol: float = TUNING.blend_tol) -> bool:
+def _is_blend(color: np.ndarray, others: np.ndarray) -> bool:
     """Whether ``color`` lies on a segment between two of ``others`` (or equals one)."""
+    tol = TUNING.blend_tol
     if len(others) == 0:
         return True
     if color_distance(others, color).min() <= tol:
