@@ -99,7 +99,7 @@ def table(base: Scores, runs: list[tuple[str, float, float | int, Scores]]) -> s
         up = [f"{names[i]} {moved[i]:+.3f}" for i in order[::-1] if moved[i] > 0.01]
         mean, change = after.mean(0), after.mean(0) - before.mean(0)
         lines.append(
-            f"| {name} x{factor:g} | {getattr(TUNING, name)} -> {value} | "
+            f"| {name} x{factor:g} | {getattr(TUNING, name):.4g} -> {value:.4g} | "
             + " / ".join(f"{v:.4f}" for v in mean) + f" | {change[0]:+.4f} / {change[2]:+.4f} | "
             f"{len(up)} / {len(down)}: " + ", ".join(up + down) + " |")
     return "\n".join(lines)
