@@ -1,8 +1,10 @@
 """Every threshold of the classic engine, named, in one place.
 
-The engine reads them from :data:`TUNING`; a test or an experiment builds a variant with
-``dataclasses.replace(TUNING, same_color=0.1)``. Colours are floats in [0, 1] unless a field
-says levels (0..255); "max channel" means the largest difference over R, G and B.
+The engine reads them from :data:`TUNING` when each stage runs (never as a default argument,
+bound when a module loads), so an experiment may change one value in place for a while:
+``scaled`` in ``benchmarks/tuning_sensitivity.py`` does, to measure how the development set's
+score hangs on it. Colours are floats in [0, 1] unless a field says levels (0..255); "max
+channel" means the largest difference over R, G and B.
 """
 
 from __future__ import annotations
