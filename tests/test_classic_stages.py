@@ -6,6 +6,7 @@ name and stops at a cancel between stages. Every threshold is one field of Tunin
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import re
 from pathlib import Path
@@ -707,6 +708,13 @@ def test_every_threshold_in_tuning_is_read_by_the_engine_and_nowhere_redefined()
     assert [name for name in fields if f"TUNING.{name}" not in source] == []
     # The thresholds live in tuning.py only: no module keeps a constant of its own.
     assert not re.findall(r"^_?[A-Z][A-Z_]*(?:_TOL|_AREA|_BAND|_SHARE) = ", source, re.M)
+    # Read when a stage runs: a default argument would keep the value its module loaded with.
+    bound = [f"{p.name}: {node.name}" for p in engine.glob("*.py")
+             for node in ast.walk(ast.parse(p.read_text()))
+             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+             and "TUNING" in " ".join(ast.unparse(d) for d in
+                                      [*node.args.defaults, *node.args.kw_defaults] if d)]
+    assert bound == []
     changed = dataclasses.replace(TUNING, same_color=0.2)
     assert changed.same_color == 0.2 and TUNING.same_color == 0.08
     with pytest.raises(dataclasses.FrozenInstanceError):
