@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_quality import CACHE, composite, documents, truth  # noqa: E402
+from bench_quality import CACHE, MERGES, composite, documents, truth  # noqa: E402
 from layerd_metric import Patch, evaluate_patches  # noqa: E402
 
 from layerbridge.engines.classic.decompose import decompose_pieces  # noqa: E402
@@ -48,8 +48,7 @@ def scaled(name: str, factor: float) -> Iterator[float | int]:
     """``TUNING.name`` times ``factor`` (rounded if a whole number) while the block runs; the
     new value is yielded. Every stage reads ``TUNING`` when it runs, so the one frozen
     instance is changed in place and put back."""
-    if name not in {f.name for f in fields(TUNING)}:
-        raise SystemExit(f"no threshold named {name!r} in the classic engine's Tuning")
+    _known(name)
     old = getattr(TUNING, name)
     new = round(old * factor) if isinstance(old, int) else old * factor
     object.__setattr__(TUNING, name, new)
@@ -66,12 +65,18 @@ def score_designs(paths: list[Path], cache: Path) -> Scores:
     for path in paths:
         true, height, width = truth(path, cache)
         pieces = decompose_pieces(composite(true, height, width), "auto", lambda *_: None)
-        # The server sends 8-bit layers: score what a client receives.
-        pred = [Patch(np.rint(np.clip(p.pixels, 0, 1) * 255).astype(np.float32) / 255,
-                      tuple(p.box), np.zeros(3, np.float32)) for p in pieces]
-        s = evaluate_patches(pred, true, height, width, 2)
+        # The server sends 8-bit layers: score what a client receives, placed as it is.
+        pred = [Patch.from_crop(np.rint(np.clip(p.pixels, 0, 1) * 255).astype(np.uint8),
+                                p.box.x0, p.box.y0, height, width) for p in pieces]
+        s = evaluate_patches(pred, true, height, width, MERGES)
         scores[path.name] = (s[0].iou, s[1].iou, s[2].iou)
     return scores
+
+
+def _known(name: str) -> None:
+    if name not in {f.name for f in fields(TUNING)}:
+        raise SystemExit(f"no threshold named {name!r} in the classic engine's Tuning "
+                         "(see server/layerbridge/engines/classic/tuning.py)")
 
 
 def run(task: tuple[str, float, list[Path], Path]) -> tuple[str, float, float | int, Scores]:
@@ -121,8 +126,7 @@ def main() -> None:
         raise SystemExit("no designs in " + ", ".join(map(str, args.folders)))
     tasks = [("", 1.0, paths, args.cache)]
     for name in args.names:
-        with scaled(name, 1.0):  # an unknown name stops here, before any run
-            pass
+        _known(name)  # before any run
         tasks += [(name, factor, paths, args.cache) for factor in args.factors]
     with ProcessPoolExecutor(args.jobs) as pool:
         done = list(pool.map(run, tasks))
