@@ -1,4 +1,5 @@
-"""How sharply the development set's score hangs on each of the classic engine's thresholds.
+"""How sharply the development set's score hangs on each of the classic engine's thresholds,
+and on the size its documents are drawn at.
 
 A value tuned on a set of documents sits where the set scores best. On a plateau, nearby
 values score the same and the value carries over to documents nobody tuned it on; on a peak
@@ -8,12 +9,11 @@ with that one value of ``TUNING`` scaled (whole numbers rounded), over every des
 folders given, and prints the designs' mean alpha soft IoU at 0, 1 and 2 merges against the
 run with every value as it is (the same process, first), with the files that move.
 
-``--scales`` asks the same of the documents' resolution: every design, its true layers
-resampled by the factor (smaller: area-averaged, as a document saved at that size is
-anti-aliased; larger: pixels repeated), decomposed from their composite and scored
-against them. A rule
-that holds on the set only at the size its files happen to have will not hold on documents
-drawn at another size.
+``--scales`` asks the same of the documents' size: every design, its true layers resampled
+by the factor (smaller: area-averaged, as a document saved at that size is anti-aliased;
+larger: pixels repeated), decomposed from their composite and scored against them. A rule
+that holds only at the size the set's files happen to have will not hold on documents drawn
+at another size.
 
     python benchmarks/tuning_sensitivity.py ../shared/testdata/psd-dev tests/data/psd \\
         --names max_elements same_color --factors 0.75 1.33 --scales 0.5 --jobs 2
