@@ -86,9 +86,9 @@ def rescaled(layer: Patch, factor: float, height: int, width: int) -> Patch:
     wy0, wx0 = (y0 // q - 1) * q, (x0 // q - 1) * q
     wy1, wx1 = (-(-y1 // q) + 1) * q, (-(-x1 // q) + 1) * q
     window = np.zeros((wy1 - wy0, wx1 - wx0, 4), np.float32)
-    alpha = layer.pixels[..., 3:]
+    cover = layer.pixels[..., 3:]
     window[y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0] = np.concatenate(
-        [layer.pixels[..., :3] * alpha, alpha], -1)
+        [layer.pixels[..., :3] * cover, cover], -1)
     size = (int((wx1 - wx0) * step), int((wy1 - wy0) * step))
     pre = cv2.resize(window, size, interpolation=cv2.INTER_AREA if step < 1 else cv2.INTER_NEAREST)
     alpha = np.clip(pre[..., 3:], 0.0, 1.0)
@@ -124,9 +124,7 @@ def _known(name: str) -> None:
 def run(task: tuple[str, float, list[Path], Path]) -> tuple[str, float, float | int, Scores]:
     """One run: (name, factor, the value used, scores); name "" is the unchanged run."""
     name, factor, paths, cache = task
-    if not name:
-        return name, factor, 0, score_designs(paths, cache)
-    if name == RESOLUTION:
+    if name in ("", RESOLUTION):  # the unchanged run is the documents at their own size
         return name, factor, factor, score_designs(paths, cache, factor)
     with scaled(name, factor) as value:
         return name, factor, value, score_designs(paths, cache)

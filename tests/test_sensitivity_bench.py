@@ -21,14 +21,15 @@ def test_a_layer_at_half_size_keeps_its_colour_and_its_edge_is_part_covered() ->
     # A red square at (3, 3) of side 6: at half size it covers (1.5, 1.5) to (4.5, 4.5),
     # pixels 2 and 3 fully and pixels 1 and 4 half.
     half = rescaled(square((200, 30, 30), 3, 3, 6, 20, 20), 0.5, 10, 10)
-    alpha = half.canvas(10, 10)[..., 3]
+    canvas = half.canvas(10, 10)
+    alpha = canvas[..., 3]
     assert np.allclose(alpha[2:4, 2:4], 1.0)
-    assert np.allclose(alpha[1, 2:4], 0.5, atol=1 / 255) and np.allclose(alpha[2:4, 4], 0.5,
-                                                                           atol=1 / 255)
+    assert np.allclose(alpha[1, 2:4], 0.5, atol=1 / 255)
+    assert np.allclose(alpha[2:4, 4], 0.5, atol=1 / 255)
     assert np.allclose(alpha[1, 1], 0.25, atol=1 / 255)
     assert alpha[0].max() == 0 and alpha[:, 5:].max() == 0
     # Premultiplied resampling: no dark fringe where the square is part covered.
-    seen = half.canvas(10, 10)[alpha > 0]
+    seen = canvas[alpha > 0]
     assert np.abs(seen[:, :3] * 255 - (200, 30, 30)).max() <= 1
 
 
