@@ -543,3 +543,26 @@ def test_an_icons_inner_edges_are_not_left_in_the_background() -> None:
     flat = composite([Layer(name, np.rint(layer * 255).astype(np.uint8)) for name, layer in out],
                      icon.shape[1], icon.shape[0])
     assert np.abs(flat.astype(int) - icon.astype(int)).max() <= 1
+
+
+def test_a_sheet_of_many_badges_comes_back_a_layer_per_badge() -> None:
+    """Thirty-six badges of three colours each (a disc, a square on it, a dot on that), far
+    fewer components than a page of text: taken one by one they made over a hundred layers,
+    the stack of a screenshot. A design that makes more elements than a designer keeps
+    layers is taken in blocks: each badge, its parts close together, is one layer."""
+    image = Image.new("RGB", (600, 600), (246, 244, 238))
+    draw = ImageDraw.Draw(image)
+    badges = []
+    for k in range(36):
+        y, x = 20 + 95 * (k // 6), 20 + 95 * (k % 6)
+        hue = (40 + 6 * k, 200 - 5 * k, 90 + 3 * k)
+        draw.ellipse((x, y, x + 70, y + 70), fill=hue)
+        draw.rectangle((x + 20, y + 20, x + 50, y + 50), fill=(250 - 6 * k, 30, 60))
+        draw.ellipse((x + 30, y + 30, x + 40, y + 40), fill=(20, 20 + 5 * k, 40))
+        badges.append((y, x))
+    out = decompose(np.dstack([np.asarray(image), np.full((600, 600), 255, np.uint8)]))
+    assert len(out) <= 36 + 1, f"{len(out)} layers for 36 badges"
+    for y, x in badges:
+        alphas = [layer[y + 5 : y + 65, x + 5 : x + 65, 3] for _, layer in out[1:]]
+        holder = max(alphas, key=lambda a: float(a.sum()))
+        assert (holder[25:35, 25:35] > 0.9).all() and holder[30, 2] > 0.9  # dot and disc

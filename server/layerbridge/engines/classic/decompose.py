@@ -165,17 +165,25 @@ def find_background(scene: Scene) -> Scene:
     found = _flat_elements(comp, rgb, is_bg, scene.check, in_photo)
     if found is None:
         # Too many elements for a flat design taken one by one (screenshots, paragraphs of
-        # small text): its foreground in blocks, each a group of elements close together.
-        # (Text inlaid in a block, as a layer over it, was tried: 0.575 -> 0.763 at 0 merges
-        # on one page of paragraphs, 0.955 -> 0.629 at 2 on another.)
-        scene.path = "blocks"
-        scene.elements = photo.blocks(is_bg, rgb)
-        if len(scene.elements) == 1:
-            # One block is no decomposition: if it is a panel, its content is the next level.
-            scene.elements = photo.opened(scene.elements[0], comp, rgb)
-        return scene
+        # small text): its foreground in blocks.
+        return _in_blocks(scene)
     elements, scene.thin = found
     scene.elements = elements + photos
+    return scene
+
+
+def _in_blocks(scene: Scene) -> Scene:
+    """The design's foreground in blocks, each a group of elements close together (the
+    paragraphs and panels of a screenshot). (Text inlaid in a block, as a layer over it, was
+    tried: 0.575 -> 0.763 at 0 merges on one page of paragraphs, 0.955 -> 0.629 at 2 on
+    another.)"""
+    assert scene.rgb is not None and scene.is_background is not None
+    assert scene.components is not None
+    scene.path = "blocks"
+    scene.elements = photo.blocks(scene.is_background, scene.rgb)
+    if len(scene.elements) == 1:
+        # One block is no decomposition: if it is a panel, its content is the next level.
+        scene.elements = photo.opened(scene.elements[0], scene.components, scene.rgb)
     return scene
 
 
@@ -319,14 +327,23 @@ def _photo_scene(scene: Scene) -> Scene:
 
 def find_text(scene: Scene) -> Scene:
     """Components into elements: text lines, shapes whole again, faint strokes found, and
-    what is left of a background gradient the field did not fit given back to it."""
-    rgb, is_bg, bg = scene.rgb, scene.is_background, scene.background
+    what is left of a background gradient the field did not fit given back to it; a design
+    that makes more than ``TUNING.max_layers`` of them in blocks instead."""
+    if scene.path == "design":
+        scene.elements = _design_elements(scene)
+        if len(scene.elements) > TUNING.max_layers:
+            scene = _in_blocks(scene)
     if scene.path == "blocks":
+        rgb, bg = scene.rgb, scene.background
         assert rgb is not None and bg is not None
         frame = rgb.shape[:2]
         scene.elements = text_lines(block_inks(scene.elements, rgb, bg, frame), frame)
-    if scene.path != "design":
-        return scene
+    return scene
+
+
+def _design_elements(scene: Scene) -> list[Element]:
+    """A design's components, one by one, into its elements (see find_text)."""
+    rgb, is_bg, bg = scene.rgb, scene.is_background, scene.background
     assert rgb is not None and is_bg is not None and bg is not None
     frame = rgb.shape[:2]
     elements = text_lines(scene.elements, frame)
@@ -347,8 +364,7 @@ def find_text(scene: Scene) -> Scene:
     elements = join_codes(elements, scene.rgb8)
     # Last, when the residue of a background gradient has taken in its specks: all of it
     # stays in the background.
-    scene.elements = [e for e in elements if not _background_residue(e, rgb, is_bg)]
-    return scene
+    return [e for e in elements if not _background_residue(e, rgb, is_bg)]
 
 
 # --- 4. order -----------------------------------------------------------------------------

@@ -62,6 +62,9 @@ class Tuning:
     #: parts of screenshots came out as a stack deeper than the design's, and as one layer
     #: for the whole image (the photo path, as before) the design had no layers at all.
     max_elements: int = 400
+    #: ... and so is a design of fewer, once they make more than this many elements, glyphs
+    #: joined into lines (a collage of cut-outs, a card of many small parts).
+    max_layers: int = 40
     #: A component at least this share background is background, not an element.
     max_background_share: float = 0.5
     #: An element reaching the image's edge whose colour steps by at most this (max channel,
