@@ -23,7 +23,6 @@ on 2 cores), three runs a size.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Iterator
@@ -36,8 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_quality import CACHE, documents  # noqa: E402
-from tuning_sensitivity import Scores, score_designs  # noqa: E402
+from tuning_sensitivity import Scores, design_arguments, designs, score_designs  # noqa: E402
 
 from layerbridge.engines.classic.tuning import TUNING  # noqa: E402
 
@@ -112,19 +110,8 @@ def table(runs: dict[tuple[Mode, float], Scores], scales: list[float]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("folders", nargs="+", type=Path)
-    parser.add_argument("--scales", nargs="+", type=float, default=[],
-                        help="also every design drawn this many times as large")
-    parser.add_argument("--only", nargs="*", default=[], help="names containing any of these")
-    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (processes)")
-    parser.add_argument("--cache", type=Path, default=CACHE, help="decoded true layers")
-    parser.add_argument("--json", type=Path, help="write every run's per-file scores here")
-    parser.add_argument("--markdown", type=Path, help="write the tables here")
-    args = parser.parse_args()
-    paths = [p for p, kind, _ in documents(args.folders, args.only) if kind == "design"]
-    if not paths:
-        raise SystemExit("no designs in " + ", ".join(map(str, args.folders)))
+    args = design_arguments(__doc__).parse_args()
+    paths = designs(args.folders, args.only)
     scales = [1.0, *(s for s in args.scales if s != 1.0)]
     tasks = [(mode, scale, paths, args.cache) for scale in scales for mode in MODES]
     with ProcessPoolExecutor(args.jobs) as pool:

@@ -115,6 +115,30 @@ def score_designs(paths: list[Path], cache: Path, scale: float = 1.0) -> Scores:
     return scores
 
 
+def design_arguments(doc: str | None) -> argparse.ArgumentParser:
+    """The arguments of a benchmark that scores the designs of folders in this process: which
+    designs, at what sizes, how many runs at a time, and where the scores go."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    parser.add_argument("folders", nargs="+", type=Path)
+    parser.add_argument("--scales", nargs="+", type=float, default=[],
+                        help="also score every design drawn this many times as large")
+    parser.add_argument("--only", nargs="*", default=[], help="names containing any of these")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (processes)")
+    parser.add_argument("--cache", type=Path, default=CACHE, help="decoded true layers")
+    parser.add_argument("--json", type=Path, help="write every run's per-file scores here")
+    parser.add_argument("--markdown", type=Path, help="write the table here")
+    return parser
+
+
+def designs(folders: list[Path], only: list[str]) -> list[Path]:
+    """The designs (not photos) among the documents of ``folders`` (names with any of
+    ``only`` in them, if given)."""
+    paths = [p for p, kind, _ in documents(folders, only) if kind == "design"]
+    if not paths:
+        raise SystemExit("no designs in " + ", ".join(map(str, folders)))
+    return paths
+
+
 def _known(name: str) -> None:
     if name not in {f.name for f in fields(TUNING)}:
         raise SystemExit(f"no threshold named {name!r} in the classic engine's Tuning "
@@ -154,21 +178,11 @@ def table(base: Scores, runs: list[tuple[str, float, float | int, Scores]]) -> s
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("folders", nargs="+", type=Path)
+    parser = design_arguments(__doc__)
     parser.add_argument("--names", nargs="+", default=[], help="Tuning fields to scale")
     parser.add_argument("--factors", nargs="+", type=float, default=[0.75, 1.33])
-    parser.add_argument("--scales", nargs="+", type=float, default=[],
-                        help="also score every design drawn this many times as large")
-    parser.add_argument("--only", nargs="*", default=[], help="names containing any of these")
-    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (processes)")
-    parser.add_argument("--cache", type=Path, default=CACHE, help="decoded true layers")
-    parser.add_argument("--json", type=Path, help="write every run's per-file scores here")
-    parser.add_argument("--markdown", type=Path, help="write the table here")
     args = parser.parse_args()
-    paths = [p for p, kind, _ in documents(args.folders, args.only) if kind == "design"]
-    if not paths:
-        raise SystemExit("no designs in " + ", ".join(map(str, args.folders)))
+    paths = designs(args.folders, args.only)
     if not args.names and not args.scales:
         raise SystemExit("name a threshold (--names) or a resolution (--scales) to vary")
     tasks = [("", 1.0, paths, args.cache)]
