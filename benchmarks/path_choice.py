@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Literal
 
@@ -35,9 +34,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tuning_sensitivity import Scores, design_arguments, designs, score_designs  # noqa: E402
-
-from layerbridge.engines.classic.tuning import TUNING  # noqa: E402
+from tuning_sensitivity import (  # noqa: E402
+    Scores,
+    design_arguments,
+    designs,
+    score_designs,
+    tuned,
+)
 
 #: How a run takes designs: as the switch decides, or all one way.
 Mode = Literal["switch", "design", "blocks"]
@@ -48,21 +51,15 @@ LIMITS = ("max_elements", "max_layers")
 MARGIN = 0.02
 
 
-@contextmanager
-def forced(mode: Mode) -> Iterator[None]:
+def forced(mode: Mode) -> AbstractContextManager[None]:
     """Every design taken ``mode``'s way while the block runs ("switch": as the engine
     decides). The switch compares counts with ``TUNING.max_elements`` (components) and
     ``TUNING.max_layers`` (elements, glyphs joined into lines): no count or every count
-    passes both; the one frozen instance is changed in place and put back."""
-    old = {name: getattr(TUNING, name) for name in LIMITS}
-    for name in LIMITS:
-        limit = {"switch": old[name], "design": sys.maxsize, "blocks": 0}[mode]
-        object.__setattr__(TUNING, name, limit)
-    try:
-        yield
-    finally:
-        for name, value in old.items():
-            object.__setattr__(TUNING, name, value)
+    passes both."""
+    if mode == "switch":
+        return tuned()
+    limit = sys.maxsize if mode == "design" else 0
+    return tuned(**{name: limit for name in LIMITS})
 
 
 def run(task: tuple[Mode, float, list[Path], Path]) -> tuple[Mode, float, Scores]:

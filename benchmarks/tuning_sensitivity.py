@@ -55,18 +55,30 @@ RESOLUTION = "resolution"
 
 
 @contextmanager
+def tuned(**values: float | int) -> Iterator[None]:
+    """``TUNING`` with these fields set while the block runs. Every stage reads ``TUNING``
+    when it runs, so the one frozen instance is changed in place and put back."""
+    for name in values:
+        _known(name)
+    old = {name: getattr(TUNING, name) for name in values}
+    try:
+        for name, value in values.items():
+            object.__setattr__(TUNING, name, value)
+        yield
+    finally:
+        for name, value in old.items():
+            object.__setattr__(TUNING, name, value)
+
+
+@contextmanager
 def scaled(name: str, factor: float) -> Iterator[float | int]:
     """``TUNING.name`` times ``factor`` (rounded if a whole number) while the block runs; the
-    new value is yielded. Every stage reads ``TUNING`` when it runs, so the one frozen
-    instance is changed in place and put back."""
+    new value is yielded."""
     _known(name)
     old = getattr(TUNING, name)
     new = round(old * factor) if isinstance(old, int) else old * factor
-    object.__setattr__(TUNING, name, new)
-    try:
+    with tuned(**{name: new}):
         yield new
-    finally:
-        object.__setattr__(TUNING, name, old)
 
 
 def rescaled(layer: Patch, factor: float, height: int, width: int) -> Patch:
